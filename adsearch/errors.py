@@ -1,0 +1,5 @@
+"""The project's one exception family: user-facing errors the CLI prints without a traceback."""
+
+
+class AdsearchError(Exception):
+    """A problem the user can fix (bad spec, missing data, unknown study); printed as is."""

@@ -1,0 +1,541 @@
+"""The study spec: Pydantic models, YAML loading with line-numbered errors, the search space.
+
+A spec is plain data. `load_spec(path)` reads YAML with `safe_load`, validates the whole
+document and raises `SpecError` listing every problem as `dotted.path (line N): message`.
+`apply_params(spec, params)` puts sampled values into a spec and validates it again as a whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from adsearch.errors import AdsearchError
+
+METRICS: dict[str, str] = {
+    "accuracy": "max",
+    "top5": "max",
+    "params": "min",
+    "macs": "min",
+    "train_macs": "min",
+    "latency_ms": "min",
+    "wall_s": "min",
+    "params_ratio": "min",
+    "macs_ratio": "min",
+    "train_macs_ratio": "min",
+    "accuracy_drop": "min",
+}
+"""Metric names usable as objectives, with the direction that is better."""
+
+DATASETS = ("digits", "synthetic")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- model and data -------------------------------------------------------------------------
+
+
+class ModelSpec(_Model):
+    arch: str = Field("vgg11", description="registered architecture, e.g. vgg11, vgg19")
+    layers: list[int | Literal["M"]] | None = Field(
+        None, description="custom VGG layer list (conv widths and 'M' for max-pool); overrides arch"
+    )
+    width_mult: float = Field(1.0, gt=0, le=8, description="multiplier on every conv width")
+
+    @field_validator("arch")
+    @classmethod
+    def arch_is_registered(cls, arch: str) -> str:
+        from adsearch.models import check_arch  # the registry is the vocabulary
+
+        check_arch(arch)
+        return arch
+
+    @field_validator("layers")
+    @classmethod
+    def layers_hold_a_conv(cls, layers):
+        if layers is not None and not any(isinstance(x, int) for x in layers):
+            raise ValueError("must hold at least one conv width")
+        if layers is not None and any(isinstance(x, int) and x < 1 for x in layers):
+            raise ValueError("conv widths must be >= 1")
+        return layers
+
+
+class DataSpec(_Model):
+    dataset: Literal["digits", "synthetic"] = Field("digits", description="registered dataset")
+    root: str | None = Field(None, description="where the dataset lives on disk (file datasets)")
+    image_size: int | None = Field(
+        None, ge=8, le=64, description="resize images to this many pixels square (None: native)"
+    )
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share (split datasets)")
+    num_samples: int = Field(512, ge=16, description="synthetic only: samples in all")
+    num_classes: int = Field(4, ge=2, description="synthetic only: number of classes")
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+class SGDSpec(_Model):
+    name: Literal["sgd"] = "sgd"
+    lr: float = Field(0.05, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    nesterov: bool = False
+
+    @model_validator(mode="after")
+    def nesterov_needs_momentum(self):
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: true needs momentum > 0")
+        return self
+
+
+class AdamSpec(_Model):
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def betas_in_unit_interval(cls, betas):
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"both betas must be in [0, 1), got {list(betas)}")
+        return betas
+
+
+OptimizerSpec = Annotated[Union[SGDSpec, AdamSpec], Field(discriminator="name")]
+
+
+class ScheduleSpec(_Model):
+    name: Literal["constant", "step", "cosine"] = "cosine"
+    step_size: int = Field(30, ge=1, description="step: epochs between LR drops")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: LR factor at each drop")
+
+
+class TrainSpec(_Model):
+    epochs: int = Field(10, ge=1, description="epochs per trial")
+    batch_size: int = Field(64, ge=1, description="training batch size")
+    eval_batch_size: int = Field(512, ge=1, description="evaluation batch size")
+    optimizer: OptimizerSpec = Field(default_factory=SGDSpec)
+    lr_schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: per_trial.cpu)")
+
+    @field_validator("lr_schedule", mode="before")
+    @classmethod
+    def schedule_from_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("device")
+    @classmethod
+    def device_is_known(cls, device: str) -> str:
+        base, _, index = device.partition(":")
+        if base not in ("auto", "cpu", "cuda") or (index and (base != "cuda" or not index.isdigit())):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+        return device
+
+
+# --- pruning ----------------------------------------------------------------------------------
+
+
+class PruningSpec(_Model):
+    method: Literal["activation_density", "none"] = "activation_density"
+    compress_at: list[int] = Field(default_factory=list, description="epochs after which to compress")
+    max_rounds: int | None = Field(None, ge=0, description="compression rounds at most (default: all)")
+    target_density: float = Field(1.0, gt=0, le=1, description="layers at or above are left alone")
+    zero_threshold: float = Field(0.0, ge=0, description="an output counts as active above this")
+    min_channels: int = Field(4, ge=1, description="no layer is cut below this width")
+    round_to: int = Field(1, ge=1, description="widths are rounded up to a multiple of this")
+    weights: Literal["inherit", "reinit"] = "inherit"
+
+    @field_validator("compress_at")
+    @classmethod
+    def epochs_positive_and_sorted(cls, epochs: list[int]) -> list[int]:
+        if any(e < 1 for e in epochs):
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        return sorted(set(epochs))
+
+    @property
+    def rounds(self) -> int:
+        """How many compressions will happen at most."""
+        if self.method == "none":
+            return 0
+        limit = len(self.compress_at) if self.max_rounds is None else self.max_rounds
+        return min(limit, len(self.compress_at))
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+class Objective(_Model):
+    metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]
+    mode: Literal["max", "min"] | None = Field(None, description="default: the metric's natural one")
+
+    @model_validator(mode="after")
+    def mode_from_metric(self):
+        if self.mode is None:
+            self.mode = METRICS[self.metric]
+        return self
+
+
+class ValuesDim(_Model):
+    values: list[Any] = Field(min_length=1, description="the choices")
+
+
+class DistributionDim(_Model):
+    distribution: Literal["uniform", "log_uniform", "int_uniform"]
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def low_below_high(self):
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
+        if self.distribution == "log_uniform" and self.low <= 0:
+            raise ValueError(f"log_uniform needs low > 0, got {self.low}")
+        if self.distribution == "log_uniform" and self.step is not None:
+            raise ValueError("log_uniform takes no step")
+        if self.distribution == "int_uniform" and not (
+            float(self.low).is_integer() and float(self.high).is_integer()
+        ):
+            raise ValueError(f"int_uniform needs integer low and high, got {self.low}, {self.high}")
+        return self
+
+
+Dimension = Union[ValuesDim, DistributionDim]
+
+
+class SearchSpec(_Model):
+    trials: int = Field(12, ge=1, description="search trials (the baseline is extra)")
+    sampler: Literal["nsga2", "tpe", "random", "grid"] = "nsga2"
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(metric="accuracy"), Objective(metric="params")],
+        min_length=1,
+    )
+    space: dict[str, Dimension] = Field(default_factory=dict)
+    baseline: bool = Field(True, description="run the same recipe with pruning off first")
+
+    @model_validator(mode="after")
+    def grid_takes_values_only(self):
+        if self.sampler == "grid":
+            bad = [p for p, d in self.space.items() if not isinstance(d, ValuesDim)]
+            if bad:
+                raise ValueError(f"sampler grid needs {{values: [...]}} dimensions; not: {', '.join(bad)}")
+        return self
+
+    @model_validator(mode="after")
+    def objectives_distinct(self):
+        names = [o.metric for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives repeat a metric: {names}")
+        return self
+
+
+class PerTrial(_Model):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class ResourcesSpec(_Model):
+    per_trial: PerTrial = Field(default_factory=PerTrial)
+    max_concurrent: int | None = Field(None, ge=1, description="trials at once (default: what fits)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray (default: all)")
+    address: str | None = Field(None, description="Ray cluster: auto, host:port or ray://host:10001")
+
+
+class ReportSpec(_Model):
+    max_accuracy_drop: float = Field(
+        0.01, ge=0, le=1, description="recommended trade-off: accuracy within this of the baseline"
+    )
+
+
+class StudySpec(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    seed: int = Field(0, ge=0)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    pruning: PruningSpec = Field(default_factory=PruningSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @model_validator(mode="after")
+    def compression_leaves_epochs_to_train(self):
+        late = [e for e in self.pruning.compress_at if e >= self.train.epochs]
+        if late and self.pruning.method != "none":
+            raise ValueError(
+                f"pruning.compress_at: epochs must be < train.epochs ({self.train.epochs}) so "
+                f"training goes on after compressing, got {late}"
+            )
+        return self
+
+    def without_pruning(self) -> StudySpec:
+        """The same recipe with pruning off: the study's baseline."""
+        return self.model_copy(update={"pruning": self.pruning.model_copy(update={"method": "none"})})
+
+    def digest(self) -> str:
+        """A short hash of the spec's content, to tell a changed spec on resume."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- errors with YAML lines -------------------------------------------------------------------
+
+
+class SpecError(AdsearchError):
+    """An invalid spec: every problem, each as `dotted.path (line N): message`."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} error(s)\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _yaml_lines(text: str) -> dict[tuple, int]:
+    """Map each key path in a YAML document to the (1-based) line where it appears."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path: tuple):
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = path + (key.value,)
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
+    """The line of the longest prefix of `loc` that the YAML holds."""
+    loc = tuple(loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+_BRANCH_TAGS = {"SGDSpec", "AdamSpec", "ValuesDim", "DistributionDim", "sgd", "adam", "adamw"}
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop the union-branch tags pydantic puts in error locations."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in _BRANCH_TAGS or "[" in p)))
+
+
+def _format_error(err: dict, lines: dict[tuple, int] | None, prefix: tuple = ()) -> str:
+    loc = prefix + _clean_loc(err["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    line = _line_of(lines, loc) if lines else None
+    where = f"{path} (line {line})" if line else path
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key; " + _allowed_keys(loc[:-1]) if loc else msg
+    elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+        given = err["input"]
+        if f"got {given!r}" not in msg and f"got {given}" not in msg:
+            msg = f"{msg}, got {given!r}"
+    return f"{where}: {msg}"
+
+
+def _allowed_keys(loc: tuple) -> str:
+    """'allowed: a, b, c' for the model at `loc` in the spec (best effort)."""
+    model: Any = StudySpec
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return "see `adsearch schema`"
+        ann = fields[part].annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return "see `adsearch schema`"
+    return "allowed: " + ", ".join(model.model_fields)
+
+
+def _validation_problems(exc: ValidationError, lines, prefix: tuple = ()) -> list[str]:
+    return [_format_error(e, lines, prefix) for e in exc.errors()]
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def parse_spec(text: str, source: str = "<spec>", overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Validate a YAML document (plus dotted-path overrides) into a `StudySpec`.
+
+    Raises:
+        SpecError: listing every problem at once.
+    """
+    try:
+        data = yaml.safe_load(text)
+        lines = _yaml_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise SpecError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(source, [f"the spec must be a mapping of keys, got {type(data).__name__}"])
+    problems: list[str] = []
+    for path, value in (overrides or {}).items():
+        try:
+            data = set_path(data, path, value)
+        except KeyError as exc:
+            problems.append(f"--set {path}: {exc.args[0]}")
+    if problems:
+        raise SpecError(source, problems)
+    return validate_spec(data, source, lines)
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Read and validate a YAML spec file (see `parse_spec`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(str(path), [f"cannot read the spec: {exc.strerror}"]) from None
+    return parse_spec(text, str(path), overrides)
+
+
+def validate_spec(data: dict, source: str = "<spec>", lines: dict | None = None) -> StudySpec:
+    """Validate a spec dict, then its search space against it; raise `SpecError` with all problems."""
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, _validation_problems(exc, lines)) from None
+    problems = _space_problems(spec, lines)
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+# --- the search space -------------------------------------------------------------------------
+
+
+def get_path(data: dict, path: str):
+    node: Any = data
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def set_path(data: dict, path: str, value) -> dict:
+    """A deep copy of `data` with `value` at dotted `path` (intermediate mappings are created)."""
+    data = copy.deepcopy(data)
+    node = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise KeyError(f"{part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+    return data
+
+
+def _field_problem(spec: StudySpec, path: str) -> str | None:
+    """Why `path` does not name a field of `spec`, or None if it does."""
+    node: Any = spec
+    walked: list[str] = []
+    for part in path.split("."):
+        fields = type(node).model_fields if isinstance(node, BaseModel) else None
+        if fields is None:
+            return f"{'.'.join(walked)} is a value, not a section"
+        if part not in fields:
+            here = ".".join(walked) or "the spec"
+            return f"no field {part!r} in {here}; available: {', '.join(fields)}"
+        node = getattr(node, part)
+        walked.append(part)
+    if isinstance(node, BaseModel):
+        return f"{path} is a section; name one of its fields: {', '.join(type(node).model_fields)}"
+    return None
+
+
+def _space_problems(spec: StudySpec, lines: dict | None) -> list[str]:
+    problems: list[str] = []
+    base = spec.model_dump(mode="json")
+    for path, dim in spec.search.space.items():
+        prefix = ("search", "space", path)
+        where = ".".join(prefix[:2]) + f".{path}"
+        line = _line_of(lines, prefix) if lines else None
+        where = f"{where} (line {line})" if line else where
+        if path.split(".")[0] == "search" or path == "name":
+            problems.append(f"{where}: cannot search over {path!r}")
+            continue
+        reason = _field_problem(spec, path)
+        if reason:
+            problems.append(f"{where}: {reason}")
+            continue
+        candidates = dim.values if isinstance(dim, ValuesDim) else [_cast(dim, dim.low), _cast(dim, dim.high)]
+        for value in candidates:
+            try:
+                StudySpec.model_validate(set_path(base, path, value))
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = ".".join(str(p) for p in _clean_loc(err["loc"]))
+                    msg = err["msg"].removeprefix("Value error, ")
+                    problems.append(f"{where}: value {value!r} is not allowed ({loc}: {msg})")
+    return problems
+
+
+def _cast(dim: DistributionDim, value: float):
+    return int(value) if dim.distribution == "int_uniform" else value
+
+
+def encode_choice(value) -> Any:
+    """Optuna categorical choices must be scalars: lists and mappings travel as JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def decode_choice(dim: Dimension, value) -> Any:
+    if isinstance(dim, ValuesDim) and isinstance(value, str):
+        for choice in dim.values:
+            if encode_choice(choice) == value:
+                return choice
+    if isinstance(dim, DistributionDim) and dim.distribution == "int_uniform":
+        return int(value)
+    return value
+
+
+def apply_params(spec: StudySpec, params: dict[str, Any]) -> StudySpec:
+    """The base spec with sampled `params` (dotted path -> value) put in, validated as a whole."""
+    data = spec.model_dump(mode="json")
+    for path, value in params.items():
+        dim = spec.search.space.get(path)
+        data = set_path(data, path, decode_choice(dim, value) if dim is not None else value)
+    return validate_spec(data, source="sampled trial")
+
+
+def json_schema() -> dict:
+    return StudySpec.model_json_schema()
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

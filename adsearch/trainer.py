@@ -1,0 +1,270 @@
+"""One trial: train, measure densities, compress at the planned epochs, evaluate, checkpoint.
+
+`run_trial(spec, report=...)` reads top to bottom like a training script. It knows nothing of
+Ray or Optuna: the study passes a `report(metrics, checkpoint)` callback, `adsearch train`
+passes one that prints. A checkpoint is one plain dict (tensors, lists, numbers) written and
+read in one place (`_checkpoint`, `_restore`), loadable with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adsearch import cost
+from adsearch.compress import ChannelGroup, RoundPlan, apply_plan, plan_round
+from adsearch.data import Dataset, load_data
+from adsearch.density import DensityMonitor
+from adsearch.errors import AdsearchError
+from adsearch.models import create_model
+from adsearch.spec import ScheduleSpec, StudySpec
+
+Report = Callable[[dict, dict], None]
+CHECKPOINT_VERSION = 1
+
+
+class TrialDiverged(AdsearchError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AdsearchError(f"train.device is {name!r} but CUDA is not available here; use auto or cpu")
+    return torch.device(name)
+
+
+def build_model(spec: StudySpec, data: Dataset, widths: list[int] | None = None) -> nn.Module:
+    return create_model(
+        spec.model.arch,
+        num_classes=data.num_classes,
+        in_channels=data.input_shape[0],
+        image_size=data.input_shape[-1],
+        widths=widths,
+        width_mult=spec.model.width_mult,
+        layers=spec.model.layers,
+    )
+
+
+def build_optimizer(spec: StudySpec, model: nn.Module) -> torch.optim.Optimizer:
+    opt = spec.train.optimizer
+    params = list(model.parameters())
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
+                               weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+    cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
+
+
+def lr_factor(schedule: ScheduleSpec, epoch: int, epochs: int) -> float:
+    """The learning-rate multiplier for 0-based `epoch` of `epochs`."""
+    if schedule.name == "step":
+        return schedule.gamma ** (epoch // schedule.step_size)
+    if schedule.name == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+    return 1.0
+
+
+def group_widths(model: nn.Module, groups: list[ChannelGroup]) -> list[int]:
+    modules = dict(model.named_modules())
+    return [int(modules[g.producers[0]].weight.shape[0]) for g in groups]
+
+
+def train_one_epoch(model, batches, optimizer, device, label_smoothing: float) -> dict:
+    """One pass over `batches`. Loss and hits are summed on the device: one sync at the end."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    hits = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(x)
+        loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * y.shape[0]
+        hits += (out.detach().argmax(1) == y).sum()
+        seen += y.shape[0]
+    return {"train_loss": loss_sum.item() / seen, "train_accuracy": hits.item() / seen, "samples": seen}
+
+
+@torch.no_grad()
+def evaluate(model, batches, device, num_classes: int) -> dict:
+    """Top-1 and top-5 accuracy and mean loss on `batches`."""
+    model.eval()
+    k = min(5, num_classes)
+    loss_sum = torch.zeros((), device=device)
+    top1 = torch.zeros((), device=device, dtype=torch.long)
+    topk = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(x)
+        loss_sum += F.cross_entropy(out, y, reduction="sum")
+        pred = out.topk(k, dim=1).indices
+        top1 += (pred[:, 0] == y).sum()
+        topk += (pred == y[:, None]).any(dim=1).sum()
+        seen += y.shape[0]
+    return {"loss": loss_sum.item() / seen, "accuracy": top1.item() / seen, "top5": topk.item() / seen}
+
+
+class _Trial:
+    """The mutable state of one trial; everything a checkpoint holds lives here."""
+
+    def __init__(self, spec: StudySpec, device: torch.device):
+        self.spec, self.device = spec, device
+        torch.manual_seed(spec.seed)
+        self.data = load_data(spec.data, spec.seed).to(device)
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        self.model = build_model(spec, self.data).to(device)
+        self.groups = self.model.channel_groups()
+        self.optimizer = build_optimizer(spec, self.model)
+        self.epoch = 0
+        self.rounds = 0
+        self.train_macs = 0
+        self.wall_s = 0.0
+        self.history: list[dict] = []
+        self.compressions: list[dict] = []
+        self.base_widths = group_widths(self.model, self.groups)
+        self._measure()
+
+    def _measure(self) -> None:
+        self.params = cost.count_params(self.model)
+        self.macs = cost.count_macs(self.model, self.data.input_shape)
+
+    @property
+    def widths(self) -> list[int]:
+        return group_widths(self.model, self.groups)
+
+    def compress(self, plan: RoundPlan) -> None:
+        """Remove the channels `plan` drops: keep their weights, or rebuild the narrower net fresh."""
+        if self.spec.pruning.weights == "inherit":
+            apply_plan(self.model, self.groups, plan, self.optimizer)
+        else:
+            widths = [plan.new_widths[g.name] for g in self.groups]
+            self.model = build_model(self.spec, self.data, widths).to(self.device)
+            self.groups = self.model.channel_groups()
+            self.optimizer = build_optimizer(self.spec, self.model)
+        self._measure()
+
+    def checkpoint(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "rounds": self.rounds,
+            "widths": self.widths,
+            "train_macs": self.train_macs,
+            "wall_s": self.wall_s,
+            "history": self.history,
+            "compressions": self.compressions,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+        }
+
+    def restore(self, ckpt: dict) -> None:
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise AdsearchError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
+        self.model = build_model(self.spec, self.data, list(ckpt["widths"])).to(self.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.groups = self.model.channel_groups()
+        self.optimizer = build_optimizer(self.spec, self.model)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        for key in ("epoch", "rounds", "train_macs", "wall_s", "history", "compressions"):
+            setattr(self, key, ckpt[key])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.shuffle.set_state(ckpt["rng"]["shuffle"])
+        if ckpt["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        self._measure()
+
+
+def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict | None = None) -> dict:
+    """Train one trial of `spec` to the end and return its final metrics.
+
+    Args:
+        spec: the trial's full spec (sampled values already put in).
+        report: called after every epoch with that epoch's metrics and a checkpoint dict.
+        checkpoint: a dict from an earlier `report` call to continue from.
+
+    Raises:
+        TrialDiverged: the training loss became NaN or infinite.
+    """
+    started = time.perf_counter()
+    t = _Trial(spec, resolve_device(spec.train.device))
+    if checkpoint is not None:
+        t.restore(checkpoint)
+    pruning, train = spec.pruning, spec.train
+    base_lr = train.optimizer.lr
+    wall_before = t.wall_s
+    metrics: dict = {}
+    while t.epoch < train.epochs:
+        # -- train one epoch at this epoch's learning rate, counting densities on the device
+        factor = lr_factor(train.lr_schedule, t.epoch, train.epochs)
+        for group in t.optimizer.param_groups:
+            group["lr"] = base_lr * factor
+        macs_this_epoch = t.macs
+        with DensityMonitor(t.model, t.groups, pruning.zero_threshold) as monitor:
+            stats = train_one_epoch(t.model, t.data.train_batches(train.batch_size, t.shuffle),
+                                    t.optimizer, t.device, train.label_smoothing)
+            channel_densities = monitor.channel_densities()
+        if not math.isfinite(stats["train_loss"]):
+            raise TrialDiverged(f"training loss became {stats['train_loss']} in epoch {t.epoch + 1}")
+        t.epoch += 1
+        t.train_macs += cost.train_macs(macs_this_epoch, stats["samples"])
+        scores = evaluate(t.model, t.data.test_batches(train.eval_batch_size), t.device, t.data.num_classes)
+        densities = {g: round(float(cd.mean()), 4) for g, cd in channel_densities.items()}
+        record = {"epoch": t.epoch, "lr": base_lr * factor, **stats, **scores,
+                  "params": t.params, "macs": t.macs, "widths": t.widths, "density": densities}
+
+        # -- compress: at a planned epoch, while rounds remain
+        if pruning.method != "none" and t.epoch in pruning.compress_at and t.rounds < pruning.rounds:
+            plan = plan_round(t.groups, channel_densities, target_density=pruning.target_density,
+                              min_channels=pruning.min_channels, round_to=pruning.round_to)
+            before = t.widths
+            if plan.changed:
+                t.compress(plan)
+            t.rounds += 1
+            t.compressions.append({"epoch": t.epoch, "round": t.rounds, "density": densities,
+                                   "widths_before": before, "widths_after": t.widths,
+                                   "params": t.params, "macs": t.macs})
+
+        t.wall_s = wall_before + (time.perf_counter() - started)
+        t.history.append(record)
+        metrics = _metrics(t, record)
+        if t.epoch == train.epochs:
+            metrics["latency_ms"] = cost.latency_ms(t.model, t.data.input_shape)
+        if report is not None:
+            report(metrics, t.checkpoint())
+    if not metrics:  # resumed from a checkpoint of the last epoch
+        metrics = _metrics(t, t.history[-1])
+        metrics["latency_ms"] = cost.latency_ms(t.model, t.data.input_shape)
+    metrics["history"] = t.history
+    metrics["compressions"] = t.compressions
+    metrics["base_widths"] = t.base_widths
+    return metrics
+
+
+def _metrics(t: _Trial, record: dict) -> dict:
+    return {
+        "epoch": t.epoch,
+        "accuracy": record["accuracy"],
+        "top5": record["top5"],
+        "loss": record["loss"],
+        "train_loss": record["train_loss"],
+        "params": t.params,
+        "macs": t.macs,
+        "train_macs": t.train_macs,
+        "wall_s": t.wall_s,
+        "rounds": t.rounds,
+        "widths": t.widths,
+        "density": record["density"],
+    }
