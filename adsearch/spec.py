@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -356,9 +355,9 @@ def _format_error(err: dict, lines: dict[tuple, int] | None, prefix: tuple = ())
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key; " + _allowed_keys(loc[:-1]) if loc else msg
-    elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+    elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
         given = err["input"]
-        if f"got {given!r}" not in msg and f"got {given}" not in msg:
+        if repr(given) not in msg and f"got {given}" not in msg:
             msg = f"{msg}, got {given!r}"
     return f"{where}: {msg}"
 
@@ -427,7 +426,8 @@ def validate_spec(data: dict, source: str = "<spec>", lines: dict | None = None)
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(source, _validation_problems(exc, lines)) from None
+        # the space's values can only be checked against a valid spec, its paths always
+        raise SpecError(source, _validation_problems(exc, lines) + _space_path_problems(data, lines)) from None
     problems = _space_problems(spec, lines)
     if problems:
         raise SpecError(source, problems)
@@ -476,6 +476,43 @@ def _field_problem(spec: StudySpec, path: str) -> str | None:
     if isinstance(node, BaseModel):
         return f"{path} is a section; name one of its fields: {', '.join(type(node).model_fields)}"
     return None
+
+
+def _class_field_problem(path: str) -> str | None:
+    """Why `path` names no field of the spec schema (any branch of a union counts), or None."""
+    models: list[type[BaseModel]] = [StudySpec]
+    walked: list[str] = []
+    for part in path.split("."):
+        if not models:
+            return f"{'.'.join(walked)} is a value, not a section"
+        fields = {name: f for m in models for name, f in m.model_fields.items()}
+        if part not in fields:
+            here = ".".join(walked) or "the spec"
+            return f"no field {part!r} in {here}; available: {', '.join(fields)}"
+        models = [a for a in _model_types(fields[part].annotation)]
+        walked.append(part)
+    return None
+
+
+def _model_types(annotation) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _model_types(arg)]
+
+
+def _space_path_problems(data: dict, lines: dict | None) -> list[str]:
+    search = data.get("search") if isinstance(data, dict) else None
+    space = search.get("space") if isinstance(search, dict) else None
+    if not isinstance(space, dict):
+        return []
+    problems = []
+    for path in space:
+        reason = _class_field_problem(str(path))
+        if reason:
+            line = _line_of(lines, ("search", "space", path)) if lines else None
+            where = f"search.space.{path}" + (f" (line {line})" if line else "")
+            problems.append(f"{where}: {reason}")
+    return problems
 
 
 def _space_problems(spec: StudySpec, lines: dict | None) -> list[str]:
@@ -535,7 +572,3 @@ def apply_params(spec: StudySpec, params: dict[str, Any]) -> StudySpec:
 
 def json_schema() -> dict:
     return StudySpec.model_json_schema()
-
-
-def finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

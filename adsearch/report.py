@@ -1,0 +1,370 @@
+"""The study report: `trials.csv`, `pareto.csv`, `report.md` and the plots in `plots/`.
+
+`write_report(study_dir, spec, rows)` turns the study's trial rows (plain dicts, one per trial,
+the baseline with number -1) into files. Every file is written to a temporary file in its own
+directory and moved into place with `os.replace`, so a reader never sees half a file.
+The Pareto front is taken over `spec.search.objectives` among all completed rows, the baseline
+included: a search trial the baseline dominates is not a trade-off worth reporting.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from adsearch.pareto import baseline_index, objective_pairs, pareto_front, recommended
+from adsearch.spec import METRICS, StudySpec
+
+STATES = ("done", "running", "interrupted")
+
+FIXED_COLUMNS = ("number", "role", "state", "error")
+METRIC_COLUMNS = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency_ms", "wall_s",
+                  "params_ratio", "macs_ratio", "train_macs_ratio", "accuracy_drop", "epoch", "epochs",
+                  "rounds")
+"""Metric columns in table order; those in `METRICS` always appear, the others when a row has them."""
+WIDTH_COLUMNS = ("widths", "base_widths")
+
+PLOTS = {"params": "parameters", "macs": "inference MACs", "train_macs": "training MACs"}
+"""Cost metrics plotted against accuracy, as `plots/pareto_<metric>.png`."""
+
+
+def write_report(study_dir: Path, spec: StudySpec, rows: list[dict], *, state: str = "done") -> dict[str, Path]:
+    """Write the tables, plots and Markdown report of a study into `study_dir`.
+
+    Args:
+        study_dir: the study's directory (made if missing).
+        spec: the study spec (objectives, search space, report settings).
+        rows: one dict per trial (see `adsearch.study.collect_rows`), in any order.
+        state: 'done', 'running' or 'interrupted', shown in the report's title.
+
+    Returns:
+        The files written, by their path relative to `study_dir` ('trials.csv', 'pareto.csv',
+        'report.md', 'plots/pareto_params.png', ...).
+
+    Raises:
+        ValueError: for an unknown `state`.
+    """
+    if state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    study_dir = Path(study_dir)
+    rows = sort_rows(rows)
+    columns = table_columns(rows, spec)
+    front = pareto_front(rows, spec.search.objectives)
+    best = recommended(rows, spec.report.max_accuracy_drop)
+    files: dict[str, Path] = {}
+
+    def put(name: str, write: Callable[[Path], None]) -> None:
+        files[name] = _atomic(study_dir / name, write)
+
+    put("trials.csv", lambda p: p.write_text(csv_text(rows, columns)))
+    put("pareto.csv", lambda p: p.write_text(csv_text([rows[i] for i in front], columns)))
+    for metric in PLOTS:
+        if metric == "params" or any(_finite(r.get(metric)) for r in rows):
+            put(f"plots/pareto_{metric}.png", lambda p, m=metric: plot_front(p, rows, m, spec, best))
+    put("report.md", lambda p: p.write_text(markdown(spec, rows, front, best, state, plots=files)))
+    return files
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def _finite(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def sort_rows(rows: Sequence[dict]) -> list[dict]:
+    """The baseline first, then the search trials by number (rows without a number last)."""
+    def key(row):
+        number = row.get("number")
+        return (row.get("role") != "baseline", not _finite(number), number if _finite(number) else 0)
+
+    return sorted(rows, key=key)
+
+
+def table_columns(rows: Sequence[dict], spec: StudySpec) -> list[str]:
+    """trials.csv's columns: fixed, then `param:` columns, metrics, any other keys, widths."""
+    seen = [k for row in rows for k in row]
+    params = [f"param:{p}" for p in spec.search.space]
+    params += [k for k in dict.fromkeys(seen) if k.startswith("param:") and k not in params]
+    metrics = [m for m in METRIC_COLUMNS if m in METRICS or m in seen]
+    known = set(FIXED_COLUMNS) | set(params) | set(metrics) | set(WIDTH_COLUMNS)
+    extra = [k for k in dict.fromkeys(seen) if k not in known]
+    return [*FIXED_COLUMNS, *params, *metrics, *extra, *WIDTH_COLUMNS]
+
+
+def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """Rows as CSV: lists and mappings as JSON text, None and non-finite numbers empty."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return out.getvalue()
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+# --- numbers for people ----------------------------------------------------------------------
+
+
+def count(n) -> str:
+    """1150000 -> '1.15M', 9.5e6 -> '9.50M', 4.1e10 -> '41.0G', 512 -> '512'."""
+    if not _finite(n):
+        return "—"
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return _three_digits(n / size) + unit
+    return str(int(n)) if float(n).is_integer() else _three_digits(n)
+
+
+def _three_digits(x: float) -> str:
+    return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def percent(x) -> str:
+    """0.9861 -> '98.6%'."""
+    return f"{100 * x:.1f}%" if _finite(x) else "—"
+
+
+def points(x) -> str:
+    """An accuracy difference in percentage points: 0.004 -> '0.4', -0.002 -> '-0.2'."""
+    return f"{100 * x:.1f}" if _finite(x) else "—"
+
+
+def seconds(s) -> str:
+    """12.3 -> '12.3 s', 185 -> '3m 05s', 3725 -> '1h 02m'."""
+    if not _finite(s):
+        return "—"
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, sec = divmod(int(round(s)), 60)
+    if minutes < 60:
+        return f"{minutes}m {sec:02d}s"
+    return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def factor(row: dict, metric: str, baseline: dict | None) -> str:
+    """How many times fewer than the baseline: 1 / `<metric>_ratio`, e.g. '50.0x fewer'."""
+    ratio = row.get(f"{metric}_ratio")
+    if not _finite(ratio) and baseline and _finite(row.get(metric)) and _finite(baseline.get(metric)):
+        ratio = row[metric] / baseline[metric] if baseline[metric] else None
+    if not _finite(ratio) or ratio <= 0:
+        return ""
+    return f"{1 / ratio:.1f}x fewer" if ratio <= 1 else f"{ratio:.2f}x more"
+
+
+def _with_factor(row: dict, metric: str, baseline: dict | None) -> str:
+    f = factor(row, metric, baseline) if row is not baseline else ""
+    return count(row.get(metric)) + (f" ({f})" if f else "")
+
+
+def value(v) -> str:
+    """A searched parameter's value: lists as [5, 10], floats to 3 significant digits."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def widths(ws) -> str:
+    """[8, 16, 32] -> '8/16/32'."""
+    return "/".join(str(w) for w in ws) if isinstance(ws, (list, tuple)) and ws else "—"
+
+
+def _drop(row: dict, baseline: dict | None):
+    drop = row.get("accuracy_drop")
+    if not _finite(drop) and baseline and _finite(row.get("accuracy")):
+        drop = baseline["accuracy"] - row["accuracy"]
+    return drop
+
+
+def _trial_name(row: dict) -> str:
+    return "baseline" if row.get("role") == "baseline" else str(row.get("number", "?"))
+
+
+def _md(text) -> str:
+    """Text safe inside a Markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(_md(c) for c in r) + " |" for r in body]
+
+
+# --- report.md -------------------------------------------------------------------------------
+
+
+def markdown(spec: StudySpec, rows: list[dict], front: list[int], best: int | None, state: str,
+             plots: dict[str, Path] | None = None) -> str:
+    """The Markdown report of a study (rows sorted as in trials.csv)."""
+    b = baseline_index(rows)
+    baseline = rows[b] if b is not None else None
+    search = [r for r in rows if r.get("role") == "search"]
+    failed = [r for r in search if r.get("state") == "FAIL"]
+    complete = [r for r in search if r.get("state") == "COMPLETE"]
+    running = [r for r in search if r.get("state") == "RUNNING"]
+    params = list(spec.search.space)
+    objectives = ", ".join(f"{m} ({mode})" for m, mode in objective_pairs(spec.search.objectives))
+
+    out = [f"# Study `{spec.name}`: {state}", ""]
+    summary = (f"{len(complete) + len(failed)} of {spec.search.trials} search trials done: "
+               f"{len(complete)} complete, {len(failed)} failed")
+    summary += f", {len(running)} running." if running else "."
+    out += [summary + f" Objectives: {objectives}. Spec digest `{spec.digest()}`.", ""]
+
+    out += ["## Baseline", ""]
+    if baseline is None:
+        out += ["No baseline (the same recipe without pruning) was run, so there are no ratios and no "
+                "recommended trade-off.", ""]
+    else:
+        out += _table(["accuracy", "params", "MACs", "train MACs", "wall time", "widths"],
+                      [[percent(baseline.get("accuracy")), count(baseline.get("params")),
+                        count(baseline.get("macs")), count(baseline.get("train_macs")),
+                        seconds(baseline.get("wall_s")),
+                        widths(baseline.get("widths") or baseline.get("base_widths"))]]) + [""]
+
+    out += ["## Pareto front", ""]
+    if front:
+        out += [f"{len(front)} non-dominated trials over {objectives}, the baseline included when on the "
+                f"front; accuracy drop in percentage points below the baseline.", ""]
+        header = ["trial", *params, "accuracy", "drop (pts)", "params", "MACs", "train MACs", "wall time", "widths"]
+        out += _table(header, [_front_cells(rows[i], params, baseline, i == best) for i in front]) + [""]
+    else:
+        out += ["No completed trial yet.", ""]
+
+    out += ["## Recommended trade-off", ""]
+    out += [_recommendation(spec, rows, best, baseline, params), ""]
+
+    if failed:
+        out += ["## Failed trials", ""]
+        out += _table(["trial", *params, "error"],
+                      [[_trial_name(r), *(value(r.get(f"param:{p}")) for p in params),
+                        r.get("error") or "(no message)"] for r in failed]) + [""]
+
+    out += ["## Plots", ""]
+    for metric, label in PLOTS.items():
+        name = f"plots/pareto_{metric}.png"
+        if plots is None or name in plots:
+            out += [f"![accuracy against {label}]({name})", ""]
+    out += ["All trials: `trials.csv`; the front: `pareto.csv`.", ""]
+    return "\n".join(out)
+
+
+def _front_cells(r: dict, params: list[str], baseline: dict | None, is_recommended: bool) -> list[str]:
+    return [_trial_name(r) + (" (recommended)" if is_recommended else ""),
+            *(value(r.get(f"param:{p}")) for p in params), percent(r.get("accuracy")), points(_drop(r, baseline)),
+            _with_factor(r, "params", baseline), _with_factor(r, "macs", baseline),
+            _with_factor(r, "train_macs", baseline), seconds(r.get("wall_s")), widths(r.get("widths"))]
+
+
+def _recommendation(spec: StudySpec, rows: list[dict], best: int | None, baseline: dict | None,
+                    params: list[str]) -> str:
+    limit = spec.report.max_accuracy_drop
+    if baseline is None:
+        return "None: there is no baseline to compare against."
+    if best is None:
+        done = [r for r in rows if r.get("role") == "search" and r.get("state") == "COMPLETE"
+                and _finite(r.get("accuracy"))]
+        text = (f"**None qualifies**: no completed search trial is within {points(limit)} points of the "
+                f"baseline's accuracy ({percent(baseline['accuracy'])}).")
+        if done:
+            top = max(done, key=lambda r: r["accuracy"])
+            text += (f" The most accurate is trial {_trial_name(top)} at {percent(top['accuracy'])} with "
+                     f"{_with_factor(top, 'params', baseline)} params.")
+        return text
+    r = rows[best]
+    chosen = ", ".join(f"`{p}` = {value(r.get(f'param:{p}'))}" for p in params)
+    return (f"**Trial {_trial_name(r)}**: the fewest parameters with accuracy within {points(limit)} points "
+            f"of the baseline. Accuracy {percent(r.get('accuracy'))} ({points(_drop(r, baseline))} points "
+            f"below the baseline's {percent(baseline['accuracy'])}); params {_with_factor(r, 'params', baseline)}; "
+            f"MACs {_with_factor(r, 'macs', baseline)}; training MACs {_with_factor(r, 'train_macs', baseline)}; "
+            f"wall time {seconds(r.get('wall_s'))}; widths {widths(r.get('widths'))}"
+            + (f". Searched: {chosen}." if chosen else "."))
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def plot_front(path: Path, rows: list[dict], metric: str, spec: StudySpec, best: int | None) -> None:
+    """Accuracy against `metric` (log axis): completed trials, their 2D front joined by a line,
+    the baseline and the recommended trial marked. Written as PNG to `path`."""
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    label = PLOTS.get(metric, metric)
+    usable = [i for i, r in enumerate(rows) if r.get("state") == "COMPLETE" and _finite(r.get("accuracy"))
+              and _finite(r.get(metric)) and r[metric] > 0]
+    b = baseline_index(rows)
+    if not usable:
+        ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center", transform=ax.transAxes)
+    else:
+        search = [i for i in usable if rows[i].get("role") != "baseline"]
+        ax.scatter([rows[i][metric] for i in search], [100 * rows[i]["accuracy"] for i in search],
+                   s=22, color="tab:blue", alpha=0.55, label="trials", zorder=2)
+        sub = [rows[i] for i in usable]
+        front = sorted((usable[k] for k in pareto_front(sub, [("accuracy", "max"), (metric, "min")])),
+                       key=lambda i: rows[i][metric])
+        ax.plot([rows[i][metric] for i in front], [100 * rows[i]["accuracy"] for i in front],
+                "-o", color="tab:orange", ms=5, lw=1.5, label="Pareto front", zorder=3)
+        for i in front:
+            ax.annotate(_trial_name(rows[i]), (rows[i][metric], 100 * rows[i]["accuracy"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if b is not None and b in usable:
+            base = rows[b]
+            ax.scatter([base[metric]], [100 * base["accuracy"]], marker="*", s=180, color="tab:red",
+                       label="baseline", zorder=4)
+            floor = 100 * (base["accuracy"] - spec.report.max_accuracy_drop)
+            ax.axhline(floor, color="tab:red", lw=0.8, ls="--", alpha=0.6,
+                       label=f"baseline − {points(spec.report.max_accuracy_drop)} pts")
+        if best is not None and best in usable:
+            r = rows[best]
+            ax.scatter([r[metric]], [100 * r["accuracy"]], s=160, facecolors="none", edgecolors="tab:green",
+                       linewidths=2, label=f"recommended (trial {_trial_name(r)})", zorder=5)
+        ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel(f"{label} (log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{spec.name}: accuracy against {label}")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write` on a temporary file next to `path`, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the report is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,149 @@
+"""The command line, run as a user runs it: real subprocesses, real Ray, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+TINY = """
+name: {name}
+seed: 0
+model: {{arch: vgg, layers: [16, M, 32]}}
+data: {{dataset: digits}}
+train: {{epochs: 3, batch_size: 32, optimizer: {{name: sgd, lr: 0.05}}}}
+pruning: {{compress_at: [1], target_density: 0.95, min_channels: 2}}
+search:
+  trials: 2
+  sampler: random
+  objectives: [{{metric: accuracy, mode: max}}, {{metric: params, mode: min}}]
+  space:
+    pruning.target_density: {{values: [0.3, 0.95]}}
+resources: {{per_trial: {{cpu: 1}}}}
+"""
+
+
+def adsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adsearch.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def brute_force_front(df: pd.DataFrame, objectives: list[tuple[str, str]]) -> set[int]:
+    done = df[df["state"] == "COMPLETE"]
+    signed = [(m, 1 if mode == "max" else -1) for m, mode in objectives]
+    front = set()
+    for i, a in done.iterrows():
+        dominated = False
+        for j, b in done.iterrows():
+            ge = all(s * b[m] >= s * a[m] for m, s in signed)
+            gt = any(s * b[m] > s * a[m] for m, s in signed)
+            if i != j and ge and gt:
+                dominated = True
+                break
+        if not dominated:
+            front.add(int(a["number"]))
+    return front
+
+
+def test_study_end_to_end_through_the_cli(tmp_path, ray_session):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY.format(name="tiny"))
+    address = ray_session.get_runtime_context().gcs_address
+    proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), "--address", address, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study_dir = tmp_path / "reports" / "tiny"
+    assert "report:" in proc.stdout and "[2/2]" in proc.stdout
+
+    trials = pd.read_csv(study_dir / "trials.csv")
+    assert sorted(trials["number"]) == [-1, 0, 1]
+    assert (trials["state"] == "COMPLETE").all()
+    base = trials[trials["role"] == "baseline"].iloc[0]
+    assert base["params_ratio"] == 1.0 and base["accuracy"] > 0.5
+    # target_density 0.95 compresses (digits densities sit near 0.5); 0.3 leaves the net alone
+    by_density = {row["param:pruning.target_density"]: row for _, row in trials[trials["role"] == "search"].iterrows()}
+    for density, row in by_density.items():
+        expected_ratio = row["params"] / base["params"]
+        assert row["params_ratio"] == pytest.approx(expected_ratio)
+        assert row["accuracy_drop"] == pytest.approx(base["accuracy"] - row["accuracy"])
+        if density == 0.95:
+            assert row["params"] < base["params"]
+        else:
+            assert row["params"] == base["params"]
+
+    pareto = pd.read_csv(study_dir / "pareto.csv")
+    assert set(pareto["number"]) == brute_force_front(trials, [("accuracy", "max"), ("params", "min")])
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir / 'study.db'}")
+    assert study.metric_names == ["accuracy", "params"]
+    assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
+    for t in study.trials:
+        row = trials[trials["number"] == t.number].iloc[0]
+        assert t.values[0] == pytest.approx(row["accuracy"]) and t.values[1] == row["params"]
+        assert json.loads(row["widths"]) == t.user_attrs["widths"]
+
+    report = (study_dir / "report.md").read_text()
+    assert "tiny" in report and "baseline" in report.lower()
+    assert (study_dir / "plots" / "pareto_params.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "digest" in (study_dir / "spec.yaml").read_text()
+
+
+def test_invalid_spec_exits_2_lists_every_error_and_writes_nothing(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY.format(name="bad").replace("lr: 0.05", "lr: -1").replace("sampler: random", "sampler: bayes")
+                    .replace("pruning.target_density:", "pruning.target_densty:"))
+    proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "train.optimizer.lr (line 6)" in proc.stderr
+    assert "search.sampler (line 10)" in proc.stderr and "'nsga2'" in proc.stderr
+    assert "search.space.pruning.target_densty" in proc.stderr and "target_density" in proc.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_validate_and_schema(tmp_path):
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(TINY.format(name="ok"))
+    proc = adsearch("validate", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("OK")
+    proc = adsearch("validate", str(spec), "--set", "pruning.target_density=2", cwd=tmp_path)
+    assert proc.returncode == 2 and "pruning.target_density" in proc.stderr
+    proc = adsearch("schema", cwd=tmp_path)
+    schema = json.loads(proc.stdout)
+    assert {"model", "data", "train", "pruning", "search", "resources", "report"} <= set(schema["properties"])
+
+
+def test_unknown_names_list_the_available_ones(tmp_path):
+    spec = tmp_path / "names.yaml"
+    spec.write_text(TINY.format(name="names").replace("arch: vgg,", "arch: vgg99,")
+                    .replace("dataset: digits", "dataset: mnist").replace("metric: params", "metric: size"))
+    proc = adsearch("validate", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown model 'vgg99'" in proc.stderr and "vgg19" in proc.stderr
+    assert "data.dataset" in proc.stderr and "'digits'" in proc.stderr
+    assert "search.objectives.1.metric" in proc.stderr and "'train_macs'" in proc.stderr
+
+
+def test_existing_study_is_not_overwritten(tmp_path):
+    spec = tmp_path / "again.yaml"
+    spec.write_text(TINY.format(name="again"))
+    existing = tmp_path / "reports" / "again"
+    existing.mkdir(parents=True)
+    (existing / "keep.txt").write_text("precious")
+    proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), cwd=tmp_path)
+    assert proc.returncode == 1 and "already exists" in proc.stderr and "Traceback" not in proc.stderr
+    assert (existing / "keep.txt").read_text() == "precious"
+
+
+def test_train_command_shows_each_epoch(tmp_path):
+    spec = tmp_path / "train.yaml"
+    spec.write_text(TINY.format(name="train"))
+    proc = adsearch("train", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("epoch")]
+    assert len(lines) == 3 and "widths" in lines[0] and "density" in lines[0]
+    assert "done: accuracy" in proc.stdout
