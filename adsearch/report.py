@@ -82,6 +82,10 @@ def _finite(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+TRACE_KEYS = ("history", "compressions")
+"""Per-trial traces (per-epoch records, compression rounds): in the HTML report, not in the CSVs."""
+
+
 def sort_rows(rows: Sequence[dict]) -> list[dict]:
     """The baseline first, then the search trials by number (rows without a number last)."""
     def key(row):
@@ -97,7 +101,7 @@ def table_columns(rows: Sequence[dict], spec: StudySpec) -> list[str]:
     params = [f"param:{p}" for p in spec.search.space]
     params += [k for k in dict.fromkeys(seen) if k.startswith("param:") and k not in params]
     metrics = [m for m in METRIC_COLUMNS if m in METRICS or m in seen]
-    known = set(FIXED_COLUMNS) | set(params) | set(metrics) | set(WIDTH_COLUMNS)
+    known = set(FIXED_COLUMNS) | set(params) | set(metrics) | set(WIDTH_COLUMNS) | set(TRACE_KEYS)
     extra = [k for k in dict.fromkeys(seen) if k not in known]
     return [*FIXED_COLUMNS, *params, *metrics, *extra, *WIDTH_COLUMNS]
 

@@ -46,6 +46,8 @@ RECORDED = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency
             "params_ratio", "macs_ratio", "train_macs_ratio", "accuracy_drop", "epoch", "rounds",
             "widths", "base_widths")
 """The result keys kept per trial (Optuna user attributes, then trials.csv)."""
+TRACE = ("history", "compressions")
+"""Kept per trial too (user attributes, not table columns): per-epoch records and compression rounds."""
 
 
 @dataclass
@@ -86,6 +88,8 @@ def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int,
     def report_epoch(metrics: dict, state: dict) -> None:
         flat = with_ratios(metrics, baseline)
         flat["base_widths"] = base_widths
+        if metrics["epoch"] == spec.train.epochs:  # the last report carries the whole trace
+            flat.update({key: state[key] for key in TRACE})
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, Path(d) / CHECKPOINT_FILE)
             tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
@@ -139,7 +143,7 @@ class _Searcher(OptunaSearch):
         if ot_trial is not None:
             ot_trial.set_user_attr("ray_trial_id", trial_id)
             if result and not error:
-                for key in RECORDED:
+                for key in RECORDED + TRACE:
                     if key in result:
                         ot_trial.set_user_attr(key, _plain(result[key]))
         super().on_trial_complete(trial_id, None if error else result, error)
@@ -150,6 +154,8 @@ def _plain(value):
         return None
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
@@ -325,7 +331,7 @@ def _run_baseline(spec: StudySpec, directory: Path, threads: int, base_widths: l
     result = grid[0]
     if result.error:
         raise AdsearchError(f"the baseline trial failed: {_error_text(result.error)}")
-    metrics = {k: _plain(result.metrics[k]) for k in RECORDED if k in result.metrics}
+    metrics = {k: _plain(result.metrics[k]) for k in RECORDED + TRACE if k in result.metrics}
     _write_json(directory / BASELINE_FILE, metrics)
     return metrics
 
@@ -374,7 +380,7 @@ def collect_rows(directory: Path, spec: StudySpec) -> list[dict]:
             for path in spec.search.space:
                 value = t.params.get(path)
                 row[f"param:{path}"] = decode_choice(spec.search.space[path], value) if value is not None else None
-            for key in RECORDED:
+            for key in RECORDED + TRACE:
                 row[key] = t.user_attrs.get(key)
             rows.append(row)
     return rows

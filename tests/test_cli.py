@@ -85,6 +85,8 @@ def test_study_end_to_end_through_the_cli(tmp_path, ray_session):
         row = trials[trials["number"] == t.number].iloc[0]
         assert t.values[0] == pytest.approx(row["accuracy"]) and t.values[1] == row["params"]
         assert json.loads(row["widths"]) == t.user_attrs["widths"]
+        assert [h["epoch"] for h in t.user_attrs["history"]] == [1, 2, 3]
+        assert len(t.user_attrs["compressions"]) == t.user_attrs["rounds"] <= 1
 
     report = (study_dir / "report.md").read_text()
     assert "tiny" in report and "baseline" in report.lower()
