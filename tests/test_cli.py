@@ -20,7 +20,7 @@ train: {{epochs: 3, batch_size: 32, optimizer: {{name: sgd, lr: 0.05}}}}
 pruning: {{compress_at: [1], target_density: 0.95, min_channels: 2}}
 search:
   trials: 2
-  sampler: random
+  sampler: grid
   objectives: [{{metric: accuracy, mode: max}}, {{metric: params, mode: min}}]
   space:
     pruning.target_density: {{values: [0.3, 0.95]}}
@@ -66,6 +66,7 @@ def test_study_end_to_end_through_the_cli(tmp_path, ray_session):
     assert base["params_ratio"] == 1.0 and base["accuracy"] > 0.5
     # target_density 0.95 compresses (digits densities sit near 0.5); 0.3 leaves the net alone
     by_density = {row["param:pruning.target_density"]: row for _, row in trials[trials["role"] == "search"].iterrows()}
+    assert set(by_density) == {0.3, 0.95}  # the grid sampler visits each value once
     for density, row in by_density.items():
         expected_ratio = row["params"] / base["params"]
         assert row["params_ratio"] == pytest.approx(expected_ratio)
@@ -96,7 +97,7 @@ def test_study_end_to_end_through_the_cli(tmp_path, ray_session):
 
 def test_invalid_spec_exits_2_lists_every_error_and_writes_nothing(tmp_path):
     spec = tmp_path / "bad.yaml"
-    spec.write_text(TINY.format(name="bad").replace("lr: 0.05", "lr: -1").replace("sampler: random", "sampler: bayes")
+    spec.write_text(TINY.format(name="bad").replace("lr: 0.05", "lr: -1").replace("sampler: grid", "sampler: bayes")
                     .replace("pruning.target_density:", "pruning.target_densty:"))
     proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), cwd=tmp_path)
     assert proc.returncode == 2
