@@ -72,6 +72,18 @@ def run(
 
 
 @app.command()
+def resume(
+    study: Path = typer.Argument(..., help="the study directory, e.g. reports/quickstart", show_default=False),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
+) -> None:
+    """Continue an interrupted study: finished trials kept, unfinished ones from their checkpoint."""
+    from adsearch.study import resume_study
+
+    result = resume_study(study, address=address, say=out.print)
+    out.print(f"report: {result.files['report.md']}")
+
+
+@app.command()
 def train(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
     """Train one trial of the spec's base recipe (no search), showing each epoch."""
     from adsearch.trainer import run_trial
@@ -89,6 +101,92 @@ def _epoch_line(m: dict) -> str:
             f"params {m['params']:,}  MACs {m['macs']:,}  widths {m['widths']}  density [{dens}]")
 
 
+# --- reading studies: report, ls, show, export ----------------------------------------------
+
+StudyArg = typer.Argument(..., help="a study directory, e.g. reports/quickstart", show_default=False)
+TrialOpt = typer.Option(None, "--trial", help="trial number, or 'baseline' (also -1)", show_default=False)
+
+
+def _trial_number(text: str) -> int:
+    if text.strip().lower() == "baseline":
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        raise AdsearchError(f"--trial must be a trial number or 'baseline', got {text!r}") from None
+
+
+@app.command("report")
+def report_cmd(study: Path = StudyArg) -> None:
+    """(Re)build a study's report from what is on disk: also while it runs or after it stopped."""
+    from adsearch.report import build_report
+
+    record, files = build_report(study)
+    out.print(f"study {record.name}: {record.state}, {record.trials_done}/{record.trials_total} search trials done")
+    out.print(f"report: {files['report.html']} (interactive), {files['report.md']}, "
+              f"{files['trials.csv']}, {files['pareto.csv']}")
+
+
+@app.command("ls")
+def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study directories are")) -> None:
+    """List the studies: state, search trials done, baseline accuracy, recommended trade-off."""
+    from adsearch.records import find_studies, read_study
+    from adsearch.report import STUDY_HEADER, study_line, text_table
+
+    if not reports.is_dir():
+        raise AdsearchError(f"no directory {reports}; studies are made there by `adsearch run SPEC --reports {reports}`")
+    lines = []
+    for directory in find_studies(reports):
+        try:
+            lines.append(study_line(read_study(directory)))
+        except AdsearchError as exc:  # one unreadable study should not hide the others
+            lines.append([directory.name, "unreadable", "", "", str(exc).splitlines()[0]])
+    if not lines:
+        out.print(f"no studies in {reports}; start one with `adsearch run SPEC`")
+        return
+    out.print("\n".join(text_table(STUDY_HEADER, lines)), markup=False)
+
+
+@app.command()
+def show(study: Path = StudyArg, trial: Optional[str] = TrialOpt) -> None:
+    """A study's summary, or with --trial N one trial: settings, metrics, widths, rounds, history."""
+    from adsearch.records import read_study, trial_row
+    from adsearch.report import study_text, trial_text
+
+    record = read_study(study)
+    if trial is None:
+        out.print(study_text(record), markup=False)
+    else:
+        out.print(trial_text(record, trial_row(record, _trial_number(trial))), markup=False)
+
+
+@app.command()
+def export(
+    study: Path = StudyArg,
+    trial: Optional[str] = TrialOpt,
+    pick: Optional[str] = typer.Option(None, help="'recommended': the study's recommended trade-off",
+                                       show_default=False),
+    format_: str = typer.Option("state_dict", "--format", help="state_dict | torchscript | onnx"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="where to write (default: <study>/models/)",
+                                           show_default=False),
+    verify: bool = typer.Option(False, help="load the written file and measure its held-out accuracy"),
+) -> None:
+    """Write a trial's compressed network (state dict + widths, TorchScript or ONNX)."""
+    from adsearch.export import export_trial, verify_export
+
+    number = _trial_number(trial) if trial is not None else None
+    result = export_trial(study, number=number, pick=pick, fmt=format_, out_dir=out_dir)
+    info = result.info
+    name = "baseline" if info["trial"] == -1 else f"trial {info['trial']}"
+    metrics = info["metrics"]
+    out.print(f"exported {name} of {info['study']} ({info['format']}): {result.path}", markup=False)
+    out.print(f"widths {'/'.join(map(str, info['widths']))}, params {metrics.get('params'):,}, "
+              f"reported accuracy {metrics.get('accuracy', float('nan')):.2%}", markup=False)
+    out.print(f"described in {result.info_path}; load with adsearch.load_model({str(result.path)!r})", markup=False)
+    if verify:
+        out.print(verify_export(result, study), markup=False)
+
+
 def main() -> None:
     try:
         app()
@@ -96,6 +194,9 @@ def main() -> None:
         err.print(str(exc), markup=False)
         raise SystemExit(2) from None
     except AdsearchError as exc:
+        if type(exc).__name__ == "StudyInterrupted":  # imported lazily with the study module
+            err.print(f"stopped: {exc}", markup=False)
+            raise SystemExit(130) from None
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

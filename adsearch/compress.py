@@ -5,15 +5,36 @@ Every action is "take a group, choose the indices to keep, slice every tensor th
 `producers` hold the channels on their output side (conv out-channels, BatchNorm features),
 `consumers` read them on their input side (next conv's in-channels, a Linear's in-features),
 `monitors` are the activation modules where the group's density is measured.
+
+A member named in `slices` holds the group's channels only in part of its channel dim (a
+concatenation puts several groups side by side in one BatchNorm or conv input; a flatten spreads
+each channel over `repeat` features; a module called several times per forward is watched at one
+call). Members not named there hold exactly the group's channels. `apply_plan` keeps the slices
+true after it removes channels, so a group list stays valid across rounds.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Where a group's channels sit in one member's channel dim.
+
+    `offset`: the first channel; `width`: how many; `repeat`: features per channel in a
+    flattened input (channel c is features `c*repeat .. c*repeat+repeat-1` after `offset`);
+    `call`: for a monitor run several times per forward, which call (0-based) is this group's.
+    """
+
+    offset: int
+    width: int
+    repeat: int = 1
+    call: int | None = None
 
 
 @dataclass
@@ -24,6 +45,20 @@ class ChannelGroup:
     monitors: list[str]
     prunable: bool = True
     extra: dict = field(default_factory=dict)
+    slices: dict[str, Slice] = field(default_factory=dict)
+    min_width: int = 1
+    """The fewest channels the group may keep (a depthwise conv cut to 1 channel would look dense)."""
+
+
+def group_widths(model: nn.Module, groups: list[ChannelGroup]) -> list[int]:
+    """Each group's width: its slice of the first producer, or that producer's output channels."""
+    modules = dict(model.named_modules())
+    widths = []
+    for g in groups:
+        first = g.producers[0]
+        site = g.slices.get(first)
+        widths.append(site.width if site is not None else _channel_dim(modules[first], "out"))
+    return widths
 
 
 @dataclass
@@ -81,7 +116,7 @@ def plan_round(
         keep[g.name] = None
         if not g.prunable or d >= target_density:
             continue
-        new = planned_width(d, width, min_channels=min_channels, round_to=round_to)
+        new = planned_width(d, width, min_channels=max(min_channels, g.min_width), round_to=round_to)
         if new < width:
             keep[g.name] = kept_channels(cd, new)
     return RoundPlan(keep=keep, density=density, old_widths=old)
@@ -171,15 +206,83 @@ def prune_input(module: nn.Module, keep: torch.Tensor, optimizer=None) -> None:
 def apply_plan(model: nn.Module, groups: list[ChannelGroup], plan: RoundPlan, optimizer=None) -> None:
     """Physically remove the channels `plan` drops, in place, keeping the rest's weights.
 
-    The optimizer (if given) is pointed at the new parameters and keeps the kept entries' state,
-    so momentum carries over; its hyper-parameters and the LR schedule are untouched.
+    Each module dim is cut once, with the kept channels of every group that lives in it (channels
+    of groups not in `groups` are kept). The optimizer (if given) is pointed at the new parameters
+    and keeps the kept entries' state, so momentum carries over; its hyper-parameters and the LR
+    schedule are untouched. The groups' slices are moved to the new layout.
     """
     modules = dict(model.named_modules())
+    dims = _member_dims(groups)
+    for (name, side, call), members in dims.items():
+        if call is not None:
+            continue  # one call of a monitor run several times: nothing to cut, only its slices move
+        if not any(name in (g.producers if side == "out" else g.consumers) for g in members):
+            continue  # a monitor
+        keep = _dim_keep(modules[name], name, side, members, plan)
+        if keep is not None:
+            (prune_output if side == "out" else prune_input)(modules[name], keep, optimizer)
+    moved: set[tuple[str, str]] = set()
+    for (name, _side, _call), members in dims.items():
+        _shift_slices(name, [g for g in members if (g.name, name) not in moved], plan)
+        moved.update((g.name, name) for g in members)
+
+
+def _member_dims(groups: list[ChannelGroup]) -> dict[tuple[str, str, int | None], list[ChannelGroup]]:
+    """For each (module, side, call) the groups that live in that channel dim, each once.
+
+    Side 'out' is a producer's or a monitor's output, 'in' a consumer's input; `call` tells apart
+    the outputs of a monitor called several times per forward (each is a different tensor).
+    """
+    dims: dict[tuple[str, str, int | None], list[ChannelGroup]] = {}
     for g in groups:
-        keep = plan.keep.get(g.name)
-        if keep is None:
-            continue
-        for name in g.producers:
-            prune_output(modules[name], keep, optimizer)
-        for name in g.consumers:
-            prune_input(modules[name], keep, optimizer)
+        keys = [(n, "out", None) for n in g.producers] + [(n, "in", None) for n in g.consumers]
+        keys += [(n, "out", g.slices[n].call if n in g.slices else None) for n in g.monitors]
+        for key in dict.fromkeys(keys):
+            dims.setdefault(key, []).append(g)
+    return dims
+
+
+def _channel_dim(module: nn.Module, side: str) -> int | None:
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels if side == "out" else module.in_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features if side == "out" else module.in_features
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module.num_features
+    return None
+
+
+def _dim_keep(module: nn.Module, name: str, side: str, members: list[ChannelGroup],
+              plan: RoundPlan) -> torch.Tensor | None:
+    """The kept indices of one module dim, or None if no group living there loses channels."""
+    if all(plan.keep.get(g.name) is None for g in members):
+        return None
+    if all(name not in g.slices for g in members):
+        if len(members) > 1:
+            raise ValueError(f"groups {[g.name for g in members]} each claim the whole of {name!r} ({side})")
+        return plan.keep[members[0].name]
+    if any(name not in g.slices for g in members):
+        raise ValueError(f"{name!r} ({side}) is claimed whole by one group and in part by others")
+    size = _channel_dim(module, side)
+    pieces, at = [], 0
+    for g in sorted(members, key=lambda g: g.slices[name].offset):
+        site = g.slices[name]
+        pieces.append(torch.arange(at, site.offset))  # channels of groups not listed: kept
+        kept = plan.keep.get(g.name)
+        kept = torch.arange(site.width) if kept is None else kept.cpu()
+        features = (kept[:, None] * site.repeat + torch.arange(site.repeat)).flatten()
+        pieces.append(site.offset + features)
+        at = site.offset + site.width * site.repeat
+    pieces.append(torch.arange(at, size))
+    return torch.cat(pieces)
+
+
+def _shift_slices(name: str, members: list[ChannelGroup], plan: RoundPlan) -> None:
+    """Move the slices of one module dim to the layout left after the plan's cut."""
+    removed = 0
+    for g in sorted((g for g in members if name in g.slices), key=lambda g: g.slices[name].offset):
+        site = g.slices[name]
+        kept = plan.keep.get(g.name)
+        width = site.width if kept is None else int(kept.numel())
+        g.slices[name] = replace(site, offset=site.offset - removed, width=width)
+        removed += (site.width - width) * site.repeat

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adsearch.compress import ChannelGroup
+from adsearch.compress import ChannelGroup, Slice
 
 
 def active_counts(output: torch.Tensor, zero_threshold: float = 0.0) -> torch.Tensor:
@@ -35,28 +35,49 @@ def layer_density(channel_densities: torch.Tensor) -> float:
     return float(channel_densities.double().mean())
 
 
+AGGREGATES = ("mean", "max")
+"""How a group watched at several activation sites combines their per-channel densities."""
+
+
 class DensityMonitor:
     """Counts active outputs per channel at each group's monitor modules.
 
     Use as a context manager around training; `channel_densities()` syncs once to read them.
-    A group watched at several modules (e.g. after each residual addition) gets the mean of
-    their per-channel densities. A module that runs twice per forward is counted at each call,
-    which is the right thing when each call's output is a separate activation of the group.
+    A group watched at several sites (e.g. after each residual addition of a stage, or at every
+    layer that reads a concatenated feature) gets, per channel, the mean of the sites' densities
+    (`aggregate="mean"`, each site weighted alike) or their maximum (`"max"`: a channel busy at
+    any one site counts as busy). A monitor's slice (see `ChannelGroup.slices`) picks the group's
+    channels out of a wider output, and its `call` picks one call of a module that runs several
+    times per forward (torchvision's BasicBlock uses one ReLU after bn1 and after the addition);
+    without a `call` every call is counted.
     """
 
-    def __init__(self, model: nn.Module, groups: list[ChannelGroup], zero_threshold: float = 0.0):
+    def __init__(self, model: nn.Module, groups: list[ChannelGroup], zero_threshold: float = 0.0,
+                 aggregate: str = "mean"):
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
         self.model = model
         self.groups = groups
         self.zero_threshold = zero_threshold
+        self.aggregate = aggregate
         self._handles: list = []
         self._counts: dict[str, torch.Tensor] = {}
         self._totals: dict[str, int] = {}
+        self._calls: dict[str, int] = {}
 
     def __enter__(self) -> DensityMonitor:
         modules = dict(self.model.named_modules())
+        called: set[str] = set()
         for g in self.groups:
             for name in g.monitors:
-                self._handles.append(modules[name].register_forward_hook(self._hook(f"{g.name}@{name}")))
+                site = g.slices.get(name)
+                if site is not None and site.call is not None and name not in called:
+                    called.add(name)
+                    self._handles.append(modules[name].register_forward_pre_hook(self._count_call(name)))
+                hook = self._hook(f"{g.name}@{name}", name, site)
+                self._handles.append(modules[name].register_forward_hook(hook))
+        if called:  # calls are numbered within one forward of the whole model
+            self._handles.append(self.model.register_forward_pre_hook(lambda *_: self._calls.clear()))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -64,10 +85,20 @@ class DensityMonitor:
             h.remove()
         self._handles.clear()
 
-    def _hook(self, key: str):
+    def _count_call(self, name: str):
+        def pre_hook(module, inputs):
+            self._calls[name] = self._calls.get(name, -1) + 1
+
+        return pre_hook
+
+    def _hook(self, key: str, name: str, site: Slice | None):
         def hook(module, inputs, output):
             if not module.training:
                 return
+            if site is not None:
+                if site.call is not None and self._calls.get(name) != site.call:
+                    return
+                output = output[:, site.offset : site.offset + site.width]
             counts = active_counts(output.detach(), self.zero_threshold)
             if key in self._counts:
                 self._counts[key] += counts
@@ -91,7 +122,8 @@ class DensityMonitor:
                 if k in self._counts
             ]
             if parts:
-                out[g.name] = torch.stack(parts).mean(0).cpu()
+                stacked = torch.stack(parts)
+                out[g.name] = (stacked.mean(0) if self.aggregate == "mean" else stacked.amax(0)).cpu()
         return out
 
     def layer_densities(self) -> dict[str, float]:

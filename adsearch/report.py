@@ -1,4 +1,4 @@
-"""The study report: `trials.csv`, `pareto.csv`, `report.md` and the plots in `plots/`.
+"""The study report: `trials.csv`, `pareto.csv`, `report.md`, `report.html` and the plots in `plots/`.
 
 `write_report(study_dir, spec, rows)` turns the study's trial rows (plain dicts, one per trial,
 the baseline with number -1) into files. Every file is written to a temporary file in its own
@@ -19,10 +19,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from adsearch.pareto import baseline_index, objective_pairs, pareto_front, recommended
+from adsearch.records import SPEC_FILE, StudyRecord, read_study
 from adsearch.spec import METRICS, StudySpec
 
 STATES = ("done", "running", "interrupted")
@@ -44,7 +46,7 @@ def write_report(study_dir: Path, spec: StudySpec, rows: list[dict], *, state: s
     Args:
         study_dir: the study's directory (made if missing).
         spec: the study spec (objectives, search space, report settings).
-        rows: one dict per trial (see `adsearch.study.collect_rows`), in any order.
+        rows: one dict per trial (see `adsearch.records.collect_rows`), in any order.
         state: 'done', 'running' or 'interrupted', shown in the report's title.
 
     Returns:
@@ -72,7 +74,30 @@ def write_report(study_dir: Path, spec: StudySpec, rows: list[dict], *, state: s
         if metric == "params" or any(_finite(r.get(metric)) for r in rows):
             put(f"plots/pareto_{metric}.png", lambda p, m=metric: plot_front(p, rows, m, spec, best))
     put("report.md", lambda p: p.write_text(markdown(spec, rows, front, best, state, plots=files)))
+    put("report.html", lambda p: p.write_text(_html(study_dir, spec, rows, front, best, state), encoding="utf-8"))
     return files
+
+
+def build_report(study_dir: Path | str) -> tuple[StudyRecord, dict[str, Path]]:
+    """(Re)build the report of the study in `study_dir` from what is on disk: any state, running too.
+
+    Returns:
+        The study as read, and the files written (see `write_report`).
+
+    Raises:
+        AdsearchError: no study there (the message lists the studies next to it).
+    """
+    record = read_study(study_dir)
+    return record, write_report(record.directory, record.spec, record.rows, state=record.state)
+
+
+def _html(study_dir: Path, spec: StudySpec, rows: list[dict], front: list[int], best: int | None, state: str) -> str:
+    from adsearch.report_html import html_page  # plotly is only needed here
+
+    spec_file = study_dir / SPEC_FILE
+    spec_text = spec_file.read_text() if spec_file.is_file() else yaml.safe_dump(spec.model_dump(mode="json"),
+                                                                                  sort_keys=False)
+    return html_page(spec, rows, front, best, state, spec_text)
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -235,7 +260,7 @@ def markdown(spec: StudySpec, rows: list[dict], front: list[int], best: int | No
     out = [f"# Study `{spec.name}`: {state}", ""]
     summary = (f"{len(complete) + len(failed)} of {spec.search.trials} search trials done: "
                f"{len(complete)} complete, {len(failed)} failed")
-    summary += f", {len(running)} running." if running else "."
+    summary += f", {len(running)} {'running' if state == 'running' else 'unfinished'}." if running else "."
     out += [summary + f" Objectives: {objectives}. Spec digest `{spec.digest()}`.", ""]
 
     out += ["## Baseline", ""]
@@ -272,7 +297,8 @@ def markdown(spec: StudySpec, rows: list[dict], front: list[int], best: int | No
         name = f"plots/pareto_{metric}.png"
         if plots is None or name in plots:
             out += [f"![accuracy against {label}]({name})", ""]
-    out += ["All trials: `trials.csv`; the front: `pareto.csv`.", ""]
+    out += ["Interactive plots, per-layer widths and density curves: `report.html`. "
+            "All trials: `trials.csv`; the front: `pareto.csv`.", ""]
     return "\n".join(out)
 
 
@@ -306,6 +332,132 @@ def _recommendation(spec: StudySpec, rows: list[dict], best: int | None, baselin
             f"MACs {_with_factor(r, 'macs', baseline)}; training MACs {_with_factor(r, 'train_macs', baseline)}; "
             f"wall time {seconds(r.get('wall_s'))}; widths {widths(r.get('widths'))}"
             + (f". Searched: {chosen}." if chosen else "."))
+
+
+# --- text for the terminal: `adsearch ls` and `adsearch show` --------------------------------
+
+
+def text_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    """Plain aligned columns (two spaces apart), for a terminal or a log."""
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in body]
+    width = [max(len(r[k]) for r in cells) for k in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in cells]
+
+
+def study_line(record: StudyRecord) -> list[str]:
+    """One `adsearch ls` row: name, state, search trials done/total, baseline accuracy, recommended."""
+    rows = sort_rows(record.rows)
+    b = baseline_index(rows)
+    best = recommended(rows, record.spec.report.max_accuracy_drop)
+    if best is not None:
+        r = rows[best]
+        pick = f"trial {_trial_name(r)}: {percent(r.get('accuracy'))}, {_with_factor(r, 'params', rows[b])} params"
+    else:
+        pick = "—" if b is None else f"none within {points(record.spec.report.max_accuracy_drop)} pts"
+    return [record.name, record.state, f"{record.trials_done}/{record.trials_total}",
+            percent(rows[b].get("accuracy")) if b is not None else "—", pick]
+
+
+STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended")
+
+
+def study_text(record: StudyRecord) -> str:
+    """`adsearch show reports/<name>`: the study at a glance, every trial, the failures."""
+    spec = record.spec
+    rows = sort_rows(record.rows)
+    front = set(pareto_front(rows, spec.search.objectives))
+    best = recommended(rows, spec.report.max_accuracy_drop)
+    b = baseline_index(rows)
+    baseline = rows[b] if b is not None else None
+    params = list(spec.search.space)
+    objectives = ", ".join(f"{m} ({mode})" for m, mode in objective_pairs(spec.search.objectives))
+    search = record.search_rows
+    failed = [r for r in rows if r.get("state") == "FAIL"]
+    complete = sum(r["state"] == "COMPLETE" for r in search)
+    out = [f"study {spec.name}: {record.state} ({record.directory})",
+           f"search: {record.trials_done} of {record.trials_total} trials done ({complete} complete, "
+           f"{len(failed)} failed); sampler {spec.search.sampler}; objectives {objectives}"]
+    if baseline is not None:
+        out.append(f"baseline: accuracy {percent(baseline.get('accuracy'))}, params {count(baseline.get('params'))}, "
+                   f"MACs {count(baseline.get('macs'))}, train MACs {count(baseline.get('train_macs'))}, "
+                   f"widths {widths(baseline.get('widths') or baseline.get('base_widths'))}")
+    else:
+        out.append("baseline: none yet")
+    out.append("recommended: " + _recommendation(spec, rows, best, baseline, params).replace("**", "").replace("`", ""))
+    out += ["", f"trials (* on the Pareto front over {objectives}, > recommended):"]
+    header = ["", "trial", "state", *(p.rsplit(".", 1)[-1] for p in params), "accuracy", "drop", "params", "MACs",
+              "train MACs", "rounds", "widths"]
+    body = [["".join(m for m, on in (("*", i in front), (">", i == best)) if on), _trial_name(r), r.get("state", ""),
+             *(value(r.get(f"param:{p}")) for p in params), percent(r.get("accuracy")),
+             points(_drop(r, baseline)) if r.get("role") == "search" else "", _with_factor(r, "params", baseline),
+             count(r.get("macs")), count(r.get("train_macs")), value(r.get("rounds")), widths(r.get("widths"))]
+            for i, r in enumerate(rows)]
+    out += text_table(header, body)
+    if failed:
+        out += ["", "failed:"] + [f"  trial {_trial_name(r)}: {r.get('error') or '(no message)'}" for r in failed]
+    out += ["", f"one trial: adsearch show {record.directory} --trial N; the report: {record.directory / 'report.html'}"]
+    return "\n".join(out)
+
+
+def trial_text(record: StudyRecord, row: dict) -> str:
+    """`adsearch show reports/<name> --trial N`: settings, metrics, widths, rounds, per-epoch history."""
+    spec = record.spec
+    rows = sort_rows(record.rows)
+    b = baseline_index(rows)
+    baseline = rows[b] if b is not None else None
+    name = _trial_name(row)
+    front = [rows[i]["number"] for i in pareto_front(rows, spec.search.objectives)]
+    unfinished = row.get("state") == "RUNNING" and record.state != "running"
+    out = [f"trial {name} of study {spec.name}: {row.get('state')}"
+           + (" (on the Pareto front)" if row.get("number") in front else "")
+           + (f" (unfinished: the study is {record.state})" if unfinished else "")]
+    params = list(spec.search.space)
+    if row.get("role") == "search":
+        out.append("settings: " + (", ".join(f"{p} = {value(row.get(f'param:{p}'))}" for p in params) or "none"))
+    else:
+        out.append("settings: the base spec with pruning off")
+    if row.get("state") == "FAIL":
+        out.append(f"error: {row.get('error') or '(no message recorded)'}")
+    if not _finite(row.get("accuracy")):
+        return "\n".join(out + ["no results yet" if row.get("state") != "FAIL" else ""]).rstrip()
+    drop = _drop(row, baseline)
+    out.append(f"accuracy {percent(row.get('accuracy'))}"
+               + (f" ({points(drop)} pts below the baseline)" if row.get("role") == "search" and _finite(drop) else "")
+               + f", top-5 {percent(row.get('top5'))}, loss {value(row.get('loss'))}")
+    out.append(f"params {_with_factor(row, 'params', baseline)}, MACs {_with_factor(row, 'macs', baseline)}, "
+               f"train MACs {_with_factor(row, 'train_macs', baseline)}, latency {value(row.get('latency_ms'))} ms, "
+               f"wall time {seconds(row.get('wall_s'))}")
+    ws, base = row.get("widths") or [], row.get("base_widths") or []
+    history = row.get("history") or []
+    groups = _groups_of(history, len(ws))
+    out += ["", f"widths ({len(ws)} layer groups):"]
+    out += text_table(["group", "width", "baseline", "kept"],
+                      [[g, w, bw, f"{w / bw:.1%}" if bw else ""] for g, w, bw in zip(groups, ws, base or ws)])
+    compressions = row.get("compressions") or []
+    out += ["", f"compression rounds: {len(compressions)}"]
+    if compressions:
+        out += text_table(["round", "epoch", "widths before", "widths after", "params after", "MACs after"],
+                          [[c.get("round"), c.get("epoch"), widths(c.get("widths_before")), widths(c.get("widths_after")),
+                            count(c.get("params")), count(c.get("macs"))] for c in compressions])
+    if history:
+        out += ["", "history (density: mean activation density per layer group):"]
+        cut = {c.get("epoch") for c in compressions}
+        out += text_table(["epoch", "lr", "train loss", "loss", "accuracy", "params", "MACs", "widths", "density"],
+                          [[f"{h.get('epoch')}{'*' if h.get('epoch') in cut else ''}", value(h.get("lr")),
+                            value(h.get("train_loss")), value(h.get("loss")), percent(h.get("accuracy")),
+                            count(h.get("params")), count(h.get("macs")), widths(h.get("widths")),
+                            " ".join(f"{d:.2f}" for d in (h.get("density") or {}).values())] for h in history])
+        if cut:
+            out.append("* compressed after this epoch")
+    return "\n".join(out)
+
+
+def _groups_of(history: list[dict], n: int) -> list[str]:
+    for h in reversed(history):
+        names = list((h.get("density") or {}).keys())
+        if len(names) == n:
+            return names
+    return [f"group {k + 1}" for k in range(n)]
 
 
 # --- plots -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -17,7 +18,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -51,11 +54,17 @@ class _Model(BaseModel):
 
 
 class ModelSpec(_Model):
-    arch: str = Field("vgg11", description="registered architecture, e.g. vgg11, vgg19")
+    arch: str = Field(
+        "vgg11", description="registered architecture (vgg11/13/16/19, vgg, resnet18/34/50) or torchvision:<name>"
+    )
     layers: list[int | Literal["M"]] | None = Field(
         None, description="custom VGG layer list (conv widths and 'M' for max-pool); overrides arch"
     )
     width_mult: float = Field(1.0, gt=0, le=8, description="multiplier on every conv width")
+    stem: Literal["cifar", "imagenet"] | None = Field(
+        None, description="ResNet stem: cifar (3x3 conv, no max-pool) or imagenet (7x7/2 conv, max-pool); "
+        "default: cifar for images up to 64 px"
+    )
 
     @field_validator("arch")
     @classmethod
@@ -64,6 +73,17 @@ class ModelSpec(_Model):
 
         check_arch(arch)
         return arch
+
+    @model_validator(mode="after")
+    def options_fit_the_arch(self):
+        if self.layers is not None and not self.arch.startswith("vgg"):
+            raise ValueError(f"model.layers applies to VGG archs only, got arch {self.arch!r}")
+        if self.stem is not None and self.arch not in ("resnet18", "resnet34", "resnet50"):
+            raise ValueError(f"model.stem applies to resnet18/34/50 only, got arch {self.arch!r}")
+        if self.arch.startswith("torchvision:") and self.width_mult > 1:
+            raise ValueError(f"model.width_mult must be <= 1 for torchvision models (they are cut from "
+                             f"the full network), got {self.width_mult}")
+        return self
 
     @field_validator("layers")
     @classmethod
@@ -117,7 +137,15 @@ class AdamSpec(_Model):
         return betas
 
 
-OptimizerSpec = Annotated[Union[SGDSpec, AdamSpec], Field(discriminator="name")]
+def _optimizer_name(value) -> str:
+    """The optimizer a value names; `name` may be left out for the default, sgd."""
+    return value.get("name", "sgd") if isinstance(value, dict) else getattr(value, "name", "sgd")
+
+
+OptimizerSpec = Annotated[
+    Union[Annotated[SGDSpec, Tag("sgd")], Annotated[AdamSpec, Tag("adam")], Annotated[AdamSpec, Tag("adamw")]],
+    Discriminator(_optimizer_name),
+]
 
 
 class ScheduleSpec(_Model):
@@ -162,6 +190,9 @@ class PruningSpec(_Model):
     min_channels: int = Field(4, ge=1, description="no layer is cut below this width")
     round_to: int = Field(1, ge=1, description="widths are rounded up to a multiple of this")
     weights: Literal["inherit", "reinit"] = "inherit"
+    group_density: Literal["mean", "max"] = Field(
+        "mean", description="a coupled group's channel density over its activation sites: their mean, or max"
+    )
 
     @field_validator("compress_at")
     @classmethod
@@ -218,7 +249,17 @@ class DistributionDim(_Model):
         return self
 
 
-Dimension = Union[ValuesDim, DistributionDim]
+def _dimension_kind(value) -> str:
+    """Which dimension a space entry is, so an error reports only that branch."""
+    if isinstance(value, dict):
+        return "DistributionDim" if {"distribution", "low", "high"} & set(value) else "ValuesDim"
+    return "DistributionDim" if isinstance(value, DistributionDim) else "ValuesDim"
+
+
+Dimension = Annotated[
+    Union[Annotated[ValuesDim, Tag("ValuesDim")], Annotated[DistributionDim, Tag("DistributionDim")]],
+    Discriminator(_dimension_kind),
+]
 
 
 class SearchSpec(_Model):
@@ -230,6 +271,9 @@ class SearchSpec(_Model):
     )
     space: dict[str, Dimension] = Field(default_factory=dict)
     baseline: bool = Field(True, description="run the same recipe with pruning off first")
+    max_failures: int | None = Field(
+        None, ge=1, description="end the study once this many trials have failed (default: never)"
+    )
 
     @model_validator(mode="after")
     def grid_takes_values_only(self):
@@ -284,6 +328,16 @@ class StudySpec(_Model):
                 f"pruning.compress_at: epochs must be < train.epochs ({self.train.epochs}) so "
                 f"training goes on after compressing, got {late}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def model_can_be_compressed(self):
+        if self.pruning.method != "none":
+            from adsearch.models import compression_problem  # traces torchvision models once per arch
+
+            problem = compression_problem(self.model.arch)
+            if problem:
+                raise ValueError(f"model.arch: {problem}")
         return self
 
     def without_pruning(self) -> StudySpec:
@@ -347,14 +401,21 @@ def _clean_loc(loc: tuple) -> tuple:
     return tuple(p for p in loc if not (isinstance(p, str) and (p in _BRANCH_TAGS or "[" in p)))
 
 
+_FIELD_IN_MESSAGE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+): (.*)$", re.S)
+
+
 def _format_error(err: dict, lines: dict[tuple, int] | None, prefix: tuple = ()) -> str:
     loc = prefix + _clean_loc(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    named = _FIELD_IN_MESSAGE.match(msg)
+    if named and tuple(named.group(1).split("."))[: len(loc)] == loc:
+        # a cross-field rule that names the field it is about: report it there, with its line
+        loc, msg = tuple(named.group(1).split(".")), named.group(2)
     path = ".".join(str(p) for p in loc) or "(top level)"
     line = _line_of(lines, loc) if lines else None
     where = f"{path} (line {line})" if line else path
-    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown key; " + _allowed_keys(loc[:-1]) if loc else msg
+        msg = "unknown key; " + _allowed_keys(tuple(err["loc"])[:-1]) if loc else msg
     elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
         given = err["input"]
         if repr(given) not in msg and f"got {given}" not in msg:
@@ -363,17 +424,30 @@ def _format_error(err: dict, lines: dict[tuple, int] | None, prefix: tuple = ())
 
 
 def _allowed_keys(loc: tuple) -> str:
-    """'allowed: a, b, c' for the model at `loc` in the spec (best effort)."""
-    model: Any = StudySpec
+    """'allowed: a, b, c' for the model at pydantic's raw `loc` (branch tags kept; best effort)."""
+    models: list[type[BaseModel]] = [StudySpec]
+    in_container = False
     for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
+        fields = {name: f for m in models for name, f in m.model_fields.items()}
+        if isinstance(part, str) and part in _BRANCH_TAGS:  # the union branch the value took
+            models = [m for m in models if part == m.__name__ or part in _name_tags(m)]
+        elif isinstance(part, str) and part in fields and not in_container:
+            ann = fields[part].annotation
+            models = _model_types(ann)
+            in_container = any(getattr(a, "__origin__", None) in (list, dict) for a in (ann, *getattr(ann, "__args__", ())))
+        elif not (in_container or isinstance(part, int)):  # a list index or a mapping key: same models
             return "see `adsearch schema`"
-        ann = fields[part].annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None:
+        else:
+            in_container = False
+        if not models:
             return "see `adsearch schema`"
-    return "allowed: " + ", ".join(model.model_fields)
+    return "allowed: " + ", ".join(dict.fromkeys(f for m in models for f in m.model_fields))
+
+
+def _name_tags(model: type[BaseModel]) -> tuple:
+    """The values of a model's `name: Literal[...]` discriminator field, if it has one."""
+    field = model.model_fields.get("name")
+    return getattr(field.annotation, "__args__", ()) if field is not None else ()
 
 
 def _validation_problems(exc: ValidationError, lines, prefix: tuple = ()) -> list[str]:

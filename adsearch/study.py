@@ -9,11 +9,15 @@ the baseline, widths and failure reason are kept as Optuna user attributes, so `
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +28,38 @@ import ray
 import yaml
 import torch
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from adsearch import pareto, report
 from adsearch.errors import AdsearchError
-from adsearch.spec import StudySpec, ValuesDim, apply_params, decode_choice, encode_choice
+from adsearch.records import collect_rows  # noqa: F401 - reading a study back lives in records
+from adsearch.spec import METRICS, StudySpec, ValuesDim, apply_params, decode_choice, encode_choice
 from adsearch.trainer import build_model, run_trial
 
 # Keeping one checkpoint per trial forces an experiment snapshot at each epoch; that is the
 # point (a crash costs at most an epoch), so Ray's warning about it is only noise here.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Results go to JSON and CSV per trial (added in `_tuner`); TensorBoard cannot take our lists.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+
+class _AlreadyDeletedCheckpoint(logging.Filter):
+    """Drops Ray's traceback for deleting an old checkpoint that a crash already deleted.
+
+    A restored experiment can remember a checkpoint that was removed after its last snapshot;
+    Ray's retention then fails to delete it again, harmlessly (the trial goes on).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, FileNotFoundError) and "Error handling checkpoint" in record.getMessage())
+
+
+logging.getLogger("ray.tune.execution.tune_controller").addFilter(_AlreadyDeletedCheckpoint())
 
 SPEC_FILE = "spec.yaml"
 BASELINE_FILE = "baseline.json"
@@ -44,7 +68,7 @@ CHECKPOINT_FILE = "trial.pt"
 
 RECORDED = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency_ms", "wall_s",
             "params_ratio", "macs_ratio", "train_macs_ratio", "accuracy_drop", "epoch", "rounds",
-            "widths", "base_widths")
+            "widths", "base_widths", "gpu_ids")
 """The result keys kept per trial (Optuna user attributes, then trials.csv)."""
 TRACE = ("history", "compressions")
 """Kept per trial too (user attributes, not table columns): per-epoch records and compression rounds."""
@@ -79,22 +103,42 @@ def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int,
     """One Ray Tune trial: the base spec with `config` put in, trained by `run_trial`."""
     torch.set_num_threads(threads)
     spec = apply_params(StudySpec.model_validate(base), config)
-    checkpoint = None
     restored = tune.get_checkpoint()
-    if restored is not None:
-        with restored.as_directory() as d:
-            checkpoint = torch.load(Path(d) / CHECKPOINT_FILE, weights_only=True)
+    checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
 
     def report_epoch(metrics: dict, state: dict) -> None:
         flat = with_ratios(metrics, baseline)
         flat["base_widths"] = base_widths
+        flat["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]  # what Ray gave this trial
         if metrics["epoch"] == spec.train.epochs:  # the last report carries the whole trace
             flat.update({key: state[key] for key in TRACE})
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, Path(d) / CHECKPOINT_FILE)
             tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
 
-    run_trial(spec, report=report_epoch, checkpoint=checkpoint)
+    try:
+        run_trial(spec, report=report_epoch, checkpoint=checkpoint)
+    except Exception as exc:
+        # the searcher sees results, not exceptions: report the reason, then fail the trial
+        tune.report({"error": _error_text(exc), **{m: math.nan for m in METRICS}})
+        raise
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    """The trial checkpoint in Ray checkpoint dir `path`, or the newest readable one before it.
+
+    A checkpoint that cannot be read (a torn or corrupt file) is skipped with a warning, so a
+    trial falls back to its previous epoch instead of failing or starting again.
+    """
+    candidates = sorted(path.parent.glob("checkpoint_*"), reverse=True)
+    candidates = [c for c in candidates if c.name <= path.name] or [path]
+    for directory in candidates:
+        try:
+            return torch.load(directory / CHECKPOINT_FILE, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file means: try the one before
+            warnings.warn(f"checkpoint {directory / CHECKPOINT_FILE} is unreadable ({exc}); "
+                          "falling back to the one before", stacklevel=1)
+    return None
 
 
 # --- Optuna ----------------------------------------------------------------------------------
@@ -138,15 +182,66 @@ class _Searcher(OptunaSearch):
     trial COMPLETE with half-trained metrics, so an error always goes to Optuna as FAIL.
     """
 
+    _orphans: list | None = None
+
+    def suggest(self, trial_id: str) -> dict | None:
+        orphan = self._next_orphan()
+        if orphan is not None:  # a trial Optuna handed out just before a crash, unknown to Ray
+            self._ot_trials[trial_id] = orphan
+            orphan.set_user_attr("ray_trial_id", trial_id)
+            return dict(orphan.params)
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return config
+
+    def _next_orphan(self):
+        """After a restore: Optuna trials still RUNNING whose Ray trial the restored Ray lost."""
+        if self._orphans is None:
+            known = set(self._ot_trials)
+            known_numbers = {t.number for t in self._ot_trials.values()}
+            self._orphans = [
+                optuna.Trial(self._ot_study, t._trial_id)
+                for t in self._ot_study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+                if t.user_attrs.get("ray_trial_id") not in known and t.number not in known_numbers
+            ]
+        return self._orphans.pop(0) if self._orphans else None
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if "error" in result:
+            self._errors[trial_id] = result["error"]
+        super().on_trial_result(trial_id, result)
+
+    @property
+    def _errors(self) -> dict:
+        if "_error_texts" not in self.__dict__:
+            self._error_texts = {}
+        return self._error_texts
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None:
-            ot_trial.set_user_attr("ray_trial_id", trial_id)
-            if result and not error:
-                for key in RECORDED + TRACE:
-                    if key in result:
-                        ot_trial.set_user_attr(key, _plain(result[key]))
+        if ot_trial is None or self._finished(ot_trial):
+            # told before a crash, then re-run from its last checkpoint by the restored Ray
+            self._completed_trials.add(trial_id)
+            return
+        if error:
+            reason = self._errors.pop(trial_id, "the trial's process failed; see its error.txt under ray/search/")
+            ot_trial.set_user_attr("error", reason)
+        if result and not error:
+            for key in RECORDED + TRACE:
+                if key in result:
+                    ot_trial.set_user_attr(key, _plain(result[key]))
         super().on_trial_complete(trial_id, None if error else result, error)
+
+    def _finished(self, ot_trial) -> bool:
+        return self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished()
+
+    def save(self, checkpoint_path: str):
+        orphans, self._orphans = self._orphans, None  # recomputed against the storage on restore
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self._orphans = orphans
 
 
 def _plain(value):
@@ -165,8 +260,10 @@ def _plain(value):
 class _Progress(tune.Callback):
     """Prints a line per finished trial: done/total and the current recommended trade-off."""
 
-    def __init__(self, total: int, baseline: dict | None, max_drop: float, say: Callable[[str], None]):
+    def __init__(self, total: int, baseline: dict | None, max_drop: float, say: Callable[[str], None],
+                 url: str, study_name: str):
         self.total, self.baseline, self.max_drop, self.say = total, baseline, max_drop, say
+        self.url, self.study_name = url, study_name
         self.rows: list[dict] = []
 
     def __getstate__(self):  # Ray pickles callbacks with the experiment; a console holds locks
@@ -180,7 +277,7 @@ class _Progress(tune.Callback):
         row = {"number": len(self.rows), "role": "search", "state": state,
                **{k: r.get(k) for k in ("accuracy", "params", "params_ratio", "train_macs_ratio")}}
         self.rows.append(row)
-        done = len(self.rows)
+        done = max(len(self.rows), finished_count(self.url, self.study_name))  # counts those before a resume
         if state == "COMPLETE":
             what = (f"accuracy {r['accuracy']:.2%}, params {_count(r['params'])} "
                     f"({1 / r['params_ratio']:.1f}x fewer), train MACs {1 / r['train_macs_ratio']:.1f}x fewer")
@@ -249,17 +346,55 @@ def _start_ray(spec: StudySpec, address: str | None) -> bool:
     return True
 
 
+class _FailureLimit(tune.Stopper):
+    """Stops the whole search once `limit` trials have failed, as Optuna's storage counts them.
+
+    Counting in the storage (not in memory) keeps failures from before a resume in the count.
+    """
+
+    def __init__(self, limit: int | None, url: str, study_name: str):
+        self.limit, self.url, self.study_name = limit, url, study_name
+        self._checked, self._reached = 0.0, False
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        if self.limit is None or self._reached or time.monotonic() - self._checked < 1.0:
+            return self._reached
+        self._checked = time.monotonic()
+        self._reached = failed_count(self.url, self.study_name) >= self.limit
+        return self._reached
+
+
+def failed_count(url: str, study_name: str) -> int:
+    study = optuna.load_study(study_name=study_name, storage=url)
+    return len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]))
+
+
+def finished_count(url: str, study_name: str) -> int:
+    study = optuna.load_study(study_name=study_name, storage=url)
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
 def _tuner(trainable, spec: StudySpec, directory: Path, name: str, *, search_alg=None, samples: int,
-           callbacks=()) -> tune.Tuner:
+           callbacks=(), stop=None, restore: bool = False) -> tune.Tuner:
     per = spec.resources.per_trial
+    trainable = tune.with_resources(trainable, {"cpu": per.cpu, "gpu": per.gpu})
+    path = directory / "ray" / name
+    if restore and tune.Tuner.can_restore(str(path.resolve())):
+        # finished and failed trials stay as they are; unfinished ones go on from their checkpoint
+        return tune.Tuner.restore(str(path.resolve()), trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False)
     return tune.Tuner(
-        tune.with_resources(trainable, {"cpu": per.cpu, "gpu": per.gpu}),
+        trainable,
         tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=samples, reuse_actors=True,
                                     max_concurrent_trials=spec.resources.max_concurrent),
         run_config=tune.RunConfig(
             name=name, storage_path=str((directory / "ray").resolve()), verbose=0,
-            callbacks=list(callbacks),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *callbacks], stop=stop,
+            # two kept: if the newest is torn by a crash, the trial falls back to the one before
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
@@ -268,28 +403,106 @@ def _tuner(trainable, spec: StudySpec, directory: Path, name: str, *, search_alg
 # --- the study -------------------------------------------------------------------------------
 
 
+class StudyInterrupted(AdsearchError):
+    """The study stopped before its budget was spent (Ctrl-C, a stopped cluster); it can resume."""
+
+
 def check_runnable(spec: StudySpec) -> list[int]:
     """Build the data and the network once, before anything is written; return the base widths."""
+    from adsearch.compress import group_widths
     from adsearch.data import load_data
+    from adsearch.graph import channel_groups
 
     data = load_data(spec.data, spec.seed)
     model = build_model(spec, data)
-    return [int(dict(model.named_modules())[g.producers[0]].weight.shape[0]) for g in model.channel_groups()]
+    return group_widths(model, channel_groups(model))
 
 
-def prepare_directory(spec: StudySpec, reports_dir: Path, *, fresh: bool) -> Path:
-    directory = Path(reports_dir) / spec.name
-    if directory.exists() and any(directory.iterdir()):
-        if not fresh:
+# --- the study directory and its lock ---------------------------------------------------------
+
+LOCK_FILE = ".lock"
+
+
+def lock_owner(directory: Path) -> int | None:
+    """The pid of the live process running the study in `directory`, or None."""
+    try:
+        pid = int((directory / LOCK_FILE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+@contextlib.contextmanager
+def study_lock(directory: Path):
+    """Hold `directory/.lock` (our pid) while the study runs; a stale lock is taken over."""
+    path = directory / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            owner = lock_owner(directory)
+            if owner is not None and owner != os.getpid():
+                raise AdsearchError(
+                    f"study {directory} is already running (pid {owner}); wait for it to finish or "
+                    f"stop it (kill {owner}), then `adsearch resume {directory}`") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def saved_spec(directory: Path) -> StudySpec:
+    """The spec a study in `directory` was started with."""
+    from adsearch.spec import SpecError, load_spec
+
+    if not (directory / SPEC_FILE).is_file():
+        raise AdsearchError(f"{directory} is not an adsearch study (no {SPEC_FILE}){_studies_near(directory)}")
+    try:
+        return load_spec(directory / SPEC_FILE)
+    except SpecError as exc:
+        raise AdsearchError(f"{directory / SPEC_FILE} is not a valid spec any more:\n{exc}") from None
+
+
+def _studies_near(directory: Path) -> str:
+    parent = directory.parent
+    names = sorted(p.parent.name for p in parent.glob(f"*/{SPEC_FILE}")) if parent.is_dir() else []
+    return f"; studies in {parent}: {', '.join(names)}" if names else ""
+
+
+def _spec_text(spec: StudySpec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def open_directory(spec: StudySpec, directory: Path) -> bool:
+    """Make or check the study directory for `spec`; True if the study already exists (resume)."""
+    if (directory / SPEC_FILE).exists():
+        before = saved_spec(directory)
+        if before.digest() != spec.digest():
+            diff = "".join(difflib.unified_diff(_spec_text(before).splitlines(True), _spec_text(spec).splitlines(True),
+                                                f"{directory / SPEC_FILE} (as started)", "the spec now"))
             raise AdsearchError(
-                f"study directory {directory} already exists; pass --fresh to start it again "
-                f"(deletes it) or give the study a new name")
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    header = f"# adsearch study spec, digest {spec.digest()}\n"
-    text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-    (directory / SPEC_FILE).write_text(header + text)
-    return directory
+                f"the spec changed since study {spec.name!r} began, so it cannot resume:\n{diff}"
+                f"run with --fresh to start it again (deletes {directory}), or give the study a new name")
+        return True
+    leftovers = [p.name for p in directory.iterdir() if p.name != LOCK_FILE]
+    if leftovers:
+        raise AdsearchError(f"{directory} exists and is not an adsearch study (it holds {', '.join(leftovers[:5])}); "
+                            "choose another study name or --reports directory")
+    _atomic_write(directory / SPEC_FILE, f"# adsearch study spec, digest {spec.digest()}\n" + _spec_text(spec))
+    return False
+
+
+# --- the study -------------------------------------------------------------------------------
 
 
 def run_study(
@@ -300,45 +513,87 @@ def run_study(
     fresh: bool = False,
     say: Callable[[str], None] = print,
 ) -> StudyResult:
-    """Run the baseline and the search of `spec`; write `reports/<name>/` and its report."""
+    """Run (or resume) the baseline and the search of `spec`; write `reports/<name>/` and its report.
+
+    An existing study of the same name and spec is resumed: finished trials are kept, unfinished
+    ones go on from their last checkpoint, and the budget is completed exactly.
+
+    Raises:
+        AdsearchError: the study is running elsewhere, its spec changed, or the baseline failed.
+        StudyInterrupted: it stopped early (Ctrl-C or `search.max_failures`); it can resume.
+    """
     base_widths = check_runnable(spec)
-    directory = prepare_directory(spec, Path(reports_dir), fresh=fresh)
-    started_ray = _start_ray(spec, address)
-    threads = spec.train.threads or max(1, int(spec.resources.per_trial.cpu))
-    try:
-        baseline = None
-        if spec.search.baseline:
-            say(f"baseline: {spec.train.epochs} epochs without pruning")
-            baseline = _run_baseline(spec, directory, threads, base_widths)
-            say(f"baseline: accuracy {baseline['accuracy']:.2%}, params {_count(baseline['params'])}, "
-                f"MACs {_count(baseline['macs'])}, {baseline['wall_s']:.1f} s")
-        say(f"search: {spec.search.trials} trials, sampler {spec.search.sampler}, objectives "
-            + ", ".join(f"{o.metric} ({o.mode})" for o in spec.search.objectives))
-        _run_search(spec, directory, baseline, threads, base_widths, say)
-    finally:
-        if started_ray:
-            ray.shutdown()
-    rows = collect_rows(directory, spec)
-    files = report.write_report(directory, spec, rows, state="done")
+    directory = Path(reports_dir) / spec.name
+    if fresh and directory.exists():
+        owner = lock_owner(directory)
+        if owner is not None:
+            raise AdsearchError(f"study {directory} is running (pid {owner}); stop it before --fresh")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with study_lock(directory):
+        resuming = open_directory(spec, directory)
+        if resuming:
+            say(f"resuming study {spec.name!r} in {directory}")
+        started_ray = _start_ray(spec, address)
+        threads = spec.train.threads or max(1, int(spec.resources.per_trial.cpu))
+        try:
+            baseline = None
+            if spec.search.baseline:
+                baseline = _run_baseline(spec, directory, threads, base_widths, say)
+            _run_search(spec, directory, baseline, threads, base_widths, say)
+        except StudyInterrupted:
+            report.write_report(directory, spec, collect_rows(directory, spec), state="interrupted")
+            raise
+        finally:
+            if started_ray:
+                ray.shutdown()
+        rows = collect_rows(directory, spec)
+        files = report.write_report(directory, spec, rows, state="done")
     return StudyResult(directory=directory, rows=rows, files=files)
 
 
-def _run_baseline(spec: StudySpec, directory: Path, threads: int, base_widths: list[int]) -> dict:
+def resume_study(directory: Path | str, *, address: str | None = None, say: Callable[[str], None] = print) -> StudyResult:
+    """Continue the study in `directory` with the spec it was started with."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AdsearchError(f"no study at {directory}{_studies_near(directory)}")
+    spec = saved_spec(directory)
+    if spec.name != directory.name:
+        raise AdsearchError(f"{directory} holds study {spec.name!r}; keep the directory named after its study")
+    return run_study(spec, reports_dir=directory.parent, address=address, say=say)
+
+
+def _interrupted(directory: Path, what: str) -> StudyInterrupted:
+    return StudyInterrupted(f"{what}; finished trials are kept and running ones checkpointed each epoch. "
+                            f"Resume with: adsearch resume {directory}")
+
+
+def _run_baseline(spec: StudySpec, directory: Path, threads: int, base_widths: list[int], say) -> dict:
+    path = directory / BASELINE_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    say(f"baseline: {spec.train.epochs} epochs without pruning")
     base = spec.without_pruning().model_dump(mode="json")
     trainable = tune.with_parameters(_trainable, base=base, baseline=None, threads=threads,
                                      base_widths=base_widths)
-    grid = _tuner(trainable, spec, directory, "baseline", samples=1).fit()
+    grid = _tuner(trainable, spec, directory, "baseline", samples=1, restore=True).fit()
     result = grid[0]
     if result.error:
-        raise AdsearchError(f"the baseline trial failed: {_error_text(result.error)}")
+        raise AdsearchError(f"the baseline trial failed: {_error_text(result.error)}; "
+                            f"see {directory / 'ray' / 'baseline'}")
+    if (result.metrics or {}).get("epoch") != spec.train.epochs:
+        raise _interrupted(directory, "interrupted during the baseline")
     metrics = {k: _plain(result.metrics[k]) for k in RECORDED + TRACE if k in result.metrics}
-    _write_json(directory / BASELINE_FILE, metrics)
+    _atomic_write(path, json.dumps(metrics, indent=2))
+    say(f"baseline: accuracy {metrics['accuracy']:.2%}, params {_count(metrics['params'])}, "
+        f"MACs {_count(metrics['macs'])}, {metrics['wall_s']:.1f} s")
     return metrics
 
 
 def _run_search(spec, directory, baseline, threads, base_widths, say) -> None:
     objectives = spec.search.objectives
-    storage = optuna.storages.RDBStorage(storage_url(directory))
+    url = storage_url(directory)
+    storage = _open_storage(directory, url)
     searcher = _Searcher(
         space=optuna_space(spec),
         metric=[o.metric for o in objectives],
@@ -350,43 +605,35 @@ def _run_search(spec, directory, baseline, threads, base_widths, say) -> None:
     )
     trainable = tune.with_parameters(_trainable, base=spec.model_dump(mode="json"), baseline=baseline,
                                      threads=threads, base_widths=base_widths)
-    progress = _Progress(spec.search.trials, baseline, spec.report.max_accuracy_drop, say)
-    grid = _tuner(trainable, spec, directory, "search", search_alg=searcher, samples=spec.search.trials,
-                  callbacks=[progress]).fit()
+    progress = _Progress(spec.search.trials, baseline, spec.report.max_accuracy_drop, say, url, spec.name)
+    stopper = _FailureLimit(spec.search.max_failures, url, spec.name)
+    say(f"search: {spec.search.trials} trials, sampler {spec.search.sampler}, objectives "
+        + ", ".join(f"{o.metric} ({o.mode})" for o in objectives))
+    _tuner(trainable, spec, directory, "search", search_alg=searcher, samples=spec.search.trials,
+           callbacks=[progress], stop=stopper, restore=True).fit()
     study = optuna.load_study(study_name=spec.name, storage=storage)
     study.set_metric_names([o.metric for o in objectives])
-    errors = {r.path.rsplit("/", 1)[-1]: _error_text(r.error) for r in grid if r.error}
-    for trial in study.get_trials(deepcopy=False):
-        ray_id = trial.user_attrs.get("ray_trial_id")
-        for dirname, text in errors.items():
-            if ray_id and ray_id in dirname:
-                storage.set_trial_user_attr(trial._trial_id, "error", text)
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in finished)
+    if spec.search.max_failures is not None and failed >= spec.search.max_failures:
+        raise StudyInterrupted(
+            f"search.max_failures ({spec.search.max_failures}) reached: {failed} trials failed "
+            f"(reasons in {directory / 'trials.csv'}); fix the cause, raise the limit in a new study, or "
+            f"resume with: adsearch resume {directory}")
+    if len(finished) < spec.search.trials:
+        raise _interrupted(directory, f"interrupted after {len(finished)} of {spec.search.trials} trials")
 
 
-def collect_rows(directory: Path, spec: StudySpec) -> list[dict]:
-    """The study's trials as table rows: the baseline (number -1) and every Optuna trial."""
-    rows: list[dict] = []
-    params_cols = [f"param:{p}" for p in spec.search.space]
-    baseline_path = directory / BASELINE_FILE
-    if baseline_path.exists():
-        b = json.loads(baseline_path.read_text())
-        rows.append({"number": -1, "role": "baseline", "state": "COMPLETE", "error": "",
-                     **{c: None for c in params_cols}, **b})
-    if (directory / DB_FILE).exists():
-        study = optuna.load_study(study_name=spec.name, storage=storage_url(directory))
-        for t in study.get_trials(deepcopy=False):
-            row = {"number": t.number, "role": "search", "state": t.state.name,
-                   "error": t.user_attrs.get("error", "")}
-            for path in spec.search.space:
-                value = t.params.get(path)
-                row[f"param:{path}"] = decode_choice(spec.search.space[path], value) if value is not None else None
-            for key in RECORDED + TRACE:
-                row[key] = t.user_attrs.get(key)
-            rows.append(row)
-    return rows
+def _open_storage(directory: Path, url: str) -> optuna.storages.RDBStorage:
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds here
+        raise AdsearchError(f"{directory / DB_FILE} cannot be opened as an Optuna storage ({_error_text(exc)}); "
+                            "the other files of the study are untouched") from None
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+def _atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a reader sees the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from adsearch import cost
-from adsearch.compress import ChannelGroup, RoundPlan, apply_plan, plan_round
+from adsearch.compress import RoundPlan, apply_plan, group_widths, plan_round
 from adsearch.data import Dataset, load_data
 from adsearch.density import DensityMonitor
 from adsearch.errors import AdsearchError
+from adsearch.graph import channel_groups
 from adsearch.models import create_model
 from adsearch.spec import ScheduleSpec, StudySpec
 
@@ -49,6 +50,7 @@ def build_model(spec: StudySpec, data: Dataset, widths: list[int] | None = None)
         widths=widths,
         width_mult=spec.model.width_mult,
         layers=spec.model.layers,
+        stem=spec.model.stem,
     )
 
 
@@ -69,11 +71,6 @@ def lr_factor(schedule: ScheduleSpec, epoch: int, epochs: int) -> float:
     if schedule.name == "cosine":
         return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
     return 1.0
-
-
-def group_widths(model: nn.Module, groups: list[ChannelGroup]) -> list[int]:
-    modules = dict(model.named_modules())
-    return [int(modules[g.producers[0]].weight.shape[0]) for g in groups]
 
 
 def train_one_epoch(model, batches, optimizer, device, label_smoothing: float) -> dict:
@@ -124,7 +121,7 @@ class _Trial:
         self.data = load_data(spec.data, spec.seed).to(device)
         self.shuffle = torch.Generator().manual_seed(spec.seed)
         self.model = build_model(spec, self.data).to(device)
-        self.groups = self.model.channel_groups()
+        self.groups = channel_groups(self.model)
         self.optimizer = build_optimizer(spec, self.model)
         self.epoch = 0
         self.rounds = 0
@@ -150,7 +147,7 @@ class _Trial:
         else:
             widths = [plan.new_widths[g.name] for g in self.groups]
             self.model = build_model(self.spec, self.data, widths).to(self.device)
-            self.groups = self.model.channel_groups()
+            self.groups = channel_groups(self.model)
             self.optimizer = build_optimizer(self.spec, self.model)
         self._measure()
 
@@ -175,7 +172,7 @@ class _Trial:
             raise AdsearchError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
         self.model = build_model(self.spec, self.data, list(ckpt["widths"])).to(self.device)
         self.model.load_state_dict(ckpt["model"])
-        self.groups = self.model.channel_groups()
+        self.groups = channel_groups(self.model)
         self.optimizer = build_optimizer(self.spec, self.model)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for key in ("epoch", "rounds", "train_macs", "wall_s", "history", "compressions"):
@@ -212,7 +209,7 @@ def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict
         for group in t.optimizer.param_groups:
             group["lr"] = base_lr * factor
         macs_this_epoch = t.macs
-        with DensityMonitor(t.model, t.groups, pruning.zero_threshold) as monitor:
+        with DensityMonitor(t.model, t.groups, pruning.zero_threshold, pruning.group_density) as monitor:
             stats = train_one_epoch(t.model, t.data.train_batches(train.batch_size, t.shuffle),
                                     t.optimizer, t.device, train.label_smoothing)
             channel_densities = monitor.channel_densities()
@@ -244,9 +241,11 @@ def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict
             metrics["latency_ms"] = cost.latency_ms(t.model, t.data.input_shape)
         if report is not None:
             report(metrics, t.checkpoint())
-    if not metrics:  # resumed from a checkpoint of the last epoch
+    if not metrics:  # resumed from a checkpoint of the last epoch: report the end once more
         metrics = _metrics(t, t.history[-1])
         metrics["latency_ms"] = cost.latency_ms(t.model, t.data.input_shape)
+        if report is not None:
+            report(metrics, t.checkpoint())
     metrics["history"] = t.history
     metrics["compressions"] = t.compressions
     metrics["base_widths"] = t.base_widths

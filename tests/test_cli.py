@@ -131,14 +131,14 @@ def test_unknown_names_list_the_available_ones(tmp_path):
     assert "search.objectives.1.metric" in proc.stderr and "'train_macs'" in proc.stderr
 
 
-def test_existing_study_is_not_overwritten(tmp_path):
+def test_a_directory_that_is_not_a_study_is_not_touched(tmp_path):
     spec = tmp_path / "again.yaml"
     spec.write_text(TINY.format(name="again"))
     existing = tmp_path / "reports" / "again"
     existing.mkdir(parents=True)
     (existing / "keep.txt").write_text("precious")
     proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), cwd=tmp_path)
-    assert proc.returncode == 1 and "already exists" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "is not an adsearch study" in proc.stderr and "Traceback" not in proc.stderr
     assert (existing / "keep.txt").read_text() == "precious"
 
 

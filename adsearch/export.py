@@ -1,0 +1,325 @@
+"""Export a trial's compressed network: a state dict with its widths, TorchScript, or ONNX.
+
+`export_trial(study_dir, number=N | pick="recommended", fmt=...)` rebuilds the network a trial
+ended with from its last checkpoint (`ray/search/<trial dir>/checkpoint_*/trial.pt`, the baseline
+from `ray/baseline/`), at the widths it was compressed to, and writes it to
+`reports/<name>/models/` with a JSON file beside it (trial, settings, widths, metrics, input
+shape). `load_model(path)` reads any of the three back as something to call on a batch.
+The inputs the network expects are the data module's: standardised per channel with the training
+split's statistics (`adsearch.data`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from adsearch.errors import AdsearchError
+from adsearch.records import StudyRecord, read_study, trial_label, trial_row
+
+FORMATS = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
+"""Export formats and the file suffix each is written with."""
+PICKS = ("recommended",)
+CHECKPOINT_FILE = "trial.pt"
+MODELS_DIR = "models"
+
+
+@dataclass
+class Export:
+    """What `export_trial` wrote: the model file, its JSON description, and that description."""
+
+    path: Path
+    info_path: Path
+    info: dict
+
+
+def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str | None = None,
+                 fmt: str = "state_dict", out_dir: Path | str | None = None) -> Export:
+    """Write the network trial `number` (-1: the baseline) or the `pick`ed trial ended with.
+
+    Args:
+        study_dir: the study's directory, e.g. `reports/quickstart`.
+        number: the trial to export; exactly one of `number` and `pick` is given.
+        pick: 'recommended': the study's recommended trade-off.
+        fmt: 'state_dict' (`load_model` or `adsearch.models.load_compressed` rebuilds it),
+            'torchscript' or 'onnx' (needs the `onnx` extra: `pip install 'adsearch[onnx]'`).
+        out_dir: where to write; default `<study_dir>/models/`.
+
+    Raises:
+        AdsearchError: an unknown study, trial, pick or format (the message lists what exists), a
+            trial that failed (with its reason) or has not finished, a missing checkpoint, or ONNX
+            without the onnx package.
+    """
+    if fmt not in FORMATS:
+        raise AdsearchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        _require_onnx()
+    record = read_study(study_dir)
+    row = trial_row(record, _trial_number(record, number, pick))
+    _check_exportable(record, row)
+    checkpoint = load_trial_checkpoint(record, row)
+    spec = trial_spec(record, row)
+    model, data = _rebuild(spec, checkpoint)
+
+    out_dir = Path(out_dir) if out_dir is not None else record.directory / MODELS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "baseline" if row["role"] == "baseline" else f"trial-{row['number']}"
+    path = out_dir / f"{stem}{FORMATS[fmt]}"
+    info = _describe(record, row, spec, checkpoint, data, fmt, path)
+    example = torch.zeros(2, *data.input_shape)
+    if fmt == "state_dict":
+        from adsearch.models import save_compressed
+
+        m = spec.model
+        save_compressed(model, path, arch=m.arch, num_classes=data.num_classes, in_channels=data.input_shape[0],
+                        image_size=data.input_shape[-1], width_mult=m.width_mult, layers=m.layers, stem=m.stem)
+    elif fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the format people load
+            scripted = torch.jit.trace(model, example)
+            torch.jit.save(scripted, str(path), _extra_files={"adsearch.json": json.dumps(info)})
+    else:
+        _write_onnx(model, example, path, info)
+    info_path = path.with_name(f"{stem}{FORMATS[fmt]}.json")
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    return Export(path=path, info_path=info_path, info=info)
+
+
+# --- which trial ---------------------------------------------------------------------------------
+
+
+def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> int:
+    if (number is None) == (pick is None):
+        raise AdsearchError("give exactly one of --trial N or --pick recommended")
+    if number is not None:
+        return number
+    if pick not in PICKS:
+        raise AdsearchError(f"unknown pick {pick!r}; choose one of {', '.join(PICKS)} (or --trial N)")
+    from adsearch.pareto import recommended
+
+    best = recommended(record.rows, record.spec.report.max_accuracy_drop)
+    if best is None:
+        done = [str(r["number"]) for r in record.search_rows if r["state"] == "COMPLETE"]
+        raise AdsearchError(
+            f"study {record.name!r} has no recommended trade-off (no completed search trial within "
+            f"{100 * record.spec.report.max_accuracy_drop:.1f} points of the baseline's accuracy); "
+            + (f"pick one with --trial N: completed trials {', '.join(done)}" if done else "no trial has completed yet"))
+    return record.rows[best]["number"]
+
+
+def _check_exportable(record: StudyRecord, row: dict) -> None:
+    name = trial_label(row)
+    if row["state"] == "FAIL":
+        raise AdsearchError(f"trial {name} of study {record.name!r} failed, so it has no network to export: "
+                            f"{row.get('error') or '(no message recorded)'}")
+    if row["state"] != "COMPLETE":
+        raise AdsearchError(f"trial {name} of study {record.name!r} is {row['state']} (study {record.state}); "
+                            "only a finished trial can be exported")
+
+
+# --- the checkpoint and the network ------------------------------------------------------------
+
+
+def trial_directory(record: StudyRecord, row: dict) -> Path:
+    """The Ray Tune trial directory that ran `row`: ray/baseline/<the one trial>, or the one under
+    ray/search/ whose name holds the trial's `ray_trial_id`."""
+    if row["role"] == "baseline":
+        root = record.directory / "ray" / "baseline"
+        dirs = sorted(p for p in root.glob("*") if p.is_dir() and any(p.glob("checkpoint_*")))
+    else:
+        root = record.directory / "ray" / "search"
+        ray_id = row.get("ray_trial_id")
+        if not ray_id:
+            raise AdsearchError(f"trial {row['number']} of study {record.name!r} has no ray_trial_id in study.db, "
+                                "so its checkpoint cannot be found")
+        dirs = sorted(p for p in root.glob(f"*{ray_id}*") if p.is_dir() and f"_{ray_id}_" in f"_{p.name}_")
+    if not dirs:
+        raise AdsearchError(f"no Ray trial directory with a checkpoint for trial {trial_label(row)} under {root}")
+    return dirs[-1]
+
+
+def load_trial_checkpoint(record: StudyRecord, row: dict) -> dict:
+    """The trial's last checkpoint (a plain dict: model, widths, epoch, ...), checked to be the
+    one its reported metrics come from."""
+    directory = trial_directory(record, row)
+    checkpoints = sorted(directory.glob(f"checkpoint_*/{CHECKPOINT_FILE}"), key=lambda p: p.parent.name)
+    if not checkpoints:
+        raise AdsearchError(f"trial {trial_label(row)} has no checkpoint in {directory}")
+    path = checkpoints[-1]
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise AdsearchError(f"cannot read checkpoint {path}: {exc}") from None
+    if row.get("epoch") is not None and checkpoint.get("epoch") != row["epoch"]:
+        raise AdsearchError(f"the last checkpoint of trial {trial_label(row)} ({path}) is from epoch "
+                            f"{checkpoint.get('epoch')}, but its reported metrics are from epoch {row['epoch']}")
+    if row.get("widths") is not None and list(checkpoint["widths"]) != list(row["widths"]):
+        raise AdsearchError(f"the checkpoint {path} has widths {list(checkpoint['widths'])}, but trial "
+                            f"{trial_label(row)} reported {row['widths']}")
+    return checkpoint
+
+
+def trial_spec(record: StudyRecord, row: dict):
+    """The spec the trial ran: the study's with the trial's sampled values put in."""
+    from adsearch.spec import apply_params
+
+    if row["role"] == "baseline":
+        return record.spec.without_pruning()
+    params = {k[len("param:"):]: v for k, v in row.items() if k.startswith("param:") and v is not None}
+    return apply_params(record.spec, params)
+
+
+def _rebuild(spec, checkpoint: dict) -> tuple[nn.Module, object]:
+    from adsearch.data import load_data
+    from adsearch.trainer import build_model
+
+    data = load_data(spec.data, spec.seed)
+    model = build_model(spec, data, list(checkpoint["widths"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval(), data
+
+
+def _describe(record: StudyRecord, row: dict, spec, checkpoint: dict, data, fmt: str, path: Path) -> dict:
+    metrics = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency_ms", "params_ratio",
+               "macs_ratio", "train_macs_ratio", "accuracy_drop", "rounds")
+    return {
+        "study": record.name,
+        "trial": row["number"],
+        "format": fmt,
+        "file": path.name,
+        "arch": spec.model.model_dump(mode="json"),
+        "widths": list(checkpoint["widths"]),
+        "base_widths": row.get("base_widths"),
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "dataset": spec.data.dataset,
+        "settings": {k[len("param:"):]: v for k, v in row.items() if k.startswith("param:")},
+        "metrics": {k: row.get(k) for k in metrics if row.get(k) is not None},
+        "epoch": checkpoint.get("epoch"),
+        "spec_digest": record.spec.digest(),
+    }
+
+
+# --- ONNX ----------------------------------------------------------------------------------------
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise AdsearchError(f"ONNX export needs the onnx and onnxscript packages ({exc.name} is missing): "
+                            "pip install 'adsearch[onnx]'") from None
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    import onnx
+
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+    proto = onnx.load(str(path))
+    for key, value in (("adsearch", json.dumps(info)), ("widths", json.dumps(info["widths"]))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+class OnnxModel:
+    """An ONNX export run by onnxruntime, called like the network: a float tensor batch in, logits out."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        (out,) = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})
+        return torch.from_numpy(out)
+
+    def eval(self) -> OnnxModel:
+        return self
+
+
+# --- loading back --------------------------------------------------------------------------------
+
+
+def load_model(path: Path | str, map_location: str | torch.device = "cpu"):
+    """Load an exported network: an `nn.Module` (state dict + widths), a TorchScript module, or
+    for ONNX an `OnnxModel` (needs onnxruntime). Each is in eval mode and maps a batch
+    `(N, *input_shape)` to logits `(N, num_classes)`.
+
+    Raises:
+        AdsearchError: a missing file, or an ONNX file without onnxruntime installed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        there = sorted(p.name for p in path.parent.glob("*") if p.suffix in (".pt", ".onnx")) if path.parent.is_dir() else []
+        raise AdsearchError(f"no exported model at {path}" + (f"; models there: {', '.join(there)}" if there else ""))
+    if path.suffix == ".onnx":
+        try:
+            return OnnxModel(path)
+        except ImportError:
+            raise AdsearchError(f"running {path} needs onnxruntime: pip install onnxruntime "
+                                "(or export with --format state_dict or torchscript)") from None
+    if _is_torchscript(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location=map_location).eval()
+    from adsearch.models import load_compressed
+
+    return load_compressed(path, map_location=map_location).eval()
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold `code/` and `constants.pkl`; `torch.save` archives do not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+@torch.no_grad()
+def held_out_accuracy(model, study_dir: Path | str, number: int, batch_size: int = 256) -> float:
+    """Top-1 accuracy of `model` (anything `load_model` returns) on the held-out split trial
+    `number` of the study was evaluated on."""
+    from adsearch.data import load_data
+
+    record = read_study(study_dir)
+    spec = trial_spec(record, trial_row(record, number))
+    data = load_data(spec.data, spec.seed)
+    hits = seen = 0
+    for x, y in data.test_batches(batch_size):
+        hits += int((model(x).argmax(1) == y).sum())
+        seen += len(y)
+    return hits / seen
+
+
+def verify_export(result: Export, study_dir: Path | str) -> str:
+    """Load the written file back and measure it on the held-out split; one line saying how it went.
+
+    An ONNX file without onnxruntime installed is checked with `onnx.checker` instead.
+    """
+    expected = result.info["metrics"].get("accuracy")
+    try:
+        model = load_model(result.path)
+    except AdsearchError:
+        if result.path.suffix != ".onnx":
+            raise
+        import onnx
+
+        onnx.checker.check_model(onnx.load(str(result.path)))
+        return "onnx.checker: the graph is valid (install onnxruntime to measure its accuracy)"
+    accuracy = held_out_accuracy(model, study_dir, result.info["trial"])
+    same = expected is not None and abs(accuracy - expected) < 1e-9
+    return (f"held-out accuracy of {result.path.name}: {accuracy:.2%} "
+            + ("(as reported)" if same else f"(reported {expected:.2%})" if expected is not None else ""))

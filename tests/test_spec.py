@@ -1,0 +1,256 @@
+"""The study spec (adsearch.spec): round trip, errors with dotted path and YAML line, the search space."""
+
+from __future__ import annotations
+
+import pytest
+
+from adsearch.spec import (
+    DistributionDim,
+    SpecError,
+    StudySpec,
+    ValuesDim,
+    apply_params,
+    encode_choice,
+    parse_spec,
+    validate_spec,
+)
+
+GOOD = """\
+name: demo
+seed: 3
+model: {arch: vgg11}
+data: {dataset: digits, image_size: 16}
+train:
+  epochs: 5
+  optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+pruning:
+  compress_at: [1, 2]
+  target_density: 0.9
+  weights: reinit
+search:
+  sampler: tpe
+  objectives: [{metric: accuracy}, {metric: params}]
+  space:
+    pruning.compress_at: {values: [[1], [1, 2]]}
+    pruning.target_density: {distribution: uniform, low: 0.5, high: 0.95}
+    train.optimizer.lr: {distribution: log_uniform, low: 0.01, high: 0.2}
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert isinstance(info.value.problems, list) and all(isinstance(p, str) for p in info.value.problems)
+    return info.value.problems
+
+
+# --- a valid spec -------------------------------------------------------------------------------
+
+
+def test_valid_spec_parses_and_round_trips():
+    spec = parse_spec(GOOD)
+    assert spec.seed == 3 and spec.train.epochs == 5 and spec.train.optimizer.lr == 0.1
+    assert spec.pruning.compress_at == [1, 2] and spec.pruning.weights == "reinit"
+    assert spec.search.objectives[0].mode == "max" and spec.search.objectives[1].mode == "min"
+    assert isinstance(spec.search.space["pruning.compress_at"], ValuesDim)
+    assert isinstance(spec.search.space["train.optimizer.lr"], DistributionDim)
+    assert validate_spec(spec.model_dump()) == spec
+    assert validate_spec(spec.model_dump(mode="json")) == spec
+    assert validate_spec(spec.model_dump(mode="json")).digest() == spec.digest()
+
+
+def test_optimizer_name_may_be_left_out_for_sgd_and_adamw_is_adam_shaped():
+    assert parse_spec("name: x\ntrain: {optimizer: {lr: 0.2}}").train.optimizer.name == "sgd"
+    adamw = parse_spec("name: x\ntrain: {optimizer: {name: adamw, lr: 0.01}}").train.optimizer
+    assert adamw.name == "adamw" and adamw.betas == (0.9, 0.999)
+
+
+# --- errors: dotted path, YAML line, all at once ------------------------------------------------
+
+
+def test_out_of_bounds_field_named_with_path_and_line():
+    problems = problems_of("name: x\n\n\npruning:\n  weights: inherit\n\n  target_density: 1.5\n")
+    assert len(problems) == 1
+    assert problems[0].startswith("pruning.target_density (line 7): ")
+    assert "1.5" in problems[0]
+
+
+def test_every_problem_is_reported_at_once():
+    problems = problems_of("name: x\npruning:\n  target_density: 1.5\n  min_channels: 0\n")
+    assert len(problems) == 2
+    assert problems[0].startswith("pruning.target_density (line 3): ")
+    assert problems[1].startswith("pruning.min_channels (line 4): ")
+    assert "got 0" in problems[1]
+
+
+def test_wrong_type_named_with_path_and_line():
+    (problem,) = problems_of("name: x\ntrain:\n  epochs: many\n")
+    assert problem.startswith("train.epochs (line 3): ") and "many" in problem
+
+
+def test_nested_optimizer_field_named_without_union_tags():
+    (problem,) = problems_of("name: x\ntrain:\n  optimizer:\n    name: sgd\n    lr: -1\n")
+    assert problem.startswith("train.optimizer.lr (line 5): ") and "greater than 0" in problem
+
+
+def test_unknown_optimizer_lists_the_allowed_names():
+    (problem,) = problems_of("name: x\ntrain: {optimizer: {name: rmsprop}}\n")
+    assert problem.startswith("train.optimizer (line 2): ")
+    assert "rmsprop" in problem and "'sgd', 'adam', 'adamw'" in problem
+
+
+def test_unknown_key_lists_the_allowed_keys():
+    (top,) = problems_of("name: x\nmodell: {}\n")
+    assert top.startswith("modell (line 2): unknown key; allowed: name, seed, model, data, train, pruning")
+    (nested,) = problems_of("name: x\npruning:\n  target: 0.5\n")
+    assert nested.startswith("pruning.target (line 3): unknown key; allowed: method, compress_at, max_rounds")
+
+
+def test_unknown_key_in_a_union_branch_lists_that_branch_keys():
+    (problem,) = problems_of("name: x\ntrain:\n  optimizer: {name: adam, momentum: 0.9}\n")
+    assert problem == "train.optimizer.momentum (line 3): unknown key; allowed: name, lr, betas, weight_decay"
+
+
+def test_unknown_model_lists_available_names():
+    (problem,) = problems_of("name: x\nmodel:\n  arch: vgg99\n")
+    assert problem.startswith("model.arch (line 3): unknown model 'vgg99'")
+    assert "available: " in problem and "vgg11" in problem and "vgg19" in problem
+
+
+def test_unknown_dataset_and_sampler_list_the_allowed_names():
+    (dataset,) = problems_of("name: x\ndata: {dataset: cifar}\n")
+    assert dataset.startswith("data.dataset (line 2): ") and "'digits'" in dataset and "'synthetic'" in dataset
+    assert "got 'cifar'" in dataset
+    (sampler,) = problems_of("name: x\nsearch:\n  sampler: cmaes\n")
+    assert sampler.startswith("search.sampler (line 3): ")
+    for name in ("nsga2", "tpe", "random", "grid", "cmaes"):
+        assert f"'{name}'" in sampler
+
+
+def test_unknown_objective_metric_lists_the_metric_names():
+    (problem,) = problems_of("name: x\nsearch:\n  objectives:\n    - {metric: acc}\n")
+    assert problem.startswith("search.objectives.0.metric (line 4): ")
+    for name in ("accuracy", "params", "train_macs", "acc"):
+        assert f"'{name}'" in problem
+
+
+def test_missing_name_is_reported():
+    (problem,) = problems_of("seed: 1\n")
+    assert problem == "name: Field required"
+
+
+def test_compress_at_must_leave_epochs_to_train():
+    (problem,) = problems_of("name: x\ntrain: {epochs: 3}\npruning:\n  compress_at: [1, 3]\n")
+    assert problem.startswith("pruning.compress_at (line 4): epochs must be < train.epochs (3)")
+    assert "got [3]" in problem
+    # with pruning off the same schedule is harmless
+    assert parse_spec("name: x\ntrain: {epochs: 3}\npruning: {method: none, compress_at: [3]}").train.epochs == 3
+
+
+def test_invalid_yaml_gives_a_spec_error_with_a_line():
+    (problem,) = problems_of("name: x\ntrain:\n  epochs: 3\n   bad: 1\n")
+    assert problem.startswith("not valid YAML (line 4)")
+    (flow,) = problems_of("name: x\ntrain: [epochs: 3\n")
+    assert flow.startswith("not valid YAML (line ")
+
+
+def test_a_document_that_is_not_a_mapping_is_rejected():
+    (problem,) = problems_of("- name: x\n")
+    assert "must be a mapping" in problem and "list" in problem
+
+
+# --- the search space ---------------------------------------------------------------------------
+
+
+def test_space_path_that_does_not_exist_is_named():
+    (problem,) = problems_of("name: x\nsearch:\n  space:\n    train.optimizer.lrr: {values: [0.1]}\n")
+    assert problem.startswith("search.space.train.optimizer.lrr (line 4): no field 'lrr' in train.optimizer")
+    assert "available: name, lr, momentum" in problem
+
+
+def test_space_path_reported_even_when_the_rest_of_the_spec_is_invalid():
+    problems = problems_of("name: x\ntrain: {epochs: 0}\nsearch:\n  space:\n    pruning.nope: {values: [1]}\n")
+    assert len(problems) == 2
+    assert problems[0].startswith("train.epochs (line 2): ")
+    assert problems[1].startswith("search.space.pruning.nope (line 5): no field 'nope' in pruning")
+
+
+def test_space_value_outside_the_field_bounds_is_rejected():
+    (problem,) = problems_of(
+        "name: x\nsearch:\n  space:\n    pruning.target_density: {values: [0.5, 1.5]}\n"
+    )
+    assert problem.startswith("search.space.pruning.target_density (line 4): value 1.5 is not allowed")
+    assert "less than or equal to 1" in problem
+
+
+def test_space_distribution_bounds_are_checked_against_the_field():
+    (problem,) = problems_of(
+        "name: x\nsearch:\n  space:\n    pruning.target_density: {distribution: uniform, low: 0.5, high: 2.0}\n"
+    )
+    assert problem.startswith("search.space.pruning.target_density (line 4): value 2.0 is not allowed")
+
+
+def test_int_uniform_with_fractional_low_is_rejected_once():
+    (problem,) = problems_of(
+        "name: x\nsearch:\n  space:\n    pruning.min_channels: {distribution: int_uniform, low: 1.5, high: 4}\n"
+    )
+    assert problem.startswith("search.space.pruning.min_channels (line 4): int_uniform needs integer low and high")
+
+
+def test_space_dimension_errors_report_only_the_branch_used():
+    (typo,) = problems_of(
+        "name: x\nsearch:\n  space:\n    pruning.min_channels: {distribution: uniform, low: 1, high: 4, stp: 1}\n"
+    )
+    assert typo == ("search.space.pruning.min_channels.stp (line 4): unknown key; "
+                    "allowed: distribution, low, high, step")
+
+
+def test_grid_sampler_takes_values_only():
+    (problem,) = problems_of(
+        "name: x\nsearch:\n  sampler: grid\n  space:\n"
+        "    pruning.target_density: {distribution: uniform, low: 0.5, high: 0.9}\n"
+    )
+    assert "sampler grid needs {values: [...]}" in problem and "pruning.target_density" in problem
+
+
+def test_search_settings_themselves_cannot_be_searched():
+    (problem,) = problems_of("name: x\nsearch:\n  space:\n    search.trials: {values: [1, 2]}\n")
+    assert problem.startswith("search.space.search.trials (line 4): cannot search over 'search.trials'")
+
+
+def test_apply_params_puts_values_in_and_decodes_list_choices():
+    spec = parse_spec(GOOD)
+    trial = apply_params(spec, {
+        "pruning.compress_at": encode_choice([1, 2]),
+        "pruning.target_density": 0.75,
+        "train.optimizer.lr": 0.05,
+    })
+    assert encode_choice([1, 2]) == "[1, 2]"
+    assert trial.pruning.compress_at == [1, 2]
+    assert trial.pruning.target_density == 0.75
+    assert trial.train.optimizer.lr == 0.05
+    assert trial.model == spec.model and trial.train.epochs == spec.train.epochs
+    assert spec.pruning.target_density == 0.9  # the base spec is left as it was
+    single = apply_params(spec, {"pruning.compress_at": encode_choice([1])})
+    assert single.pruning.compress_at == [1]
+
+
+def test_apply_params_validates_the_trial_as_a_whole():
+    spec = parse_spec(GOOD)  # train.epochs is 5
+    with pytest.raises(SpecError) as info:
+        apply_params(spec, {"pruning.compress_at": [1, 5]})
+    assert any("pruning.compress_at" in p and "got [5]" in p for p in info.value.problems)
+    with pytest.raises(SpecError):
+        apply_params(spec, {"pruning.target_density": 1.5})
+
+
+def test_int_uniform_samples_become_ints():
+    spec = parse_spec("name: x\nsearch:\n  space:\n    pruning.min_channels: {distribution: int_uniform, low: 1, high: 8}\n")
+    trial = apply_params(spec, {"pruning.min_channels": 3.0})
+    assert trial.pruning.min_channels == 3 and isinstance(trial.pruning.min_channels, int)
+
+
+def test_spec_without_a_search_space_is_the_default_study():
+    spec = parse_spec("name: x\n")
+    assert spec == StudySpec(name="x")
+    assert spec.search.space == {} and spec.pruning.rounds == 0
