@@ -339,10 +339,15 @@ def _start_ray(spec: StudySpec, address: str | None) -> bool:
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING",
                                   configure_logging=True)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=spec.resources.num_cpus or os.cpu_count(), **kwargs)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:  # "local": always a new Ray of our own, never some cluster that happens to run here
+            ray.init(address="local", num_cpus=spec.resources.num_cpus or os.cpu_count(), **kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise AdsearchError(f"cannot start or reach {where}: {exc}. For a cluster, start it with "
+                            "`ray start --head` and pass its address (auto, host:port or ray://host:10001)") from None
     return True
 
 

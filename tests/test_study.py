@@ -255,3 +255,28 @@ def _overlap(study_dir: Path, study: optuna.Study) -> bool:
         spans.append((lines[0]["timestamp"] - lines[0]["time_this_iter_s"], lines[-1]["timestamp"]))
     (a0, a1), (b0, b1) = spans
     return a0 < b1 and b0 < a1
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, ray_session):
+    spec = tmp_path / "int.yaml"
+    spec.write_text(spec_text("int", epochs=6, trials=2, width=32, concurrent=1,
+                              space="pruning.target_density: {values: [0.3, 0.95]}"))
+    proc = subprocess.Popen([sys.executable, "-m", "adsearch.cli", "run", str(spec), "--reports", str(tmp_path / "r"),
+                             "--address", ray_session.get_runtime_context().gcs_address],
+                            cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    study_dir = tmp_path / "r" / "int"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait for a search trial to report an epoch
+        time.sleep(0.2)
+        search = study_dir / "ray" / "search"
+        if search.exists() and any(p.stat().st_size > 0 for p in search.glob("*/result.json")):
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"adsearch resume {study_dir}" in err and "Traceback" not in err
+    study = load(study_dir, "int")
+    assert all(t.state.name in ("COMPLETE", "RUNNING") for t in study.trials)  # nothing failed by the stop
+    assert not (study_dir / LOCK_FILE).exists()
+    assert "interrupted" in (study_dir / "report.md").read_text().splitlines()[0]
