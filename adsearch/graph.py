@@ -1,8 +1,8 @@
 """The channel graph of a traced network: its coupled channel groups, found with torch.fx.
 
 `channel_groups(model)` is the one entry: a network of our registry lists its own groups; any
-other network is traced with `torch.fx` and its shapes propagated with fake tensors (no compute,
-any device). Each tensor's channel dim (dim 1) is followed through the graph as a list of
+other network is traced with `torch.fx` and its shapes propagated on the meta device (no data,
+no compute, whatever device the model is on). Each tensor's channel dim (dim 1) is followed through the graph as a list of
 segments, each a run of channels of one group:
 
 - a conv (groups=1) or Linear reads its input's segments (a consumer of each) and starts a new
@@ -32,13 +32,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from adsearch.compress import ChannelGroup, Slice
 from adsearch.errors import AdsearchError
 
 TRACE_SIZE = 224
-"""Input side used for tracing; shapes are propagated with fake tensors, so it costs nothing."""
+"""Input side used for tracing; shapes are propagated on the meta device, so it costs nothing."""
 
 
 class UnsupportedModel(AdsearchError):
@@ -195,11 +194,11 @@ def _trace(model: nn.Module) -> fx.GraphModule:
         if len(placeholders) != 1:
             raise UnsupportedModel(f"{type(model).__name__}.forward takes {len(placeholders)} inputs, "
                                    f"not one image batch; {_ADVICE}")
-        from torch._subclasses import FakeTensorMode
-
-        example = torch.zeros(2, in_channels, TRACE_SIZE, TRACE_SIZE)
+        example = torch.empty(2, in_channels, TRACE_SIZE, TRACE_SIZE, device="meta")
+        state = {f"gm.{k}": torch.empty_like(v, device="meta")
+                 for k, v in [*gm.named_parameters(), *gm.named_buffers()]}
         try:
-            ShapeProp(gm, fake_mode=FakeTensorMode(allow_non_fake_inputs=True)).propagate(example)
+            torch.func.functional_call(_ShapeRun(gm), state, (example,))
         except Exception as exc:
             raise UnsupportedModel(
                 f"{type(model).__name__} does not run on a {tuple(example.shape[1:])} input while traced "
@@ -208,6 +207,24 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     finally:
         model.train(was_training)
     return gm
+
+
+class _ShapeRun(nn.Module):
+    """Runs a traced graph node by node, writing each tensor result's shape into `node.meta`."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__()
+        self.gm = gm
+
+    def forward(self, x: torch.Tensor):
+        return _ShapeInterpreter(self.gm).run(x)
+
+
+class _ShapeInterpreter(fx.Interpreter):
+    def run_node(self, node: fx.Node):
+        out = super().run_node(node)
+        node.meta["adsearch_shape"] = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+        return out
 
 
 _ADVICE = ("set `pruning.method: none` to train it uncompressed, or use a supported arch "
@@ -228,9 +245,9 @@ def _call_numbers(gm: fx.GraphModule) -> dict[fx.Node, int | None]:
     return numbers
 
 
-def _meta(node) -> TensorMetadata | None:
-    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
-    return meta if isinstance(meta, TensorMetadata) else None
+def _shape(node) -> tuple | None:
+    """The shape of the tensor `node` computes (None: not a tensor)."""
+    return node.meta.get("adsearch_shape") if isinstance(node, fx.Node) else None
 
 
 def _unsupported(node: fx.Node, why: str) -> UnsupportedModel:
@@ -250,16 +267,15 @@ def _step(node: fx.Node, layouts: dict, graph: _Graph, modules: dict, calls: dic
     if node.op == "placeholder":
         gid = graph.new()
         graph.fixed.add(gid)
-        return (_Seg(gid, _meta(node).shape[1]),)
+        return (_Seg(gid, _shape(node)[1]),)
     if node.op == "output":  # the logits (and any other output) keep their width
         for n in _nodes_in(node.args):
             graph.fix(layouts.get(n))
         return None
     if node.op == "get_attr":
         return None
-    inputs = [n for n in node.all_input_nodes if _meta(n) is not None and _meta(n).shape and len(_meta(n).shape) >= 2]
-    out = _meta(node)
-    if out is None or not inputs:
+    inputs = [n for n in node.all_input_nodes if _shape(n) is not None and len(_shape(n)) >= 2]
+    if _shape(node) is None or not inputs:
         return None  # sizes, shapes and other non-tensor values; constants
     if node.op == "call_module":
         return _module_step(node, modules[node.target], layouts, graph, calls)
@@ -291,7 +307,7 @@ def _module_step(node, module, layouts, graph: _Graph, calls):
         graph.fixed.add(gid)
         return (_Seg(gid, module.out_channels),)
     if isinstance(module, nn.Linear):
-        if len(_meta(node).shape) != 2:
+        if len(_shape(node)) != 2:
             raise _unsupported(node, "is a Linear on a tensor of more than 2 dims")
         graph.reads("consumer", name, x, node)
         return (_Seg(_created(graph, name, node), module.out_features),)
@@ -315,7 +331,7 @@ def _created(graph: _Graph, name: str, node: fx.Node) -> int:
         return graph.created[name]
     gid = graph.new()
     graph.created[name] = gid
-    graph.members.append(_Member(gid, "producer", name, 0, _meta(node).shape[1], 1, None, creator=True))
+    graph.members.append(_Member(gid, "producer", name, 0, _shape(node)[1], 1, None, creator=True))
     return gid
 
 
@@ -344,7 +360,7 @@ def _function_step(node, inputs, layouts, graph: _Graph, modules, calls):
     if fn in _FLATTEN or method in _FLATTEN_METHODS:
         return _flatten(node, inputs[0], x)
     if fn in _REDUCE or method in _REDUCE_METHODS:
-        ndim = len(_meta(inputs[0]).shape)
+        ndim = len(_shape(inputs[0]))
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         dims = (dims,) if isinstance(dims, int) else dims
         if dims and all(isinstance(d, int) and d % ndim not in (0, 1) for d in dims):
@@ -355,7 +371,7 @@ def _function_step(node, inputs, layouts, graph: _Graph, modules, calls):
 
 def _binary(node, inputs, layouts, graph: _Graph):
     """Elementwise op: tensors with a real channel dim are joined; broadcast ones pass."""
-    ndim, width = len(_meta(node).shape), _meta(node).shape[1]
+    ndim, width = len(_shape(node)), _shape(node)[1]
     sizes = {n: _channel_size(n, ndim) for n in inputs}
     wide = [n for n in inputs if sizes[n] == width]
     for n in inputs:
@@ -378,7 +394,7 @@ def _binary(node, inputs, layouts, graph: _Graph):
 
 def _channel_size(node: fx.Node, ndim: int) -> int:
     """The size `node` has along the output's channel dim once broadcast (1: broadcast along it)."""
-    shape = _meta(node).shape
+    shape = _shape(node)
     at = 1 - (ndim - len(shape))  # broadcasting aligns shapes on the right
     return shape[at] if at >= 0 else 1
 
@@ -386,7 +402,7 @@ def _channel_size(node: fx.Node, ndim: int) -> int:
 def _cat(node, layouts, graph: _Graph):
     tensors = node.args[0] if node.args else node.kwargs["tensors"]
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    ndim = len(_meta(node).shape)
+    ndim = len(_shape(node))
     parts = [layouts.get(n) for n in tensors]
     if any(p is None for p in parts):
         raise _unsupported(node, "concatenates a tensor whose channels are not followed")
@@ -401,7 +417,7 @@ def _cat(node, layouts, graph: _Graph):
 
 
 def _flatten(node, src, layout):
-    shape_in, shape_out = _meta(src).shape, _meta(node).shape
+    shape_in, shape_out = _shape(src), _shape(node)
     if len(shape_out) >= 2 and shape_out[:2] == shape_in[:2]:
         return layout  # e.g. a view of an (N, C, 1, 1) map as (N, C)
     if len(shape_out) == 2 and len(shape_in) >= 2 and shape_out[0] == shape_in[0]:

@@ -10,7 +10,6 @@ can be checked against `trials.csv` by reading its JSON.
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Sequence
 
@@ -36,7 +35,7 @@ def html_page(spec: StudySpec, rows: list[dict], front: list[int], best: int | N
     profile = width_profile_figure(rows, front, best)
     if profile is not None:
         figures["widths"] = profile
-    densities = density_figure(rows, best)
+    densities = density_figure(rows, best, front)
     if densities is not None:
         figures["density"] = densities
     params = list(spec.search.space)
@@ -157,12 +156,20 @@ def width_profile_figure(rows: list[dict], front: list[int], best: int | None) -
     return fig
 
 
-def density_figure(rows: list[dict], best: int | None) -> go.Figure | None:
+DENSITY_TRIALS = 60
+"""At most this many trials in the density menu: the baseline, the Pareto set and the recommended
+trial first, then the others by number (every curve is embedded in the page)."""
+
+
+def density_figure(rows: list[dict], best: int | None, front: Sequence[int] = ()) -> go.Figure | None:
     """Per-trial density curves (one line per layer group) with a menu to pick the trial; the
     compression points marked by crosses and dotted lines."""
     traced = [i for i, r in enumerate(rows) if r.get("history")]
     if not traced:
         return None
+    if len(traced) > DENSITY_TRIALS:
+        first = [i for i in traced if rows[i].get("role") == "baseline" or i in front or i == best]
+        traced = sorted(first + [i for i in traced if i not in first][: max(0, DENSITY_TRIALS - len(first))])
     shown = best if best in traced else next((i for i in traced if rows[i].get("role") == "search"), traced[0])
     fig = go.Figure()
     owner: list[int] = []  # the row index of every trace
@@ -190,7 +197,8 @@ def density_figure(rows: list[dict], best: int | None) -> go.Figure | None:
                           {"shapes": _compression_lines(rows[i]), "title.text": _density_title(rows[i])}])
                for i in traced]
     fig.update_layout(template=TEMPLATE, height=440, margin=dict(t=90, r=20, b=50, l=60),
-                      title=_density_title(rows[shown]), shapes=_compression_lines(rows[shown]),
+                      title=dict(text=_density_title(rows[shown]), x=0.5, xanchor="center"),
+                      shapes=_compression_lines(rows[shown]),
                       xaxis=dict(title="epoch", dtick=1 if len(rows[shown]["history"]) <= 30 else None),
                       yaxis=dict(title="activation density", rangemode="tozero"),
                       updatemenus=[dict(buttons=buttons, active=traced.index(shown), x=0, xanchor="left",
@@ -254,7 +262,7 @@ def _trials_table(rows: list[dict], params: list[str], front: set[int], best: in
                   baseline: dict | None) -> str:
     header = ["trial", "state", *params, "accuracy", "drop (pts)", "params", "fewer params", "MACs", "train MACs",
               "fewer train MACs", "wall time", "rounds", "widths", "front", "error"]
-    out = ["<table class='sortable' id='trials'><thead><tr>"
+    out = ["<div class='scroll'><table class='sortable' id='trials'><thead><tr>"
            + "".join(f"<th title='sort'>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for i, r in enumerate(rows):
         drop = _drop(r, baseline)
@@ -279,7 +287,7 @@ def _trials_table(rows: list[dict], params: list[str], front: set[int], best: in
                                            ("failed", r.get("state") == "FAIL")) if on)
         out.append(f"<tr id='trial-{_e(_trial_name(r))}' class='{classes}'>"
                    + "".join(_td(text, key) for text, key in cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "\n".join(out)
 
 
@@ -376,6 +384,7 @@ pre.spec { background: #f6f8fa; padding: 10px; overflow-x: auto; }
 .state.done { background: #188038; } .state.running { background: #1a73e8; } .state.interrupted { background: #e8710a; }
 .plot { width: 100%; min-height: 420px; }
 table { border-collapse: collapse; font-size: 12.5px; }
+.scroll { overflow-x: auto; max-height: 80vh; }
 th, td { border-bottom: 1px solid #e0e0e0; padding: 3px 8px; text-align: right; white-space: nowrap; }
 td:first-child, th:first-child { text-align: left; }
 td.error { white-space: normal; text-align: left; color: #a50e0e; }

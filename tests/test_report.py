@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -149,3 +150,42 @@ def test_numbers_read_well():
     assert (count(1_150_000), count(9.5e6), count(41.0e9), count(512), count(None)) == \
         ("1.15M", "9.50M", "41.0G", "512", "—")
     assert (percent(0.9861), seconds(12.34), seconds(185), seconds(3725)) == ("98.6%", "12.3 s", "3m 05s", "1h 02m")
+
+
+def _figures(html_text: str) -> dict[str, dict]:
+    return {name: json.loads(body) for name, body in
+            re.findall(r"<script type='application/json' data-plot='([\w-]+)'>(.*?)</script>", html_text, re.S)}
+
+
+def test_report_html_plots_the_front_marks_the_recommendation_and_lists_failures(written):
+    _, study_dir, files = written
+    text = files["report.html"].read_text()
+    figures = _figures(text)
+    assert set(figures) == {"plot-pareto-params", "plot-pareto-macs", "plot-pareto-train_macs", "plot-widths"}
+    for name in ("plot-pareto-params", "plot-pareto-macs", "plot-pareto-train_macs"):
+        traces = {t["name"]: t for t in figures[name]["data"]}
+        assert sorted(c[0] for c in traces["Pareto set"]["customdata"]) == [-1, 0, 1, 3]
+        assert traces["trials"]["customdata"] == [[4]]  # dominated; the failed trial 2 is not plotted
+        assert traces["recommended: trial 1"]["customdata"] == [[1]]
+        assert traces["baseline"]["customdata"] == [[-1]]
+    params = {t["name"]: t for t in figures["plot-pareto-params"]["data"]}
+    assert params["Pareto set"]["x"] == [23_000, 115_000, 400_000, 1_150_000]  # sorted by the cost
+    hover = params["Pareto set"]["hovertext"][0]
+    assert "<b>trial 3</b>" in hover and "pruning.target_density = 0.3" in hover and "50.0x fewer" in hover
+    widths = {t["name"]: t["y"] for t in figures["plot-widths"]["data"]}
+    assert widths == {"baseline": [64, 128, 256], "trial 3": [8, 16, 32], "trial 1 (recommended)": [24, 40, 80],
+                      "trial 0": [40, 80, 160]}
+    assert re.findall(r"<tr id='trial-(\w+)'", text) == ["baseline", "0", "1", "2", "3", "4"]
+    failed = text.split("<table id='failed'>")[1].split("</table>")[0]
+    assert "<td>2</td>" in failed and "RuntimeError: CUDA out of memory | step 3" in failed
+    assert "<span class='state done'>done</span>" in text and "<script src" not in text
+
+
+def test_report_html_says_a_study_is_running(tmp_path):
+    spec = parse_spec(SPEC)
+    rows = [r for r in hand_made_rows() if r["number"] in (-1, 3)]
+    rows.append({"number": 5, "role": "search", "state": "RUNNING", "error": ""})
+    files = write_report(tmp_path, spec, rows, state="running")
+    text = files["report.html"].read_text()
+    assert "<span class='state running'>running</span>" in text and "1 running" in text
+    assert "The study is still running" in text

@@ -22,6 +22,7 @@ import pytest
 import adsearch
 from adsearch.errors import AdsearchError
 from adsearch.export import export_trial, held_out_accuracy
+from adsearch.pareto import recommended
 from adsearch.records import read_study, study_state
 from adsearch.report import build_report
 from adsearch.spec import parse_spec
@@ -193,8 +194,6 @@ def test_html_report_is_self_contained_names_every_trial_and_plots_every_pareto_
         assert any("pruning.target_density = 0.95" in h for h in hovers)
         assert fig["layout"]["xaxis"]["type"] == "log"
     record = read_study(study_dir)
-    from adsearch.pareto import recommended
-
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
     if best is not None:
         ring = trace(page.figures["plot-pareto-params"], "recommended")
@@ -270,8 +269,6 @@ def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
     base = trials[trials["number"] == -1].iloc[0]
     assert line.split()[:4] == ["tiny", "done", "2/2", f"{100 * base['accuracy']:.1f}%"]
     record = read_study(study_dir)
-    from adsearch.pareto import recommended
-
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
     expected = f"trial {record.rows[best]['number']}:" if best is not None else "none within 1.0 pts"
     assert expected in line
@@ -292,9 +289,8 @@ def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
 
 
 def test_missing_studies_and_trials_are_named_with_what_exists(study_dir, interrupted_dir):
-    proc = adsearch_cli("show", study_dir.parent / "tiyn", cwd=study_dir.parent)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "no study at" in proc.stderr and "studies in" in proc.stderr and "tiny" in proc.stderr
+    with pytest.raises(AdsearchError, match=r"no study at .*tiyn \(no spec.yaml\); studies in .*: tiny$"):
+        read_study(study_dir.parent / "tiyn")
     with pytest.raises(AdsearchError, match=r"has no trial 7; its trials: baseline \(-1\), 0, 1$"):
         export_trial(study_dir, number=7)
     with pytest.raises(AdsearchError, match="no study at .*nothing"):
@@ -324,8 +320,6 @@ def test_exported_network_reproduces_the_reported_accuracy(study_dir, fmt):
 
 def test_export_of_the_recommended_trial_and_the_baseline_through_the_cli(study_dir):
     record = read_study(study_dir)
-    from adsearch.pareto import recommended
-
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
     if best is None:
         pytest.skip("no trial within the accuracy budget in this run")
@@ -337,6 +331,16 @@ def test_export_of_the_recommended_trial_and_the_baseline_through_the_cli(study_
     base = export_trial(study_dir, number=-1)
     assert base.path.name == "baseline.pt" and base.info["widths"] == [16, 32]
     assert held_out_accuracy(adsearch.load_model(base.path), study_dir, -1) == pytest.approx(record.baseline["accuracy"])
+
+
+def test_onnx_without_its_packages_says_what_to_install(study_dir, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    with pytest.raises(AdsearchError, match=r"ONNX export needs the onnx and onnxscript packages .*adsearch\[onnx\]"):
+        export_trial(study_dir, number=0, fmt="onnx", out_dir=tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    (tmp_path / "net.onnx").write_bytes(b"")
+    with pytest.raises(AdsearchError, match="needs onnxruntime: pip install onnxruntime"):
+        adsearch.load_model(tmp_path / "net.onnx")
 
 
 def test_onnx_export_is_a_valid_graph_that_reproduces_accuracy(study_dir):

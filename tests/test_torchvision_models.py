@@ -130,8 +130,9 @@ def test_densenet_concatenated_groups_sit_at_offsets():
     assert growth.slices["features.denseblock1.denselayer2.norm1"].offset == 64
     assert growth.slices["features.denseblock1.denselayer2.conv1"].offset == 64
     assert "features.denseblock1.denselayer6.relu1" in growth.monitors
-    assert growth.slices["features.norm5"].call is None  # counted where the functional ReLU reads norm5
-    assert "features.norm5" in groups["features.denseblock4.denselayer16.conv2"].monitors
+    last = groups["features.denseblock4.denselayer16.conv2"]  # the last 32 of norm5's 1024 channels
+    assert "features.norm5" in last.monitors  # counted where the functional ReLU reads norm5
+    assert (last.slices["features.norm5"].offset, last.slices["features.norm5"].width) == (992, 32)
 
 
 # --- the monitor and a ReLU module used twice -----------------------------------------------------
@@ -161,18 +162,22 @@ def test_relu_used_twice_per_block_is_counted_at_the_right_call():
 # --- trials and other inputs ----------------------------------------------------------------------
 
 
-def test_a_torchvision_model_compresses_in_a_trial():
+def test_a_torchvision_model_compresses_in_a_trial_and_resumes():
     spec = parse_spec("""
 name: tv
-model: {arch: "torchvision:mobilenet_v2", width_mult: 0.25}
+model: {arch: "torchvision:resnet18", width_mult: 0.25}
 data: {dataset: synthetic, image_size: 32, num_samples: 64, num_classes: 4}
 train: {epochs: 2, batch_size: 16, device: cpu}
 pruning: {compress_at: [1], target_density: 0.95, min_channels: 2}
 """)
-    metrics = run_trial(spec)
+    checkpoints = []
+    metrics = run_trial(spec, report=lambda m, ckpt: checkpoints.append(copy.deepcopy(ckpt)))
     assert metrics["rounds"] == 1
     assert metrics["params"] < metrics["history"][0]["params"]
-    assert any(w < b for w, b in zip(metrics["widths"], metrics["base_widths"]))
+    assert all(w <= b for w, b in zip(metrics["widths"], metrics["base_widths"]))
+    assert all(0 < d < 1 for d in metrics["history"][0]["density"].values())
+    resumed = run_trial(spec, checkpoint=checkpoints[0])  # rebuilt at the stored widths
+    assert resumed["widths"] == metrics["widths"] and resumed["accuracy"] == metrics["accuracy"]
 
 
 def test_grey_images_get_a_one_channel_stem():
@@ -207,7 +212,7 @@ def test_untraceable_model_names_the_module():
 
 def test_run_with_an_unsupported_model_writes_nothing(tmp_path):
     spec = tmp_path / "bad.yaml"
-    spec.write_text("name: bad\nmodel: {arch: 'torchvision:vit_b_16'}\n")
+    spec.write_text("name: bad\nmodel: {arch: 'torchvision:shufflenet_v2_x0_5'}\n")  # channel shuffle
     proc = subprocess.run([sys.executable, "-m", "adsearch.cli", "run", str(spec), "--reports",
                            str(tmp_path / "reports")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode != 0
