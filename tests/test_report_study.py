@@ -321,8 +321,7 @@ def test_exported_network_reproduces_the_reported_accuracy(study_dir, fmt):
 def test_export_of_the_recommended_trial_and_the_baseline_through_the_cli(study_dir):
     record = read_study(study_dir)
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
-    if best is None:
-        pytest.skip("no trial within the accuracy budget in this run")
+    assert best is not None, "the fixture's study (seed 0, CPU) has a trial within 1 point of the baseline"
     proc = adsearch_cli("export", study_dir, "--pick", "recommended", "--verify", cwd=study_dir.parent)
     assert proc.returncode == 0, proc.stderr
     number = record.rows[best]["number"]

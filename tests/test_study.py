@@ -14,10 +14,11 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from adsearch.errors import AdsearchError
 from adsearch.spec import parse_spec
-from adsearch.study import LOCK_FILE, StudyInterrupted, run_study, study_lock
+from adsearch.study import CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, load_checkpoint, run_study, study_lock
 
 SPEC = """
 name: {name}
@@ -167,6 +168,23 @@ def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path, ray
     assert (tmp_path / "r" / "changed" / "trials.csv").read_text() == before
 
 
+def test_a_torn_last_checkpoint_falls_back_to_the_one_before_with_a_warning(tmp_path):
+    good, torn = tmp_path / "checkpoint_000003", tmp_path / "checkpoint_000004"
+    for directory in (good, torn):
+        directory.mkdir()
+    torch.save({"epoch": 3, "weights": torch.arange(4.0)}, good / CHECKPOINT_FILE)
+    torch.save({"epoch": 4, "weights": torch.arange(4.0)}, torn / CHECKPOINT_FILE)
+    data = (torn / CHECKPOINT_FILE).read_bytes()
+    (torn / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])  # a write cut short
+    with pytest.warns(UserWarning, match=r"checkpoint_000004/trial.pt is unreadable .*falling back"):
+        ckpt = load_checkpoint(torn)
+    assert ckpt["epoch"] == 3 and torch.equal(ckpt["weights"], torch.arange(4.0))
+    assert (torn / CHECKPOINT_FILE).read_bytes() == data[: len(data) // 2]  # left as it was
+    (good / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert load_checkpoint(torn) is None  # nothing readable: the trial starts again
+
+
 def test_resume_of_something_that_is_not_a_study(tmp_path):
     (tmp_path / "r" / "real").mkdir(parents=True)
     (tmp_path / "r" / "real" / "spec.yaml").write_text("name: real\n")
@@ -217,7 +235,7 @@ def cluster(tmp_path_factory):
     yield address
     os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(timeout=30)
+        head.wait(timeout=5)  # `ray start --block` may linger on SIGTERM; its group is killed then
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
 
