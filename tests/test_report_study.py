@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import wsgiref.util
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -164,6 +165,24 @@ def test_study_db_opens_in_optuna_dashboard_with_names_ratios_and_widths(study_d
         assert attrs["params_ratio"] == pytest.approx(attrs["params"] / baseline["params"])
         assert attrs["base_widths"] == baseline["widths"] == [16, 32]
         assert all(isinstance(w, int) for w in attrs["widths"]) and len(attrs["widths"]) == 2
+    dashboard = pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (test extra)")
+    app = dashboard.wsgi(f"sqlite:///{study_dir / 'study.db'}")  # the dashboard's own server, without a socket
+
+    def get(path: str) -> dict:
+        environ, status = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}, []
+        wsgiref.util.setup_testing_defaults(environ)
+        body = b"".join(app(environ, lambda code, headers, *_: status.append(code)))
+        assert status == ["200 OK"], (path, status, body[:300])
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "tiny" and summary["directions"] == ["maximize", "minimize"]
+    shown = get(f"/api/studies/{summary['study_id']}")
+    assert shown["objective_names"] == ["accuracy", "params"]
+    assert len(shown["trials"]) == len(study.trials)
+    for t in shown["trials"]:
+        attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
+        assert {"params_ratio", "train_macs_ratio", "accuracy_drop", "widths"} <= set(attrs)
 
 
 # --- the HTML report ---------------------------------------------------------------------------
