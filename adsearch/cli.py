@@ -1,7 +1,7 @@
 """`adsearch` command line: a thin layer over the library.
 
 User errors (`AdsearchError`, an invalid spec) are printed as plain lines without a traceback;
-an invalid spec exits 2, other user errors exit 1.
+an invalid spec or missing data (`DataError`) exits 2, other user errors exit 1.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from adsearch.errors import AdsearchError
+from adsearch.errors import AdsearchError, DataError
 from adsearch.spec import SpecError, json_schema, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -192,6 +192,9 @@ def main() -> None:
         app()
     except SpecError as exc:
         err.print(str(exc), markup=False)
+        raise SystemExit(2) from None
+    except DataError as exc:
+        err.print(f"error: {exc}", markup=False)
         raise SystemExit(2) from None
     except AdsearchError as exc:
         if type(exc).__name__ == "StudyInterrupted":  # imported lazily with the study module

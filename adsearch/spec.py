@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -43,7 +44,11 @@ METRICS: dict[str, str] = {
 }
 """Metric names usable as objectives, with the direction that is better."""
 
-DATASETS = ("digits", "synthetic")
+DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "imagefolder")
+FILE_DATASETS = ("cifar10", "cifar100", "tinyimagenet", "imagefolder")
+"""Datasets read from `data.root` on disk (the others are built in)."""
+DATA_ENV = "ADSEARCH_DATA"
+"""Environment variable holding the default `data.root` (else ~/data)."""
 
 
 class _Model(BaseModel):
@@ -96,14 +101,44 @@ class ModelSpec(_Model):
 
 
 class DataSpec(_Model):
-    dataset: Literal["digits", "synthetic"] = Field("digits", description="registered dataset")
-    root: str | None = Field(None, description="where the dataset lives on disk (file datasets)")
+    dataset: Literal[DATASETS] = Field("digits", description="registered dataset")  # type: ignore[valid-type]
+    root: str | None = Field(
+        None, description="file datasets: the folder holding the dataset (e.g. ~/data with cifar-10-batches-py "
+        "in it) or the dataset's own folder; default $ADSEARCH_DATA, else ~/data (imagefolder: required)"
+    )
+    download: bool = Field(False, description="cifar10/cifar100: download into root if missing (needs internet)")
     image_size: int | None = Field(
         None, ge=8, le=64, description="resize images to this many pixels square (None: native)"
+    )
+    limit: int | None = Field(
+        None, ge=1, description="use at most this many samples per split (deterministic, class-balanced): smoke runs"
+    )
+    augment: bool = Field(True, description="file datasets: random crop (padding 4) and horizontal flip in training")
+    workers: int | None = Field(
+        None, ge=0, description="file datasets: DataLoader worker processes (default: min(4, CPUs); 0: in process)"
     )
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share (split datasets)")
     num_samples: int = Field(512, ge=16, description="synthetic only: samples in all")
     num_classes: int = Field(4, ge=2, description="synthetic only: number of classes")
+
+    @model_validator(mode="after")
+    def root_fits_the_dataset(self):
+        if self.dataset not in FILE_DATASETS:
+            if self.root is not None or self.download:
+                key = "root" if self.root is not None else "download"
+                raise ValueError(f"data.{key}: applies to datasets read from disk ({', '.join(FILE_DATASETS)}); "
+                                 f"{self.dataset} is built in")
+            return self
+        if self.download and not self.dataset.startswith("cifar"):
+            how = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it in data.root"
+                   if self.dataset == "tinyimagenet" else "put train/ and val/ class folders in data.root")
+            raise ValueError(f"data.download: true works for cifar10 and cifar100 only; for {self.dataset}, {how}")
+        if self.root is None and self.dataset == "imagefolder":
+            raise ValueError("data.root: imagefolder needs a root: the folder holding train/ and val/ class folders")
+        root = self.root if self.root is not None else os.environ.get(DATA_ENV) or "~/data"
+        # absolute, so that trials (whose working directory is their own) find the same folder
+        self.root = os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
+        return self
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -163,11 +198,21 @@ class TrainSpec(_Model):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: per_trial.cpu)")
+    amp: Literal["off", "bf16", "fp16"] = Field(
+        "off", description="mixed precision: bf16 (autocast), fp16 (autocast and loss scaling) or off; true means bf16"
+    )
+    channels_last: bool = Field(False, description="NHWC memory format for the network and its inputs (GPU convs)")
 
     @field_validator("lr_schedule", mode="before")
     @classmethod
     def schedule_from_name(cls, value):
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def amp_from_bool(cls, value):
+        # YAML reads a bare `off` as false; `true` asks for the usual choice on current GPUs
+        return {False: "off", True: "bf16"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("device")
     @classmethod

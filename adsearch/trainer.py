@@ -8,8 +8,10 @@ read in one place (`_checkpoint`, `_restore`), loadable with `torch.load(weights
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -23,7 +25,7 @@ from adsearch.density import DensityMonitor
 from adsearch.errors import AdsearchError
 from adsearch.graph import channel_groups
 from adsearch.models import create_model
-from adsearch.spec import ScheduleSpec, StudySpec
+from adsearch.spec import ScheduleSpec, StudySpec, TrainSpec
 
 Report = Callable[[dict, dict], None]
 CHECKPOINT_VERSION = 1
@@ -39,6 +41,31 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise AdsearchError(f"train.device is {name!r} but CUDA is not available here; use auto or cpu")
     return torch.device(name)
+
+
+@dataclass
+class Precision:
+    """How a batch is computed: autocast to `dtype` (None: float32), fp16 loss scaling, memory format."""
+
+    device_type: str = "cpu"
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+    memory_format: torch.memory_format = torch.preserve_format
+
+    @classmethod
+    def of(cls, train: TrainSpec, device: torch.device) -> Precision:
+        if train.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise AdsearchError(f"train.amp is bf16 but {torch.cuda.get_device_name(device)} has no bfloat16; "
+                                "use fp16 (or off)")
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train.amp)
+        scaler = torch.amp.GradScaler(device.type) if train.amp == "fp16" else None
+        memory_format = torch.channels_last if train.channels_last else torch.preserve_format
+        return cls(device.type, dtype, scaler, memory_format)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
 
 
 def build_model(spec: StudySpec, data: Dataset, widths: list[int] | None = None) -> nn.Module:
@@ -73,28 +100,39 @@ def lr_factor(schedule: ScheduleSpec, epoch: int, epochs: int) -> float:
     return 1.0
 
 
-def train_one_epoch(model, batches, optimizer, device, label_smoothing: float) -> dict:
-    """One pass over `batches`. Loss and hits are summed on the device: one sync at the end."""
+def train_one_epoch(model, batches, optimizer, device, label_smoothing: float,
+                    precision: Precision | None = None) -> dict:
+    """One pass over `batches`. Loss and hits are summed on the device: one sync at the end
+    (fp16's loss scaler checks its gradients for inf on the host each step; bf16 does not)."""
+    precision = precision or Precision(device.type)
     model.train()
     loss_sum = torch.zeros((), device=device)
     hits = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        out = model(x)
-        loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+        x = x.to(device, non_blocking=True, memory_format=precision.memory_format)
+        y = y.to(device, non_blocking=True)
+        with precision.autocast():
+            out = model(x)
+            loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * y.shape[0]
+        if precision.scaler is not None:
+            precision.scaler.scale(loss).backward()
+            precision.scaler.step(optimizer)
+            precision.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_sum += loss.detach().float() * y.shape[0]
         hits += (out.detach().argmax(1) == y).sum()
         seen += y.shape[0]
     return {"train_loss": loss_sum.item() / seen, "train_accuracy": hits.item() / seen, "samples": seen}
 
 
 @torch.no_grad()
-def evaluate(model, batches, device, num_classes: int) -> dict:
+def evaluate(model, batches, device, num_classes: int, precision: Precision | None = None) -> dict:
     """Top-1 and top-5 accuracy and mean loss on `batches`."""
+    precision = precision or Precision(device.type)
     model.eval()
     k = min(5, num_classes)
     loss_sum = torch.zeros((), device=device)
@@ -102,9 +140,11 @@ def evaluate(model, batches, device, num_classes: int) -> dict:
     topk = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        out = model(x)
-        loss_sum += F.cross_entropy(out, y, reduction="sum")
+        x = x.to(device, non_blocking=True, memory_format=precision.memory_format)
+        y = y.to(device, non_blocking=True)
+        with precision.autocast():
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         pred = out.topk(k, dim=1).indices
         top1 += (pred[:, 0] == y).sum()
         topk += (pred == y[:, None]).any(dim=1).sum()
@@ -117,10 +157,13 @@ class _Trial:
 
     def __init__(self, spec: StudySpec, device: torch.device):
         self.spec, self.device = spec, device
+        self.precision = Precision.of(spec.train, device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes between compressions: tuned once each
         torch.manual_seed(spec.seed)
         self.data = load_data(spec.data, spec.seed).to(device)
         self.shuffle = torch.Generator().manual_seed(spec.seed)
-        self.model = build_model(spec, self.data).to(device)
+        self.model = self._place(build_model(spec, self.data))
         self.groups = channel_groups(self.model)
         self.optimizer = build_optimizer(spec, self.model)
         self.epoch = 0
@@ -131,6 +174,10 @@ class _Trial:
         self.compressions: list[dict] = []
         self.base_widths = group_widths(self.model, self.groups)
         self._measure()
+
+    def _place(self, model: nn.Module) -> nn.Module:
+        """`model` on the device in the memory format asked for (parameters keep their identity)."""
+        return model.to(self.device, memory_format=self.precision.memory_format)
 
     def _measure(self) -> None:
         self.params = cost.count_params(self.model)
@@ -144,9 +191,10 @@ class _Trial:
         """Remove the channels `plan` drops: keep their weights, or rebuild the narrower net fresh."""
         if self.spec.pruning.weights == "inherit":
             apply_plan(self.model, self.groups, plan, self.optimizer)
+            self._place(self.model)  # the cut weights are new tensors, in the default layout
         else:
             widths = [plan.new_widths[g.name] for g in self.groups]
-            self.model = build_model(self.spec, self.data, widths).to(self.device)
+            self.model = self._place(build_model(self.spec, self.data, widths))
             self.groups = channel_groups(self.model)
             self.optimizer = build_optimizer(self.spec, self.model)
         self._measure()
@@ -163,6 +211,7 @@ class _Trial:
             "compressions": self.compressions,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else {},
             "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
         }
@@ -170,11 +219,13 @@ class _Trial:
     def restore(self, ckpt: dict) -> None:
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise AdsearchError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
-        self.model = build_model(self.spec, self.data, list(ckpt["widths"])).to(self.device)
+        self.model = self._place(build_model(self.spec, self.data, list(ckpt["widths"])))
         self.model.load_state_dict(ckpt["model"])
         self.groups = channel_groups(self.model)
         self.optimizer = build_optimizer(self.spec, self.model)
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.precision.scaler is not None and ckpt.get("scaler"):
+            self.precision.scaler.load_state_dict(ckpt["scaler"])
         for key in ("epoch", "rounds", "train_macs", "wall_s", "history", "compressions"):
             setattr(self, key, ckpt[key])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -197,8 +248,16 @@ def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict
     """
     started = time.perf_counter()
     t = _Trial(spec, resolve_device(spec.train.device))
-    if checkpoint is not None:
-        t.restore(checkpoint)
+    try:
+        if checkpoint is not None:
+            t.restore(checkpoint)
+        return _train(t, spec, report, started)
+    finally:
+        t.data.close()  # DataLoader workers end with the trial, also when it fails
+
+
+def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) -> dict:
+    """The epoch loop of `run_trial`, from the epoch `t` stands at to the end."""
     pruning, train = spec.pruning, spec.train
     base_lr = train.optimizer.lr
     wall_before = t.wall_s
@@ -211,13 +270,14 @@ def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict
         macs_this_epoch = t.macs
         with DensityMonitor(t.model, t.groups, pruning.zero_threshold, pruning.group_density) as monitor:
             stats = train_one_epoch(t.model, t.data.train_batches(train.batch_size, t.shuffle),
-                                    t.optimizer, t.device, train.label_smoothing)
+                                    t.optimizer, t.device, train.label_smoothing, t.precision)
             channel_densities = monitor.channel_densities()
         if not math.isfinite(stats["train_loss"]):
             raise TrialDiverged(f"training loss became {stats['train_loss']} in epoch {t.epoch + 1}")
         t.epoch += 1
         t.train_macs += cost.train_macs(macs_this_epoch, stats["samples"])
-        scores = evaluate(t.model, t.data.test_batches(train.eval_batch_size), t.device, t.data.num_classes)
+        scores = evaluate(t.model, t.data.test_batches(train.eval_batch_size), t.device, t.data.num_classes,
+                          t.precision)
         densities = {g: round(float(cd.mean()), 4) for g, cd in channel_densities.items()}
         record = {"epoch": t.epoch, "lr": base_lr * factor, **stats, **scores,
                   "params": t.params, "macs": t.macs, "widths": t.widths, "density": densities}

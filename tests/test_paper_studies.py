@@ -1,0 +1,111 @@
+"""The paper's studies (studies/*.yaml): each is a full GPU recipe that validates as written, and
+each runs end to end through the CLI, as a user runs it, on a small generated copy of its dataset
+with CI-sized `--set` overrides; a missing dataset stops `adsearch run` before anything is written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from fake_datasets import write_cifar10, write_cifar100, write_tinyimagenet
+
+from adsearch.data import TINYIMAGENET_URL
+from adsearch.spec import load_spec
+
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
+STUDIES = {  # file: (study name, arch, dataset)
+    "vgg19_cifar10": ("vgg19-cifar10", "vgg19", "cifar10"),
+    "resnet18_cifar100": ("resnet18-cifar100", "resnet18", "cifar100"),
+    "resnet18_tinyimagenet": ("resnet18-tinyimagenet", "resnet18", "tinyimagenet"),
+}
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_the_study_validates_as_a_full_gpu_recipe(study):
+    path = STUDIES_DIR / f"{study}.yaml"
+    spec = load_spec(path)  # what `adsearch validate` runs
+    name, arch, dataset = STUDIES[study]
+    assert (spec.name, spec.model.arch, spec.data.dataset) == (name, arch, dataset)
+    assert spec.train.optimizer.name == "sgd" and spec.pruning.method == "activation_density"
+    assert len(spec.pruning.compress_at) >= 2 and spec.search.trials >= 16
+    assert {"pruning.compress_at", "pruning.target_density", "train.optimizer.lr"} <= set(spec.search.space)
+    assert spec.train.amp == "bf16" and spec.train.channels_last and spec.resources.per_trial.gpu > 0
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    assert "GPU-hours" in header and "estimate" in header and "2002.02949" in header
+
+
+def smoke_overrides(study: str, root: Path, workers: int) -> list[str]:
+    """CI-sized `--set`s: 2 epochs (compress after the first), 2 trials, 24 samples a split, 1/8 of
+    the widths, on the CPU; the study's own search space, with compression after epoch 1."""
+    space = yaml.safe_load((STUDIES_DIR / f"{study}.yaml").read_text())["search"]["space"]
+    space["pruning.compress_at"] = {"values": [[1]]}
+    sets = {
+        "train.epochs": 2, "pruning.compress_at": [1], "search.trials": 2, "search.space": space,
+        "data.root": str(root), "data.limit": 24, "data.workers": workers, "model.width_mult": 0.125,
+        "train.batch_size": 8, "train.eval_batch_size": 64, "train.device": "cpu",
+        "resources.per_trial.gpu": 0, "resources.per_trial.cpu": 0.5,
+    }
+    return [arg for path, value in sets.items() for arg in ("--set", f"{path}={json.dumps(value)}")]
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory, ray_session):
+    """`adsearch run` of the three studies at once, each its own process on the shared Ray: a run
+    mostly waits on Ray, so three together take little longer than one."""
+    base = tmp_path_factory.mktemp("paper")
+    data = base / "data"
+    write_cifar10(data, per_batch=10, n_test=30)
+    write_cifar100(data, n_train=30, n_test=30)
+    write_tinyimagenet(data)
+    address = ray_session.get_runtime_context().gcs_address
+    running = {}
+    for study in STUDIES:
+        workers = 1 if study == "resnet18_tinyimagenet" else 0  # one worker process: the JPEG path
+        out, err = (base / f"{study}.out").open("w"), (base / f"{study}.err").open("w")
+        command = [sys.executable, "-m", "adsearch.cli", "run", str(STUDIES_DIR / f"{study}.yaml"),
+                   "--reports", str(base / "reports"), "--address", address,
+                   *smoke_overrides(study, data, workers)]
+        running[study] = (subprocess.Popen(command, cwd=base, stdout=out, stderr=err), out, err)
+    results = {}
+    for study, (proc, out, err) in running.items():
+        code = proc.wait(timeout=600)
+        out.close()
+        err.close()
+        results[study] = (code, (base / f"{study}.out").read_text(), (base / f"{study}.err").read_text())
+    return base / "reports", results
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_the_study_runs_end_to_end_through_the_cli(smoke_runs, study):
+    reports, results = smoke_runs
+    code, out, err = results[study]
+    assert code == 0, err[-3000:]
+    assert "[2/2]" in out and "report:" in out
+    name, arch, _ = STUDIES[study]
+    trials = pd.read_csv(reports / name / "trials.csv")
+    assert sorted(trials["number"]) == [-1, 0, 1] and (trials["state"] == "COMPLETE").all()
+    base = trials[trials["role"] == "baseline"].iloc[0]
+    assert base["rounds"] == 0 and base["params_ratio"] == 1.0
+    assert max(json.loads(base["widths"])) == 64  # 512 channels x 1/8
+    search = trials[trials["role"] == "search"]
+    assert (search["param:pruning.compress_at"] == "[1]").all() and (search["rounds"] == 1).all()
+    assert search["param:train.optimizer.lr"].between(0.02, 0.2).all()
+    assert (search["params"] <= base["params"]).all()
+    assert (reports / name / "report.md").is_file()
+
+
+def test_a_missing_dataset_exits_2_with_how_to_get_it_and_writes_nothing(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "adsearch.cli", "run", str(STUDIES_DIR / "resnet18_tinyimagenet.yaml"),
+         "--reports", str(tmp_path / "reports"), "--set", f"data.root={tmp_path / 'nowhere'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    looked_at = tmp_path / "nowhere" / "tiny-imagenet-200"
+    assert f"dataset tinyimagenet is missing or incomplete at {looked_at}:" in proc.stderr
+    assert "wnids.txt" in proc.stderr and TINYIMAGENET_URL in proc.stderr
+    assert not (tmp_path / "reports").exists()
