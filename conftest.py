@@ -6,6 +6,10 @@ import pytest
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Ray 2.60 turns token authentication on for a new local Ray (writing ~/.ray/auth_token) and for
+# `ray start --head` once such a token exists, while `ray status` may still connect without one:
+# which of a test's Ray processes use a token would depend on what ran before. One mode for all.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,8 @@ LOCK_FILE = ".lock"
 
 RECORDED = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency_ms", "wall_s",
             "params_ratio", "macs_ratio", "train_macs_ratio", "accuracy_drop", "epoch", "rounds",
-            "widths", "base_widths")
-"""The result keys kept per trial (Optuna user attributes, then trials.csv); as in `adsearch.study`."""
+            "widths", "base_widths", "gpu_ids")
+"""The result keys kept per trial (Optuna user attributes, then trials.csv)."""
 TRACE = ("history", "compressions")
 """Kept per trial too (user attributes, not table columns): per-epoch records and compression rounds."""
 

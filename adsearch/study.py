@@ -33,7 +33,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from adsearch import pareto, report
 from adsearch.errors import AdsearchError
-from adsearch.records import collect_rows  # noqa: F401 - reading a study back lives in records
+from adsearch.records import (  # noqa: F401 - reading a study back lives in records
+    BASELINE_FILE, DB_FILE, LOCK_FILE, RECORDED, SPEC_FILE, TRACE, collect_rows)
 from adsearch.spec import METRICS, StudySpec, ValuesDim, apply_params, decode_choice, encode_choice
 from adsearch.trainer import build_model, run_trial
 
@@ -61,17 +62,7 @@ class _AlreadyDeletedCheckpoint(logging.Filter):
 
 logging.getLogger("ray.tune.execution.tune_controller").addFilter(_AlreadyDeletedCheckpoint())
 
-SPEC_FILE = "spec.yaml"
-BASELINE_FILE = "baseline.json"
-DB_FILE = "study.db"
 CHECKPOINT_FILE = "trial.pt"
-
-RECORDED = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency_ms", "wall_s",
-            "params_ratio", "macs_ratio", "train_macs_ratio", "accuracy_drop", "epoch", "rounds",
-            "widths", "base_widths", "gpu_ids")
-"""The result keys kept per trial (Optuna user attributes, then trials.csv)."""
-TRACE = ("history", "compressions")
-"""Kept per trial too (user attributes, not table columns): per-epoch records and compression rounds."""
 
 
 @dataclass
@@ -424,8 +415,6 @@ def check_runnable(spec: StudySpec) -> list[int]:
 
 
 # --- the study directory and its lock ---------------------------------------------------------
-
-LOCK_FILE = ".lock"
 
 
 def lock_owner(directory: Path) -> int | None:

@@ -230,8 +230,8 @@ def cluster(tmp_path_factory):
             break
         time.sleep(1)
     else:
-        head.kill()
-        pytest.fail("the Ray head did not start")
+        os.killpg(head.pid, signal.SIGKILL)
+        pytest.fail(f"the Ray head did not start: {probe.stderr[-1500:]}\n{head.communicate()[0][-1500:]}")
     yield address
     os.killpg(head.pid, signal.SIGTERM)
     try:
@@ -250,9 +250,10 @@ def test_a_study_on_a_real_cluster_with_one_gpu_per_trial(tmp_path, cluster):
     study = load(tmp_path / "r" / "cluster", "cluster")
     ids = [t.user_attrs["gpu_ids"] for t in study.trials]
     assert all(len(i) == 1 for i in ids)
-    running_together = _overlap(tmp_path / "r" / "cluster", study)
-    if running_together:  # two trials at once, one whole GPU each: different devices
-        assert ids[0] != ids[1]
+    assert _overlap(tmp_path / "r" / "cluster", study)  # two trials at once (2 CPUs, 2 GPUs) ...
+    assert ids[0] != ids[1]  # ... one whole GPU each: different devices
+    search = table[table["number"] >= 0].sort_values("number")
+    assert [json.loads(g) for g in search["gpu_ids"]] == ids  # and trials.csv says which
 
 
 def test_half_a_gpu_per_trial_lets_two_trials_share_one(tmp_path, cluster):
