@@ -81,6 +81,8 @@ class ModelSpec(_Model):
 
     @model_validator(mode="after")
     def options_fit_the_arch(self):
+        if self.arch == "vgg" and self.layers is None:
+            raise ValueError("model.layers: arch 'vgg' needs a layer list (conv widths and 'M'), e.g. [64, M, 128, M]")
         if self.layers is not None and not self.arch.startswith("vgg"):
             raise ValueError(f"model.layers applies to VGG archs only, got arch {self.arch!r}")
         if self.stem is not None and self.arch not in ("resnet18", "resnet34", "resnet50"):
@@ -649,7 +651,7 @@ def _space_problems(spec: StudySpec, lines: dict | None) -> list[str]:
         if reason:
             problems.append(f"{where}: {reason}")
             continue
-        candidates = dim.values if isinstance(dim, ValuesDim) else [_cast(dim, dim.low), _cast(dim, dim.high)]
+        candidates = dim.values if isinstance(dim, ValuesDim) else _probe_values(dim)
         for value in candidates:
             try:
                 StudySpec.model_validate(set_path(base, path, value))
@@ -658,7 +660,18 @@ def _space_problems(spec: StudySpec, lines: dict | None) -> list[str]:
                     loc = ".".join(str(p) for p in _clean_loc(err["loc"]))
                     msg = err["msg"].removeprefix("Value error, ")
                     problems.append(f"{where}: value {value!r} is not allowed ({loc}: {msg})")
+                if isinstance(dim, DistributionDim):
+                    break  # one bad draw tells the range does not fit; the listed values are each checked
     return problems
+
+
+def _probe_values(dim: DistributionDim) -> list:
+    """Values a distribution can draw that show a misfit: its bounds, and a value between them (on
+    the step grid) that is fractional unless the distribution draws integers, so that a float
+    distribution over an integer field is caught here rather than in every trial."""
+    inner = dim.low + dim.step if dim.step is not None else (dim.low + dim.high) / 2
+    values = [dim.low, dim.high] + ([inner] if inner < dim.high else [])
+    return list(dict.fromkeys(_cast(dim, v) for v in values))
 
 
 def _cast(dim: DistributionDim, value: float):

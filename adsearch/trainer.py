@@ -9,6 +9,7 @@ read in one place (`_checkpoint`, `_restore`), loadable with `torch.load(weights
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -200,7 +201,8 @@ class _Trial:
         self._measure()
 
     def checkpoint(self) -> dict:
-        return {
+        """A snapshot: deep-copied, so training on does not change a checkpoint already handed out."""
+        return copy.deepcopy({
             "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
             "rounds": self.rounds,
@@ -214,11 +216,12 @@ class _Trial:
             "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else {},
             "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
-        }
+        })
 
     def restore(self, ckpt: dict) -> None:
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise AdsearchError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
+        ckpt = copy.deepcopy(ckpt)  # the optimizer and the lists would otherwise share the caller's tensors
         self.model = self._place(build_model(self.spec, self.data, list(ckpt["widths"])))
         self.model.load_state_dict(ckpt["model"])
         self.groups = channel_groups(self.model)
