@@ -375,7 +375,12 @@ class FileData(Dataset):
         return self._loaders[key]
 
     def close(self) -> None:
-        self._loaders.clear()  # the last reference: persistent workers shut down with their loader
+        """Stop the worker processes now: an epoch cut short by an error leaves its iterator
+        referenced from the traceback, and its workers would otherwise linger until collected."""
+        for loader in self._loaders.values():
+            if loader._iterator is not None:  # torch has no public way to end persistent workers
+                loader._iterator._shutdown_workers()
+        self._loaders.clear()
 
 
 # --- the registry ---------------------------------------------------------------------------------
