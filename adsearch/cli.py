@@ -16,7 +16,7 @@ import yaml
 from rich.console import Console
 
 from adsearch.errors import AdsearchError, DataError
-from adsearch.spec import SpecError, json_schema, load_spec
+from adsearch.spec import SpecError, json_schema, load_spec, spec_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search activation-density pruning schedules; read the Pareto report.")
@@ -41,10 +41,18 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
+def read_spec(path: Path, sets: list[str]):
+    """The spec at `path` with the `--set` overrides, its warnings printed to stderr."""
+    s = load_spec(path, parse_overrides(sets))
+    for warning in spec_warnings(s):
+        err.print(f"warning: {warning}")
+    return s
+
+
 @app.command()
 def validate(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
     """Check a spec: print OK or every error (exit 2)."""
-    s = load_spec(spec, parse_overrides(set_))
+    s = read_spec(spec, set_)
     out.print(f"OK: {spec} (study {s.name!r}, {s.search.trials} trials over "
               f"{len(s.search.space)} dimension(s))")
 
@@ -66,7 +74,7 @@ def run(
     """Run a study: the baseline, then the search; write reports/<name>/."""
     from adsearch.study import run_study
 
-    s = load_spec(spec, parse_overrides(set_))
+    s = read_spec(spec, set_)
     result = run_study(s, reports_dir=reports, address=address, fresh=fresh, say=out.print)
     out.print(f"report: {result.files['report.md']}")
 
@@ -88,7 +96,7 @@ def train(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
     """Train one trial of the spec's base recipe (no search), showing each epoch."""
     from adsearch.trainer import run_trial
 
-    s = load_spec(spec, parse_overrides(set_))
+    s = read_spec(spec, set_)
     result = run_trial(s, report=lambda metrics, _: out.print(_epoch_line(metrics)))
     out.print(f"done: accuracy {result['accuracy']:.2%}, params {result['params']:,}, "
               f"MACs {result['macs']:,}, train MACs {result['train_macs']:.3g}, "

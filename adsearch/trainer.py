@@ -285,8 +285,9 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) ->
         record = {"epoch": t.epoch, "lr": base_lr * factor, **stats, **scores,
                   "params": t.params, "macs": t.macs, "widths": t.widths, "density": densities}
 
-        # -- compress: at a planned epoch, while rounds remain
-        if pruning.method != "none" and t.epoch in pruning.compress_at and t.rounds < pruning.rounds:
+        # -- compress: at a planned epoch that training follows, while rounds remain
+        if (pruning.method != "none" and t.epoch in pruning.compress_at and t.epoch < train.epochs
+                and t.rounds < pruning.rounds):
             plan = plan_round(t.groups, channel_densities, target_density=pruning.target_density,
                               min_channels=pruning.min_channels, round_to=pruning.round_to)
             before = t.widths

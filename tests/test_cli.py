@@ -115,6 +115,9 @@ def test_validate_and_schema(tmp_path):
     assert proc.returncode == 0 and proc.stdout.startswith("OK")
     proc = adsearch("validate", str(spec), "--set", "pruning.target_density=2", cwd=tmp_path)
     assert proc.returncode == 2 and "pruning.target_density" in proc.stderr
+    proc = adsearch("validate", str(spec), "--set", "train.epochs=1", cwd=tmp_path)  # a smoke run
+    assert proc.returncode == 0 and proc.stdout.startswith("OK")
+    assert "warning: pruning.compress_at: epochs [1] are not before train.epochs (1)" in proc.stderr
     proc = adsearch("schema", cwd=tmp_path)
     schema = json.loads(proc.stdout)
     assert {"model", "data", "train", "pruning", "search", "resources", "report"} <= set(schema["properties"])

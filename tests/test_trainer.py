@@ -152,6 +152,11 @@ def test_no_compression_without_pruning():
     assert final["train_macs"] == 3 * N_TRAIN * final["macs"]
 
 
+def test_no_compression_after_the_last_epoch():
+    final = run_trial(parse_spec(SPEC.replace("epochs: 3", "epochs: 1")))  # a smoke run of a compressing spec
+    assert final["widths"] == [8, 16, 16] and final["compressions"] == [] and final["rounds"] == 0
+
+
 def test_an_absurd_learning_rate_raises_trial_diverged():
     spec = parse_spec(SPEC.replace("lr: 0.05", "lr: 1.0e+6"))
     with pytest.raises(TrialDiverged, match="training loss became nan in epoch 1"):
