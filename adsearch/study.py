@@ -275,7 +275,7 @@ class _Progress(tune.Callback):
         else:
             what = f"failed: {error}"
         best = self._best()
-        settings = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (trial.config or {}).items())
+        settings = ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in (trial.config or {}).items())
         self.say(f"[{done}/{self.total}] {settings}: {what}" + (f" | best so far: {best}" if best else ""))
 
     def _best(self) -> str:
@@ -294,6 +294,11 @@ class _Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._line(trial, "FAIL", _trial_error(trial))
+
+
+def _short(value) -> str:
+    """A sampled value as the progress line shows it: floats to 3 significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _count(n: float) -> str:

@@ -23,8 +23,10 @@ from adsearch.trainer import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The compressing trial: the quickstart's base recipe (three rounds, early).
-TRIAL = {"pruning.compress_at": [1, 2, 3], "pruning.max_rounds": 3, "pruning.target_density": 0.95}
+# Both arms train 30 epochs (the quickstart's 20 left the compressed net 0.6-1.7 points short on
+# some machines and seeds: see RESULTS.md); the compressing trial cuts early, in three rounds.
+TRIAL = {"train.epochs": 30, "pruning.compress_at": [1, 2, 3], "pruning.max_rounds": 3,
+         "pruning.target_density": 0.95}
 
 
 def main() -> int:
