@@ -16,3 +16,4 @@ test: install
 
 bench: install
 	$(PYTHON) benchmarks/bench_vgg_digits.py
+	$(PYTHON) benchmarks/bench_resnet.py

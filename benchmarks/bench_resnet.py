@@ -11,15 +11,13 @@ Exits 1 if the target is missed.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-import time
 
 import torch
 
 from adsearch.cli import parse_overrides
 from adsearch.spec import parse_spec
-from adsearch.trainer import run_trial
+from compare import compare  # benchmarks/compare.py: both arms, figures, targets
 
 SPEC = """
 name: resnet18-digits
@@ -51,34 +49,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = parse_spec(SPEC, "bench_resnet.py", parse_overrides(args.sets))
-
-    t0 = time.perf_counter()
-    base = run_trial(spec.without_pruning())
-    t1 = time.perf_counter()
-    comp = run_trial(spec)
-    t2 = time.perf_counter()
-
-    drop = (base["accuracy"] - comp["accuracy"]) * 100
-    params_ratio = base["params"] / comp["params"]
-    figures = [
-        ("accuracy drop (points)", drop, "<= 1", drop <= 1.0),
-        ("params ratio (x fewer)", params_ratio, ">= 10", params_ratio >= 10),
-        ("MACs ratio (x fewer)", base["macs"] / comp["macs"], "-", True),
-        ("training MACs ratio (x fewer)", base["train_macs"] / comp["train_macs"], "-", True),
-        ("wall-time ratio (x less)", (t1 - t0) / (t2 - t1), "-", True),
-    ]
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {spec.train.device}")
-    print(f"baseline:    accuracy {base['accuracy']:.4f}  params {base['params']:,}  MACs {base['macs']:,}  "
-          f"train MACs {base['train_macs']:.4g}  wall {t1 - t0:.2f} s")
-    print(f"compressing: accuracy {comp['accuracy']:.4f}  params {comp['params']:,}  MACs {comp['macs']:,}  "
-          f"train MACs {comp['train_macs']:.4g}  wall {t2 - t1:.2f} s")
-    print(f"  widths {comp['base_widths']} -> {comp['widths']}")
-    ok = True
-    for name, value, target, met in figures:
-        ok &= met
-        print(f"  {name:<32} {value:8.2f}   target {target:<7} {'met' if met else 'MISSED'}")
-    return 0 if ok else 1
+    return compare(spec, {"accuracy drop (points)": 1.0, "params ratio (x fewer)": 10})
 
 
 if __name__ == "__main__":

@@ -10,16 +10,14 @@ targets of issue 2 (accuracy within 0.5 point of the baseline with >= 50x fewer 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from adsearch.cli import parse_overrides
 from adsearch.spec import load_spec
-from adsearch.trainer import run_trial
+from compare import compare  # benchmarks/compare.py: both arms, figures, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,33 +36,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     overrides = {**TRIAL, **parse_overrides(args.sets)}
     spec = load_spec(args.spec, overrides)
-
-    t0 = time.perf_counter()
-    base = run_trial(spec.without_pruning())
-    t1 = time.perf_counter()
-    comp = run_trial(spec)
-    t2 = time.perf_counter()
-
-    drop = (base["accuracy"] - comp["accuracy"]) * 100
-    figures = [
-        ("accuracy drop (points)", drop, "<= 0.5", drop <= 0.5),
-        ("params ratio (x fewer)", base["params"] / comp["params"], ">= 50", base["params"] / comp["params"] >= 50),
-        ("MACs ratio (x fewer)", base["macs"] / comp["macs"], "-", True),
-        ("training MACs ratio (x fewer)", base["train_macs"] / comp["train_macs"], ">= 4",
-         base["train_macs"] / comp["train_macs"] >= 4),
-        ("wall-time ratio (x less)", (t1 - t0) / (t2 - t1), ">= 2.5", (t1 - t0) / (t2 - t1) >= 2.5),
-    ]
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {spec.train.device}")
-    print(f"baseline:    accuracy {base['accuracy']:.4f}  params {base['params']:,}  MACs {base['macs']:,}  "
-          f"train MACs {base['train_macs']:.4g}  wall {t1 - t0:.2f} s")
-    print(f"compressing: accuracy {comp['accuracy']:.4f}  params {comp['params']:,}  MACs {comp['macs']:,}  "
-          f"train MACs {comp['train_macs']:.4g}  wall {t2 - t1:.2f} s  widths {comp['widths']}")
-    ok = True
-    for name, value, target, met in figures:
-        ok &= met
-        print(f"  {name:<32} {value:8.2f}   target {target:<7} {'met' if met else 'MISSED'}")
-    return 0 if ok else 1
+    return compare(spec, {"accuracy drop (points)": 0.5, "params ratio (x fewer)": 50,
+                          "training MACs ratio (x fewer)": 4, "wall-time ratio (x less)": 2.5})
 
 
 if __name__ == "__main__":
