@@ -15,7 +15,8 @@ import yaml
 from fake_datasets import write_cifar10, write_cifar100, write_tinyimagenet
 
 from adsearch.data import TINYIMAGENET_URL
-from adsearch.spec import load_spec
+from adsearch.cli import parse_overrides
+from adsearch.spec import load_spec, spec_warnings
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 STUDIES = {  # file: (study name, arch, dataset)
@@ -37,6 +38,16 @@ def test_the_study_validates_as_a_full_gpu_recipe(study):
     assert spec.train.amp == "bf16" and spec.train.channels_last and spec.resources.per_trial.gpu > 0
     header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
     assert "GPU-hours" in header and "estimate" in header and "2002.02949" in header
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_the_one_epoch_smoke_overrides_validate_with_a_warning(study):
+    """`--set train.epochs=1 --set data.limit=64 --set search.trials=2`, as issue 4 writes them."""
+    sets = parse_overrides(["train.epochs=1", "data.limit=64", "search.trials=2"])
+    spec = load_spec(STUDIES_DIR / f"{study}.yaml", sets)
+    assert (spec.train.epochs, spec.data.limit, spec.search.trials) == (1, 64, 2)
+    (warning,) = spec_warnings(spec)
+    assert warning.startswith("pruning.compress_at: epochs") and warning.endswith("no compression happens")
 
 
 def smoke_overrides(study: str, root: Path, workers: int) -> list[str]:
