@@ -700,7 +700,7 @@ def _image_names(folder: Path) -> list[str]:
 def imagefolder(spec: DataSpec, seed: int) -> Dataset:
     """Any tree of class folders: train/<class>/ and val/<class>/ (images at any depth below). The
     class index is the sorted train folder names; val folders map through it. Images are resized
-    to data.image_size, by default the size of the first training image if it is square, <= 64 px."""
+    to data.image_size, by default the size of the first training image if it is square, <= 256 px."""
     root = Path(spec.root)
     fail = lambda problems: _incomplete("imagefolder", spec.root, root, problems)  # noqa: E731
     missing = [f"no folder {d}/" for d in ("train", "val") if not (root / d).is_dir()]
@@ -747,9 +747,9 @@ def _native_size(path: str, where: Path) -> int:
             width, height = img.size
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}; replace or remove the file") from None
-    if width != height or not 8 <= width <= 64:
+    if width != height or not 8 <= width <= 256:
         raise DataError(f"images in {where} are {width} x {height} px (first: {path}); "
-                        "set data.image_size (8 to 64) to resize them all to that square size")
+                        "set data.image_size (8 to 256) to resize them all to that square size")
     return width
 
 

@@ -110,7 +110,8 @@ class DataSpec(_Model):
     )
     download: bool = Field(False, description="cifar10/cifar100: download into root if missing (needs internet)")
     image_size: int | None = Field(
-        None, ge=8, le=64, description="resize images to this many pixels square (None: native)"
+        None, ge=8, le=256, description="resize images to this many pixels square (None: native); ResNets take "
+        "the ImageNet stem above 64 px"
     )
     limit: int | None = Field(
         None, ge=1, description="use at most this many samples per split (deterministic, class-balanced): smoke runs"

@@ -13,11 +13,12 @@ from pruning_checks import check_against_masked, forward_backward, keep_all_plan
 
 from adsearch.compress import ChannelGroup, apply_plan, group_widths
 from adsearch.cost import count_macs, count_params
+from adsearch.data import load_data
 from adsearch.density import DensityMonitor
 from adsearch.graph import traced_channel_groups
 from adsearch.models import create_model, load_compressed, resnet_slots, save_compressed
 from adsearch.spec import SpecError, parse_spec
-from adsearch.trainer import run_trial
+from adsearch.trainer import build_model, run_trial
 
 torch.set_num_threads(2)
 
@@ -56,6 +57,9 @@ def test_stem_is_cifar_up_to_64_px_and_imagenet_above_unless_set():
     forced = create_model("resnet18", num_classes=10, image_size=32, stem="imagenet")
     assert forced.stem == "imagenet"
     assert parse_spec("name: s\nmodel: {arch: resnet18, stem: imagenet}").model.stem == "imagenet"
+    spec = parse_spec("name: s\nmodel: {arch: resnet18, width_mult: 0.125}\ndata: {dataset: digits, image_size: 96}")
+    data = load_data(spec.data, spec.seed)  # a spec reaches the ImageNet stem by its image size
+    assert data.input_shape == (1, 96, 96) and build_model(spec, data).stem == "imagenet"
 
 
 def test_width_mult_scales_every_group_and_widths_rebuild_exactly():
