@@ -178,6 +178,15 @@ def points(x) -> str:
     return f"{100 * x:.1f}" if _finite(x) else "—"
 
 
+def against_baseline(drop, unit: str = "points") -> str:
+    """An accuracy drop said the right way round: 0.003 -> '0.3 points below', -0.003 -> '0.3 points above'."""
+    if not _finite(drop):
+        return "—"
+    if round(100 * drop, 1) == 0:
+        return "level with"
+    return f"{points(abs(drop))} {unit} {'below' if drop > 0 else 'above'}"
+
+
 def seconds(s) -> str:
     """12.3 -> '12.3 s', 185 -> '3m 05s', 3725 -> '1h 02m'."""
     if not _finite(s):
@@ -327,8 +336,8 @@ def _recommendation(spec: StudySpec, rows: list[dict], best: int | None, baselin
     r = rows[best]
     chosen = ", ".join(f"`{p}` = {value(r.get(f'param:{p}'))}" for p in params)
     return (f"**Trial {_trial_name(r)}**: the fewest parameters with accuracy within {points(limit)} points "
-            f"of the baseline. Accuracy {percent(r.get('accuracy'))} ({points(_drop(r, baseline))} points "
-            f"below the baseline's {percent(baseline['accuracy'])}); params {_with_factor(r, 'params', baseline)}; "
+            f"of the baseline. Accuracy {percent(r.get('accuracy'))} ({against_baseline(_drop(r, baseline))} "
+            f"the baseline's {percent(baseline['accuracy'])}); params {_with_factor(r, 'params', baseline)}; "
             f"MACs {_with_factor(r, 'macs', baseline)}; training MACs {_with_factor(r, 'train_macs', baseline)}; "
             f"wall time {seconds(r.get('wall_s'))}; widths {widths(r.get('widths'))}"
             + (f". Searched: {chosen}." if chosen else "."))
@@ -422,7 +431,7 @@ def trial_text(record: StudyRecord, row: dict) -> str:
         return "\n".join(out + ["no results yet" if row.get("state") != "FAIL" else ""]).rstrip()
     drop = _drop(row, baseline)
     out.append(f"accuracy {percent(row.get('accuracy'))}"
-               + (f" ({points(drop)} pts below the baseline)" if row.get("role") == "search" and _finite(drop) else "")
+               + (f" ({against_baseline(drop, 'pts')} the baseline)" if row.get("role") == "search" and _finite(drop) else "")
                + f", top-5 {percent(row.get('top5'))}, loss {value(row.get('loss'))}")
     out.append(f"params {_with_factor(row, 'params', baseline)}, MACs {_with_factor(row, 'macs', baseline)}, "
                f"train MACs {_with_factor(row, 'train_macs', baseline)}, latency {value(row.get('latency_ms'))} ms, "

@@ -19,7 +19,7 @@ from plotly.offline import get_plotlyjs
 
 from adsearch.pareto import baseline_index, objective_pairs, pareto_front
 from adsearch.report import (
-    PLOTS, _drop, _finite, _recommendation, _trial_name, _with_factor, count, factor, percent, points, seconds, value, widths,
+    PLOTS, _drop, against_baseline, _finite, _recommendation, _trial_name, _with_factor, count, factor, percent, points, seconds, value, widths,
 )
 from adsearch.spec import StudySpec
 
@@ -248,7 +248,7 @@ def _hover(row: dict, params: list[str], baseline: dict | None) -> str:
         lines += [f"{_e(p)} = {_e(value(row.get(f'param:{p}')))}" for p in params]
     drop = _drop(row, baseline)
     lines.append(f"accuracy {percent(row.get('accuracy'))}"
-                 + (f" ({points(drop)} pts below the baseline)" if row.get("role") == "search" and _finite(drop) else ""))
+                 + (f" ({against_baseline(drop, 'pts')} the baseline)" if row.get("role") == "search" and _finite(drop) else ""))
     for metric, label in (("params", "params"), ("macs", "MACs"), ("train_macs", "train MACs")):
         lines.append(f"{label} {_e(_with_factor(row, metric, baseline))}")
     lines.append(f"widths {_e(widths(row.get('widths')))}")

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from adsearch.report import count, percent, seconds, write_report
+from adsearch.report import against_baseline, count, percent, seconds, write_report
 from adsearch.spec import parse_spec
 
 SPEC = """
@@ -150,6 +150,8 @@ def test_numbers_read_well():
     assert (count(1_150_000), count(9.5e6), count(41.0e9), count(512), count(None)) == \
         ("1.15M", "9.50M", "41.0G", "512", "—")
     assert (percent(0.9861), seconds(12.34), seconds(185), seconds(3725)) == ("98.6%", "12.3 s", "3m 05s", "1h 02m")
+    assert [against_baseline(d) for d in (0.0028, -0.0028, 0.0004)] == ["0.3 points below", "0.3 points above",
+                                                                         "level with"]
 
 
 def _figures(html_text: str) -> dict[str, dict]:
