@@ -1,7 +1,8 @@
 """`adsearch` command line: a thin layer over the library.
 
 User errors (`AdsearchError`, an invalid spec) are printed as plain lines without a traceback;
-an invalid spec or missing data (`DataError`) exits 2, other user errors exit 1.
+an invalid spec, missing data (`DataError`) or an unusable study folder (`StudyDirError`) exits 2,
+a study stopped early (`StudyInterrupted`) 130, other user errors 1.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from adsearch.errors import AdsearchError, DataError
+from adsearch.errors import AdsearchError, DataError, StudyDirError, StudyInterrupted
 from adsearch.spec import SpecError, json_schema, load_spec, spec_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -69,7 +70,8 @@ def run(
     set_: list[str] = SetOpt,
     reports: Path = typer.Option(Path("reports"), help="where study directories are made"),
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
-    fresh: bool = typer.Option(False, help="delete an existing study of this name and start again"),
+    fresh: bool = typer.Option(False, help="delete an existing study of this name and start again (only a folder "
+                                           "adsearch made, holding only what it wrote)"),
 ) -> None:
     """Run a study: the baseline, then the search; write reports/<name>/."""
     from adsearch.study import run_study
@@ -201,13 +203,13 @@ def main() -> None:
     except SpecError as exc:
         err.print(str(exc), markup=False)
         raise SystemExit(2) from None
-    except DataError as exc:
+    except (DataError, StudyDirError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(2) from None
+    except StudyInterrupted as exc:
+        err.print(f"stopped: {exc}", markup=False)
+        raise SystemExit(130) from None
     except AdsearchError as exc:
-        if type(exc).__name__ == "StudyInterrupted":  # imported lazily with the study module
-            err.print(f"stopped: {exc}", markup=False)
-            raise SystemExit(130) from None
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

@@ -603,10 +603,14 @@ def _read_cifar_batch(path: Path, cifar: _Cifar) -> tuple[torch.Tensor, torch.Te
         reason = f"no key {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
         raise DataError(f"cannot read CIFAR batch {path}: {reason}; download it again") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-        raise DataError(f"{path} is not a CIFAR batch: expected data uint8 N x 3072 and N labels, got data "
-                        f"{data.dtype} {' x '.join(map(str, data.shape))} and {labels.size} labels")
-    if labels.size and not (0 <= labels.min() and labels.max() < cifar.num_classes):
-        raise DataError(f"{path}: labels must be in 0..{cifar.num_classes - 1}, got {labels.min()}..{labels.max()}")
+        shape = " x ".join(map(str, data.shape)) or "a scalar"
+        raise DataError(f"{path} is not a CIFAR batch: expected data uint8 N x 3072 and N {cifar.label_key}, got "
+                        f"data {data.dtype} {shape} and {labels.size} {cifar.label_key}; download it again")
+    bad = np.flatnonzero((labels < 0) | (labels >= cifar.num_classes))
+    if bad.size:
+        raise DataError(f"{path}: {cifar.label_key} must be in 0..{cifar.num_classes - 1} ({cifar.num_classes} "
+                        f"classes), got {labels[bad[0]]} in row {bad[0]} ({bad.size} of {labels.size} rows out "
+                        "of range); the file is damaged or from another dataset: download it again")
     return torch.from_numpy(data).view(-1, 3, 32, 32), torch.from_numpy(labels)
 
 
@@ -639,9 +643,15 @@ def tinyimagenet(spec: DataSpec, seed: int) -> Dataset:
         raise fail(["no file wnids.txt" if directory.is_dir() else "the folder does not exist"])
     wnids = (directory / "wnids.txt").read_text().split()
     index = {w: i for i, w in enumerate(wnids)}
-    if not wnids or len(index) != len(wnids):
-        raise fail([f"wnids.txt must list distinct class ids (wnids), one a line; got {len(wnids)} "
-                    f"lines, {len(index)} distinct"])
+    if not wnids:
+        raise fail(["wnids.txt lists no class ids (wnids); expected one a line"])
+    if len(index) != len(wnids):
+        repeated = sorted({w for w in wnids if wnids.count(w) > 1})
+        raise fail([f"wnids.txt lists {_names(repeated)} more than once; each class id (wnid) must be listed "
+                    f"once ({len(wnids)} ids, {len(index)} distinct): remove the repeats"])
+    missing = [f"no folder {d}/" for d in ("train", "val") if not (directory / d).is_dir()]
+    if missing:
+        raise fail(missing)
     train, problems = _tiny_train(directory / "train", wnids)
     test, val_problems = _tiny_val(directory / "val", index)
     if problems or val_problems:
@@ -708,11 +718,11 @@ def imagefolder(spec: DataSpec, seed: int) -> Dataset:
         raise fail(missing)
     classes = sorted(d.name for d in os.scandir(root / "train") if d.is_dir())
     index = {c: i for i, c in enumerate(classes)}
-    problems = [] if classes else ["no class folders in train/"]
+    problems = [] if classes else ["no class folders in train/: make one folder per class, holding its images"]
     train_paths, train_labels = _class_images(root / "train", classes, index, problems)
     val_classes = sorted(d.name for d in os.scandir(root / "val") if d.is_dir())
     strangers = [c for c in val_classes if c not in index]
-    problems += [f"val/{c} is not a class of train/ ({_names(classes)})" for c in strangers]
+    problems += [f"val/{c} is not a class of train/ ({_names(classes) or 'it has none'})" for c in strangers]
     val_paths, val_labels = _class_images(root / "val", [c for c in val_classes if c in index], index, problems)
     if not val_paths and not strangers:
         problems.append("no images in val/")
@@ -731,8 +741,9 @@ def _class_images(split_dir: Path, classes: list[str], index: dict[str, int], pr
             os.path.join(d, f) for d, _, files in os.walk(split_dir / name, followlinks=True)
             for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
         )
-        if not found and split_dir.name == "train":
-            problems.append(f"no images in train/{name} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        if not found and split_dir.name == "train":  # an empty val/<class> is the same as none: allowed
+            problems.append(f"no images in train/{name} (looked for {', '.join(IMAGE_EXTENSIONS)}): a class "
+                            "cannot be learnt without training images; add images to it or remove the folder")
         paths += found
         labels += [index[name]] * len(found)
     return paths, labels

@@ -4,7 +4,9 @@
 ended with from its last checkpoint (`ray/search/<trial dir>/checkpoint_*/trial.pt`, the baseline
 from `ray/baseline/`), at the widths it was compressed to, and writes it to
 `reports/<name>/models/` with a JSON file beside it (trial, settings, widths, metrics, input
-shape). `load_model(path)` reads any of the three back as something to call on a batch.
+shape). Both are written under temporary names and renamed at the end, so a failed export leaves
+no half-written file and an earlier export of the same trial intact. `load_model(path)` reads any
+of the three back as something to call on a batch.
 The inputs the network expects are the data module's: standardised per channel with the training
 split's statistics (`adsearch.data`).
 """
@@ -12,10 +14,13 @@ split's statistics (`adsearch.data`).
 from __future__ import annotations
 
 import json
+import os
+import uuid
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -53,11 +58,11 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
 
     Raises:
         AdsearchError: an unknown study, trial, pick or format (the message lists what exists), a
-            trial that failed (with its reason) or has not finished, a missing checkpoint, or ONNX
-            without the onnx package.
+            trial that failed (with its reason) or has not finished, a missing or unreadable
+            checkpoint, ONNX without the onnx package, or a file that cannot be written (then
+            nothing is: no partial file, an earlier export of the trial left as it was).
     """
-    if fmt not in FORMATS:
-        raise AdsearchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    _check_request(number, pick, fmt)
     if fmt == "onnx":
         _require_onnx()
     record = read_study(study_dir)
@@ -68,39 +73,33 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
     model, data = _rebuild(spec, checkpoint)
 
     out_dir = Path(out_dir) if out_dir is not None else record.directory / MODELS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = "baseline" if row["role"] == "baseline" else f"trial-{row['number']}"
     path = out_dir / f"{stem}{FORMATS[fmt]}"
+    info_path = path.with_name(f"{path.name}.json")
     info = _describe(record, row, spec, checkpoint, data, fmt, path)
-    example = torch.zeros(2, *data.input_shape)
-    if fmt == "state_dict":
-        from adsearch.models import save_compressed
-
-        m = spec.model
-        save_compressed(model, path, arch=m.arch, num_classes=data.num_classes, in_channels=data.input_shape[0],
-                        image_size=data.input_shape[-1], width_mult=m.width_mult, layers=m.layers, stem=m.stem)
-    elif fmt == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the format people load
-            scripted = torch.jit.trace(model, example)
-            torch.jit.save(scripted, str(path), _extra_files={"adsearch.json": json.dumps(info)})
-    else:
-        _write_onnx(model, example, path, info)
-    info_path = path.with_name(f"{stem}{FORMATS[fmt]}.json")
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    _write_all(out_dir, {path: lambda tmp: _write_model(model, spec, data, fmt, tmp, info),
+                         info_path: lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n")})
     return Export(path=path, info_path=info_path, info=info)
 
 
 # --- which trial ---------------------------------------------------------------------------------
 
 
+def _check_request(number: int | None, pick: str | None, fmt: str) -> None:
+    """The arguments alone, checked before the study is read."""
+    if number is None and pick is None:
+        raise AdsearchError("say which trial to export: --trial N, --trial baseline or --pick recommended")
+    if number is not None and pick is not None:
+        raise AdsearchError(f"give --trial or --pick, not both (got --trial {number} and --pick {pick})")
+    if pick is not None and pick not in PICKS:
+        raise AdsearchError(f"unknown pick {pick!r}; choose one of {', '.join(PICKS)} (or --trial N)")
+    if fmt not in FORMATS:
+        raise AdsearchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
 def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> int:
-    if (number is None) == (pick is None):
-        raise AdsearchError("give exactly one of --trial N or --pick recommended")
     if number is not None:
         return number
-    if pick not in PICKS:
-        raise AdsearchError(f"unknown pick {pick!r}; choose one of {', '.join(PICKS)} (or --trial N)")
     from adsearch.pareto import recommended
 
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
@@ -155,7 +154,7 @@ def load_trial_checkpoint(record: StudyRecord, row: dict) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
-        raise AdsearchError(f"cannot read checkpoint {path}: {exc}") from None
+        raise AdsearchError(f"cannot read checkpoint {path}: {_reason(exc)}") from None
     if row.get("epoch") is not None and checkpoint.get("epoch") != row["epoch"]:
         raise AdsearchError(f"the last checkpoint of trial {trial_label(row)} ({path}) is from epoch "
                             f"{checkpoint.get('epoch')}, but its reported metrics are from epoch {row['epoch']}")
@@ -206,6 +205,60 @@ def _describe(record: StudyRecord, row: dict, spec, checkpoint: dict, data, fmt:
     }
 
 
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _write_model(model: nn.Module, spec, data, fmt: str, path: Path, info: dict) -> None:
+    example = torch.zeros(2, *data.input_shape)
+    if fmt == "state_dict":
+        from adsearch.models import save_compressed
+
+        m = spec.model
+        save_compressed(model, path, arch=m.arch, num_classes=data.num_classes, in_channels=data.input_shape[0],
+                        image_size=data.input_shape[-1], width_mult=m.width_mult, layers=m.layers, stem=m.stem)
+    elif fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the format people load
+            scripted = torch.jit.trace(model, example)
+            torch.jit.save(scripted, str(path), _extra_files={"adsearch.json": json.dumps(info)})
+    else:
+        _write_onnx(model, example, path, info)
+
+
+def _write_all(out_dir: Path, writes: dict[Path, Callable[[Path], None]]) -> None:
+    """Run each writer on a hidden temporary file beside its path, then rename them all into place:
+    a failure leaves no partial file, the earlier files as they were, and no `out_dir` it made.
+
+    Raises:
+        AdsearchError: a file or `out_dir` cannot be written (the OS's reason); other errors are
+            re-raised after the clean-up.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AdsearchError(f"cannot write the export into {out_dir}: it is a file, not a folder")
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    temps: dict[Path, Path] = {}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in writes:
+            temps[path] = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            temps[path].open("xb").close()  # an unwritable folder fails here, as an OSError that names it
+        for path, write in writes.items():
+            write(temps[path])
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    except BaseException as exc:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        for d in made:  # innermost first, and only while still empty
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        if isinstance(exc, OSError):
+            final = {str(tmp): path for path, tmp in temps.items()}
+            target = final.get(str(exc.filename), exc.filename or out_dir)
+            raise AdsearchError(f"cannot write {target}: {exc.strerror or exc}; nothing was written") from None
+        raise
+
+
 # --- ONNX ----------------------------------------------------------------------------------------
 
 
@@ -226,11 +279,11 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict)
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
                           dynamic_shapes=({0: batch},), external_data=False, verbose=False)
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path), format="protobuf")  # `path` may be a temporary name: no suffix to go by
     for key, value in (("adsearch", json.dumps(info)), ("widths", json.dumps(info["widths"]))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(path), format="protobuf")
 
 
 class OnnxModel:
@@ -259,12 +312,39 @@ def load_model(path: Path | str, map_location: str | torch.device = "cpu"):
     `(N, *input_shape)` to logits `(N, num_classes)`.
 
     Raises:
-        AdsearchError: a missing file, or an ONNX file without onnxruntime installed.
+        AdsearchError: a missing file (the message lists the models beside it), a file that is not
+            an exported model, or an ONNX file without onnxruntime installed.
     """
     path = Path(path)
     if not path.is_file():
-        there = sorted(p.name for p in path.parent.glob("*") if p.suffix in (".pt", ".onnx")) if path.parent.is_dir() else []
-        raise AdsearchError(f"no exported model at {path}" + (f"; models there: {', '.join(there)}" if there else ""))
+        raise AdsearchError(f"no exported model at {path}" + _models_in(path.parent))
+    try:
+        return _load(path, map_location)
+    except AdsearchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch, TorchScript and onnxruntime each fail their own way
+        hint = f" (it describes one: load {path.with_suffix('')})" if path.suffix == ".json" else ""
+        raise AdsearchError(f"{path} is not a model written by adsearch export{hint}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """The part of a torch/onnx error a user can act on: with `weights_only`, torch.load first
+    suggests turning it off (unsafe, and no help for a file that is not a checkpoint); the cause
+    follows 'WeightsUnpickler error:'."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first.split(". ")[0].rstrip(".")
+
+
+def _models_in(directory: Path) -> str:
+    """'; models there: a.pt, b.onnx' for the exported models in `directory` (temporary files left out)."""
+    there = sorted(p.name for p in directory.glob("*") if p.suffix in (".pt", ".onnx") and not p.name.startswith("."))
+    return f"; models there: {', '.join(there)}" if there else f"; no models in {directory}"
+
+
+def _load(path: Path, map_location):
     if path.suffix == ".onnx":
         try:
             return OnnxModel(path)
@@ -308,18 +388,33 @@ def verify_export(result: Export, study_dir: Path | str) -> str:
     """Load the written file back and measure it on the held-out split; one line saying how it went.
 
     An ONNX file without onnxruntime installed is checked with `onnx.checker` instead.
+
+    Raises:
+        AdsearchError: the file does not load, or (checked by onnx.checker) is not a valid graph.
     """
     expected = result.info["metrics"].get("accuracy")
-    try:
-        model = load_model(result.path)
-    except AdsearchError:
-        if result.path.suffix != ".onnx":
-            raise
-        import onnx
-
-        onnx.checker.check_model(onnx.load(str(result.path)))
-        return "onnx.checker: the graph is valid (install onnxruntime to measure its accuracy)"
+    if result.path.suffix == ".onnx" and not _has_onnxruntime():
+        return _check_onnx_graph(result.path)
+    model = load_model(result.path)
     accuracy = held_out_accuracy(model, study_dir, result.info["trial"])
     same = expected is not None and abs(accuracy - expected) < 1e-9
     return (f"held-out accuracy of {result.path.name}: {accuracy:.2%} "
             + ("(as reported)" if same else f"(reported {expected:.2%})" if expected is not None else ""))
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_onnx_graph(path: Path) -> str:
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load(str(path), format="protobuf"))
+    except Exception as exc:  # noqa: BLE001 - a protobuf DecodeError or onnx's ValidationError
+        raise AdsearchError(f"{path} is not a valid ONNX graph (onnx.checker): {_reason(exc)}") from None
+    return "onnx.checker: the graph is valid (install onnxruntime to measure its accuracy)"

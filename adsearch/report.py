@@ -2,7 +2,7 @@
 
 `write_report(study_dir, spec, rows)` turns the study's trial rows (plain dicts, one per trial,
 the baseline with number -1) into files. Every file is written to a temporary file in its own
-directory and moved into place with `os.replace`, so a reader never sees half a file.
+directory and moved into place (`records.atomic_write`), so a reader never sees half a file.
 The Pareto front is taken over `spec.search.objectives` among all completed rows, the baseline
 included: a search trial the baseline dominates is not a trade-off worth reporting.
 """
@@ -14,8 +14,6 @@ import io
 import json
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from adsearch.pareto import baseline_index, objective_pairs, pareto_front, recommended
-from adsearch.records import SPEC_FILE, StudyRecord, read_study
+from adsearch.records import SPEC_FILE, StudyRecord, atomic_write, read_study
 from adsearch.spec import METRICS, StudySpec
 
 STATES = ("done", "running", "interrupted")
@@ -66,7 +64,7 @@ def write_report(study_dir: Path, spec: StudySpec, rows: list[dict], *, state: s
     files: dict[str, Path] = {}
 
     def put(name: str, write: Callable[[Path], None]) -> None:
-        files[name] = _atomic(study_dir / name, write)
+        files[name] = atomic_write(study_dir / name, write)
 
     put("trials.csv", lambda p: p.write_text(csv_text(rows, columns)))
     put("pareto.csv", lambda p: p.write_text(csv_text([rows[i] for i in front], columns)))
@@ -515,21 +513,3 @@ def plot_front(path: Path, rows: list[dict], metric: str, spec: StudySpec, best:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, format="png")
-
-
-# --- files -----------------------------------------------------------------------------------
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run `write` on a temporary file next to `path`, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

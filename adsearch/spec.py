@@ -290,6 +290,12 @@ class DistributionDim(_Model):
             raise ValueError(f"log_uniform needs low > 0, got {self.low}")
         if self.distribution == "log_uniform" and self.step is not None:
             raise ValueError("log_uniform takes no step")
+        # Optuna would truncate a fractional int step (0.5 to 0: an error at run time, not here) and
+        # narrow the range to `low` alone for a step wider than it: both are said here instead
+        if self.distribution == "int_uniform" and self.step is not None and not float(self.step).is_integer():
+            raise ValueError(f"int_uniform needs an integer step, got {self.step}")
+        if self.step is not None and self.step > self.high - self.low:
+            raise ValueError(f"step must be at most high - low ({self.high - self.low:g}), got {self.step}")
         if self.distribution == "int_uniform" and not (
             float(self.low).is_integer() and float(self.high).is_integer()
         ):

@@ -15,9 +15,8 @@ import json
 import logging
 import math
 import os
-import shutil
+import socket
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,10 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from adsearch import pareto, report
-from adsearch.errors import AdsearchError
-from adsearch.records import (  # noqa: F401 - reading a study back lives in records
-    BASELINE_FILE, DB_FILE, LOCK_FILE, RECORDED, SPEC_FILE, TRACE, collect_rows)
+from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted
+from adsearch.records import (  # noqa: F401 - the study directory and reading it back live in records
+    BASELINE_FILE, DB_FILE, LOCK_FILE, MARKER_FILE, RECORDED, SPEC_FILE, SPEC_HEADER, TRACE, atomic_write,
+    check_removable, collect_rows, load_study_spec, lock_pid, pid_alive, remove_study, storage_url)
 from adsearch.spec import METRICS, StudySpec, ValuesDim, apply_params, decode_choice, encode_choice
 from adsearch.trainer import build_model, run_trial
 
@@ -160,10 +160,6 @@ def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
         grid = {p: [encode_choice(v) for v in d.values] for p, d in s.space.items()}
         return optuna.samplers.GridSampler(grid, seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
-
-
-def storage_url(directory: Path) -> str:
-    return f"sqlite:///{(directory / DB_FILE).resolve()}"
 
 
 class _Searcher(OptunaSearch):
@@ -335,6 +331,8 @@ def _start_ray(spec: StudySpec, address: str | None) -> bool:
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING",
                                   configure_logging=True)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address and address != "auto":
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -347,24 +345,43 @@ def _start_ray(spec: StudySpec, address: str | None) -> bool:
     return True
 
 
-class _FailureLimit(tune.Stopper):
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail at once, naming `address`, when nothing listens there: `ray.init` itself retries an
+    unreachable cluster for minutes before it gives up."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise AdsearchError(f"--address must be auto, host:port or ray://host:port, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise AdsearchError(f"cannot reach the Ray cluster at {address!r} ({exc.strerror or exc}); start it with "
+                            "`ray start --head` and pass the address it prints (host:port, or ray://host:10001 "
+                            "for Ray Client), or leave --address out to run on this machine") from None
+
+
+class _FailureLimit(tune.Stopper, tune.Callback):
     """Stops the whole search once `limit` trials have failed, as Optuna's storage counts them.
 
-    Counting in the storage (not in memory) keeps failures from before a resume in the count.
+    Counting in the storage (not in memory) keeps failures from before a resume in the count. The
+    storage is read at the first check and again after each trial error (Ray tells the searcher,
+    which records the FAIL, before it tells callbacks), so the stop follows the failure that
+    reaches the limit at once, whatever the timing.
     """
 
     def __init__(self, limit: int | None, url: str, study_name: str):
         self.limit, self.url, self.study_name = limit, url, study_name
-        self._checked, self._reached = 0.0, False
+        self._stale, self._reached = True, False
 
     def __call__(self, trial_id, result) -> bool:
         return False
 
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._stale = True
+
     def stop_all(self) -> bool:
-        if self.limit is None or self._reached or time.monotonic() - self._checked < 1.0:
-            return self._reached
-        self._checked = time.monotonic()
-        self._reached = failed_count(self.url, self.study_name) >= self.limit
+        if self.limit is not None and self._stale and not self._reached:
+            self._stale = False
+            self._reached = failed_count(self.url, self.study_name) >= self.limit
         return self._reached
 
 
@@ -404,10 +421,6 @@ def _tuner(trainable, spec: StudySpec, directory: Path, name: str, *, search_alg
 # --- the study -------------------------------------------------------------------------------
 
 
-class StudyInterrupted(AdsearchError):
-    """The study stopped before its budget was spent (Ctrl-C, a stopped cluster); it can resume."""
-
-
 def check_runnable(spec: StudySpec) -> list[int]:
     """Build the data and the network once, before anything is written; return the base widths."""
     from adsearch.compress import group_widths
@@ -424,17 +437,15 @@ def check_runnable(spec: StudySpec) -> list[int]:
 
 def lock_owner(directory: Path) -> int | None:
     """The pid of the live process running the study in `directory`, or None."""
-    try:
-        pid = int((directory / LOCK_FILE).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    pid = lock_pid(directory)
+    return pid if pid is not None and pid_alive(pid) else None
+
+
+def _check_not_running(directory: Path) -> None:
+    owner = lock_owner(directory)
+    if owner is not None and owner != os.getpid():
+        raise AdsearchError(f"study {directory} is already running (pid {owner}); wait for it to finish or "
+                            f"stop it (kill {owner}), then `adsearch resume {directory}`")
 
 
 @contextlib.contextmanager
@@ -446,11 +457,7 @@ def study_lock(directory: Path):
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
-            owner = lock_owner(directory)
-            if owner is not None and owner != os.getpid():
-                raise AdsearchError(
-                    f"study {directory} is already running (pid {owner}); wait for it to finish or "
-                    f"stop it (kill {owner}), then `adsearch resume {directory}`") from None
+            _check_not_running(directory)
             path.unlink(missing_ok=True)  # stale: its process is gone
     with os.fdopen(fd, "w") as f:
         f.write(f"{os.getpid()}\n")
@@ -460,45 +467,50 @@ def study_lock(directory: Path):
         path.unlink(missing_ok=True)
 
 
-def saved_spec(directory: Path) -> StudySpec:
-    """The spec a study in `directory` was started with."""
-    from adsearch.spec import SpecError, load_spec
-
-    if not (directory / SPEC_FILE).is_file():
-        raise AdsearchError(f"{directory} is not an adsearch study (no {SPEC_FILE}){_studies_near(directory)}")
-    try:
-        return load_spec(directory / SPEC_FILE)
-    except SpecError as exc:
-        raise AdsearchError(f"{directory / SPEC_FILE} is not a valid spec any more:\n{exc}") from None
-
-
-def _studies_near(directory: Path) -> str:
-    parent = directory.parent
-    names = sorted(p.parent.name for p in parent.glob(f"*/{SPEC_FILE}")) if parent.is_dir() else []
-    return f"; studies in {parent}: {', '.join(names)}" if names else ""
-
-
 def _spec_text(spec: StudySpec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
 
 
-def open_directory(spec: StudySpec, directory: Path) -> bool:
-    """Make or check the study directory for `spec`; True if the study already exists (resume)."""
-    if (directory / SPEC_FILE).exists():
-        before = saved_spec(directory)
-        if before.digest() != spec.digest():
-            diff = "".join(difflib.unified_diff(_spec_text(before).splitlines(True), _spec_text(spec).splitlines(True),
-                                                f"{directory / SPEC_FILE} (as started)", "the spec now"))
-            raise AdsearchError(
-                f"the spec changed since study {spec.name!r} began, so it cannot resume:\n{diff}"
-                f"run with --fresh to start it again (deletes {directory}), or give the study a new name")
-        return True
-    leftovers = [p.name for p in directory.iterdir() if p.name != LOCK_FILE]
-    if leftovers:
-        raise AdsearchError(f"{directory} exists and is not an adsearch study (it holds {', '.join(leftovers[:5])}); "
-                            "choose another study name or --reports directory")
-    _atomic_write(directory / SPEC_FILE, f"# adsearch study spec, digest {spec.digest()}\n" + _spec_text(spec))
-    return False
+def check_directory(spec: StudySpec, directory: Path, *, fresh: bool = False) -> bool:
+    """Check, before anything is written, that `spec` may run in `directory`; True if a study
+    of this spec is there to resume (never with `fresh`, which deletes it first).
+
+    Raises:
+        StudyDirError: `directory` exists and is not a study (or, with `fresh`, is not one that
+            may be deleted: see `records.check_removable`); its spec.yaml cannot be read.
+        AdsearchError: a live process runs the study; its spec changed since it began.
+    """
+    if not directory.exists():
+        return False
+    if not directory.is_dir():
+        raise StudyDirError(f"{directory} is a file, not a study folder; choose another study name or --reports")
+    _check_not_running(directory)
+    if fresh:
+        check_removable(directory)
+        return False
+    if not (directory / SPEC_FILE).exists():
+        leftovers = sorted(p.name for p in directory.iterdir() if p.name != LOCK_FILE)
+        if leftovers:
+            raise StudyDirError(
+                f"{directory} exists and is not an adsearch study (it holds {', '.join(leftovers[:5])}); "
+                "choose another study name or --reports directory")
+        return False
+    before = load_study_spec(directory)
+    if before.digest() != spec.digest():
+        diff = "".join(difflib.unified_diff(_spec_text(before).splitlines(True), _spec_text(spec).splitlines(True),
+                                            f"{directory / SPEC_FILE} (as started)", "the spec now"))
+        raise AdsearchError(
+            f"the spec changed since study {spec.name!r} began, so it cannot resume:\n{diff}"
+            f"run with --fresh to start it again (deletes {directory}), or give the study a new name")
+    collect_rows(directory, before)  # its baseline.json and study.db must read, before Ray starts
+    return True
+
+
+def _start_directory(spec: StudySpec, directory: Path) -> None:
+    """Make a new study's folder: its spec.yaml and the marker that says adsearch made it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / MARKER_FILE, json.dumps({"study": spec.name, "spec_digest": spec.digest()}) + "\n")
+    atomic_write(directory / SPEC_FILE, f"{SPEC_HEADER}{spec.digest()}\n" + _spec_text(spec))
 
 
 # --- the study -------------------------------------------------------------------------------
@@ -523,42 +535,50 @@ def run_study(
     """
     base_widths = check_runnable(spec)
     directory = Path(reports_dir) / spec.name
-    if fresh and directory.exists():
-        owner = lock_owner(directory)
-        if owner is not None:
-            raise AdsearchError(f"study {directory} is running (pid {owner}); stop it before --fresh")
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with study_lock(directory):
-        resuming = open_directory(spec, directory)
-        if resuming:
-            say(f"resuming study {spec.name!r} in {directory}")
-        started_ray = _start_ray(spec, address)
-        threads = spec.train.threads or max(1, int(spec.resources.per_trial.cpu))
-        try:
-            baseline = None
-            if spec.search.baseline:
-                baseline = _run_baseline(spec, directory, threads, base_widths, say)
-            _run_search(spec, directory, baseline, threads, base_widths, say)
-        except StudyInterrupted:
-            report.write_report(directory, spec, collect_rows(directory, spec), state="interrupted")
-            raise
-        finally:
-            if started_ray:
-                ray.shutdown()
-        rows = collect_rows(directory, spec)
-        files = report.write_report(directory, spec, rows, state="done")
+    resuming = check_directory(spec, directory, fresh=fresh)  # reads only: nothing written yet
+    started_ray = _start_ray(spec, address)
+    try:
+        if fresh and directory.exists():
+            remove_study(directory)
+            say(f"deleted the earlier study in {directory} (--fresh)")
+        directory.mkdir(parents=True, exist_ok=True)
+        with study_lock(directory):
+            if not check_directory(spec, directory):  # again under the lock: another run may have begun
+                _start_directory(spec, directory)
+            elif not (directory / MARKER_FILE).exists():  # a study from before the marker
+                atomic_write(directory / MARKER_FILE, json.dumps({"study": spec.name}) + "\n")
+            if resuming:
+                say(f"resuming study {spec.name!r} in {directory}")
+            threads = spec.train.threads or max(1, int(spec.resources.per_trial.cpu))
+            try:
+                baseline = None
+                if spec.search.baseline:
+                    baseline = _run_baseline(spec, directory, threads, base_widths, say)
+                _run_search(spec, directory, baseline, threads, base_widths, say)
+            except StudyInterrupted:
+                report.write_report(directory, spec, collect_rows(directory, spec), state="interrupted")
+                raise
+            rows = collect_rows(directory, spec)
+            files = report.write_report(directory, spec, rows, state="done")
+    finally:
+        if started_ray:
+            ray.shutdown()
     return StudyResult(directory=directory, rows=rows, files=files)
 
 
 def resume_study(directory: Path | str, *, address: str | None = None, say: Callable[[str], None] = print) -> StudyResult:
-    """Continue the study in `directory` with the spec it was started with."""
+    """Continue the study in `directory` with the spec it was started with.
+
+    Raises:
+        StudyDirError: no study there, a file of it unreadable, or a folder not named after the
+            study it holds.
+    """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise AdsearchError(f"no study at {directory}{_studies_near(directory)}")
-    spec = saved_spec(directory)
+    spec = load_study_spec(directory)
     if spec.name != directory.name:
-        raise AdsearchError(f"{directory} holds study {spec.name!r}; keep the directory named after its study")
+        raise StudyDirError(f"{directory} holds study {spec.name!r} (its spec.yaml says so); a study's folder is "
+                            f"named after it: rename the folder to {directory.with_name(spec.name)}, then "
+                            f"`adsearch resume {directory.with_name(spec.name)}`")
     return run_study(spec, reports_dir=directory.parent, address=address, say=say)
 
 
@@ -578,12 +598,13 @@ def _run_baseline(spec: StudySpec, directory: Path, threads: int, base_widths: l
     grid = _tuner(trainable, spec, directory, "baseline", samples=1, restore=True).fit()
     result = grid[0]
     if result.error:
-        raise AdsearchError(f"the baseline trial failed: {_error_text(result.error)}; "
-                            f"see {directory / 'ray' / 'baseline'}")
+        raise AdsearchError(f"the baseline trial failed: {_error_text(result.error)}. The baseline trains the "
+                            f"base recipe without pruning, so every trial would fail the same way: fix the recipe "
+                            f"and start again with --fresh (details in {directory / 'ray' / 'baseline'})")
     if (result.metrics or {}).get("epoch") != spec.train.epochs:
         raise _interrupted(directory, "interrupted during the baseline")
     metrics = {k: _plain(result.metrics[k]) for k in RECORDED + TRACE if k in result.metrics}
-    _atomic_write(path, json.dumps(metrics, indent=2))
+    atomic_write(path, json.dumps(metrics, indent=2))
     say(f"baseline: accuracy {metrics['accuracy']:.2%}, params {_count(metrics['params'])}, "
         f"MACs {_count(metrics['macs'])}, {metrics['wall_s']:.1f} s")
     return metrics
@@ -606,33 +627,39 @@ def _run_search(spec, directory, baseline, threads, base_widths, say) -> None:
                                      threads=threads, base_widths=base_widths)
     progress = _Progress(spec.search.trials, baseline, spec.report.max_accuracy_drop, say, url, spec.name)
     stopper = _FailureLimit(spec.search.max_failures, url, spec.name)
+    _check_failure_limit(spec, directory, storage)  # failures before a resume count
     say(f"search: {spec.search.trials} trials, sampler {spec.search.sampler}, objectives "
         + ", ".join(f"{o.metric} ({o.mode})" for o in objectives))
     _tuner(trainable, spec, directory, "search", search_alg=searcher, samples=spec.search.trials,
-           callbacks=[progress], stop=stopper, restore=True).fit()
+           callbacks=[progress, stopper], stop=stopper, restore=True).fit()
     study = optuna.load_study(study_name=spec.name, storage=storage)
     study.set_metric_names([o.metric for o in objectives])
+    _check_failure_limit(spec, directory, storage)
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in finished)
-    if spec.search.max_failures is not None and failed >= spec.search.max_failures:
-        raise StudyInterrupted(
-            f"search.max_failures ({spec.search.max_failures}) reached: {failed} trials failed "
-            f"(reasons in {directory / 'trials.csv'}); fix the cause, raise the limit in a new study, or "
-            f"resume with: adsearch resume {directory}")
     if len(finished) < spec.search.trials:
         raise _interrupted(directory, f"interrupted after {len(finished)} of {spec.search.trials} trials")
+
+
+def _check_failure_limit(spec: StudySpec, directory: Path, storage) -> None:
+    """Raise `StudyInterrupted` if `search.max_failures` trials of the study have failed, counted
+    over every run of it (a resume does not reset the count)."""
+    limit = spec.search.max_failures
+    try:
+        trials = optuna.load_study(study_name=spec.name, storage=storage).get_trials(
+            deepcopy=False, states=[optuna.trial.TrialState.FAIL])
+    except KeyError:  # the search has not made its Optuna study yet
+        return
+    if limit is not None and len(trials) >= limit:
+        raise StudyInterrupted(
+            f"search.max_failures ({limit}) reached: {len(trials)} trials failed (reasons in "
+            f"{directory / 'trials.csv'}). The limit counts the failures of earlier runs too, so resuming stops "
+            f"here again: fix the cause, then start again with --fresh, or raise search.max_failures under a new "
+            f"study name")
 
 
 def _open_storage(directory: Path, url: str) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds here
-        raise AdsearchError(f"{directory / DB_FILE} cannot be opened as an Optuna storage ({_error_text(exc)}); "
+        raise StudyDirError(f"{directory / DB_FILE} cannot be opened as an Optuna storage ({_error_text(exc)}); "
                             "the other files of the study are untouched") from None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader sees the old file or the new one, never a torn one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

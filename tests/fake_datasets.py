@@ -42,6 +42,13 @@ def _dump(path: Path, entry: dict) -> None:
         pickle.dump(entry, f)
 
 
+def edit_cifar_batch(path: Path, **entries) -> None:
+    """Rewrite the pickle batch at `path` with some of its entries replaced (keys as str: data=...)."""
+    with open(path, "rb") as f:
+        entry = pickle.load(f)
+    _dump(path, {**entry, **{k.encode(): v for k, v in entries.items()}})
+
+
 def write_cifar10(root: Path, per_batch: int = 10, n_test: int = 20) -> Path:
     """root/cifar-10-batches-py with data_batch_1..5 (`per_batch` each), test_batch, batches.meta.
     Sample j of batch i has label (j + i) % 10; test sample j has label j % 10."""

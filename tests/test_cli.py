@@ -3,56 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
-
-TINY = """
-name: {name}
-seed: 0
-model: {{arch: vgg, layers: [16, M, 32]}}
-data: {{dataset: digits}}
-train: {{epochs: 3, batch_size: 32, optimizer: {{name: sgd, lr: 0.05}}}}
-pruning: {{compress_at: [1], target_density: 0.95, min_channels: 2}}
-search:
-  trials: 2
-  sampler: grid
-  objectives: [{{metric: accuracy, mode: max}}, {{metric: params, mode: min}}]
-  space:
-    pruning.target_density: {{values: [0.3, 0.95]}}
-resources: {{per_trial: {{cpu: 1}}}}
-"""
-
-
-def adsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adsearch.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
-
-
-def brute_force_front(df: pd.DataFrame, objectives: list[tuple[str, str]]) -> set[int]:
-    done = df[df["state"] == "COMPLETE"]
-    signed = [(m, 1 if mode == "max" else -1) for m, mode in objectives]
-    front = set()
-    for i, a in done.iterrows():
-        dominated = False
-        for j, b in done.iterrows():
-            ge = all(s * b[m] >= s * a[m] for m, s in signed)
-            gt = any(s * b[m] > s * a[m] for m, s in signed)
-            if i != j and ge and gt:
-                dominated = True
-                break
-        if not dominated:
-            front.add(int(a["number"]))
-    return front
+from helpers import adsearch, brute_force_front, line_of, tiny_spec
 
 
 def test_study_end_to_end_through_the_cli(tmp_path, ray_session):
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY.format(name="tiny"))
+    spec.write_text(tiny_spec("tiny"))
     address = ray_session.get_runtime_context().gcs_address
     proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), "--address", address, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -97,20 +57,21 @@ def test_study_end_to_end_through_the_cli(tmp_path, ray_session):
 
 def test_invalid_spec_exits_2_lists_every_error_and_writes_nothing(tmp_path):
     spec = tmp_path / "bad.yaml"
-    spec.write_text(TINY.format(name="bad").replace("lr: 0.05", "lr: -1").replace("sampler: grid", "sampler: bayes")
+    spec.write_text(tiny_spec("bad").replace("lr: 0.05", "lr: -1").replace("sampler: grid", "sampler: bayes")
                     .replace("pruning.target_density:", "pruning.target_densty:"))
     proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "train.optimizer.lr (line 6)" in proc.stderr
-    assert "search.sampler (line 10)" in proc.stderr and "'nsga2'" in proc.stderr
+    text = spec.read_text()
+    assert f"train.optimizer.lr (line {line_of(text, 'lr: -1')})" in proc.stderr
+    assert f"search.sampler (line {line_of(text, 'sampler: bayes')})" in proc.stderr and "'nsga2'" in proc.stderr
     assert "search.space.pruning.target_densty" in proc.stderr and "target_density" in proc.stderr
     assert not (tmp_path / "reports").exists()
 
 
 def test_validate_and_schema(tmp_path):
     spec = tmp_path / "ok.yaml"
-    spec.write_text(TINY.format(name="ok"))
+    spec.write_text(tiny_spec("ok"))
     proc = adsearch("validate", str(spec), cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("OK")
     proc = adsearch("validate", str(spec), "--set", "pruning.target_density=2", cwd=tmp_path)
@@ -125,7 +86,7 @@ def test_validate_and_schema(tmp_path):
 
 def test_unknown_names_list_the_available_ones(tmp_path):
     spec = tmp_path / "names.yaml"
-    spec.write_text(TINY.format(name="names").replace("arch: vgg,", "arch: vgg99,")
+    spec.write_text(tiny_spec("names").replace("arch: vgg,", "arch: vgg99,")
                     .replace("dataset: digits", "dataset: mnist").replace("metric: params", "metric: size"))
     proc = adsearch("validate", str(spec), cwd=tmp_path)
     assert proc.returncode == 2
@@ -136,18 +97,19 @@ def test_unknown_names_list_the_available_ones(tmp_path):
 
 def test_a_directory_that_is_not_a_study_is_not_touched(tmp_path):
     spec = tmp_path / "again.yaml"
-    spec.write_text(TINY.format(name="again"))
+    spec.write_text(tiny_spec("again"))
     existing = tmp_path / "reports" / "again"
     existing.mkdir(parents=True)
     (existing / "keep.txt").write_text("precious")
     proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), cwd=tmp_path)
-    assert proc.returncode == 1 and "is not an adsearch study" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "is not an adsearch study" in proc.stderr and "Traceback" not in proc.stderr
     assert (existing / "keep.txt").read_text() == "precious"
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
 
 
 def test_train_command_shows_each_epoch(tmp_path):
     spec = tmp_path / "train.yaml"
-    spec.write_text(TINY.format(name="train"))
+    spec.write_text(tiny_spec("train"))
     proc = adsearch("train", str(spec), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [l for l in proc.stdout.splitlines() if l.startswith("epoch")]

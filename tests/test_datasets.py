@@ -19,6 +19,8 @@ from fake_datasets import (
     TINY_VAL,
     TINY_WNIDS,
     colour,
+    cifar_rows,
+    edit_cifar_batch,
     solid,
     write_cifar10,
     write_cifar100,
@@ -183,6 +185,40 @@ def test_imagefolder_val_class_not_in_train_is_an_error(tmp_path):
         load("imagefolder", tmp_path)
 
 
+def test_imagefolder_empty_train_class_is_an_error_naming_the_folder(tmp_path):
+    write_imagefolder(tmp_path)
+    (tmp_path / "train" / "fox" / "nested").mkdir(parents=True)  # folders, a note, but no image
+    (tmp_path / "train" / "fox" / "notes.txt").write_text("todo")
+    with pytest.raises(DataError) as empty:
+        load("imagefolder", tmp_path)
+    assert f"incomplete at {tmp_path}:\n  - no images in train/fox (looked for .jpg, .jpeg, .png, " in str(empty.value)
+    assert ("): a class cannot be learnt without training images; add images to it or remove the folder\n"
+            in str(empty.value))
+
+
+def test_imagefolder_empty_val_class_is_a_class_without_test_images(tmp_path):
+    write_imagefolder(tmp_path)
+    (tmp_path / "val" / "eel").mkdir()  # like no val/eel at all: eel is simply not tested
+    data = load("imagefolder", tmp_path)
+    assert (data.n_train, data.n_test, data.num_classes) == (9, 4, 3)
+
+
+def test_imagefolder_with_an_empty_train_or_val_folder_says_what_it_needs(tmp_path):
+    write_imagefolder(tmp_path)
+    shutil.rmtree(tmp_path / "val")
+    (tmp_path / "val" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError, match=r":\n  - no images in val/\n  expected: "):
+        load("imagefolder", tmp_path)
+    shutil.rmtree(tmp_path / "train")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "loose.png").write_bytes(b"")  # images directly in train/ have no class
+    with pytest.raises(DataError) as no_classes:
+        load("imagefolder", tmp_path)
+    text = str(no_classes.value)
+    assert (f"incomplete at {tmp_path}:\n  - no class folders in train/: make one folder per class, holding its "
+            "images\n  - val/cat is not a class of train/ (it has none)\n  expected: ") in text
+
+
 def test_imagefolder_of_non_square_images_needs_an_image_size(tmp_path):
     from PIL import Image
 
@@ -262,11 +298,67 @@ def test_a_partial_tinyimagenet_tree_lists_what_is_missing(tmp_path):
     assert TINYIMAGENET_URL in text
 
 
+def test_tinyimagenet_wnids_listed_twice_are_named(tmp_path):
+    folder = write_tinyimagenet(tmp_path)
+    (folder / "wnids.txt").write_text("".join(f"{w}\n" for w in [*TINY_WNIDS, TINY_WNIDS[1]]))
+    with pytest.raises(DataError) as repeated:
+        load("tinyimagenet", tmp_path)
+    assert str(repeated.value).startswith(
+        f"dataset tinyimagenet is missing or incomplete at {folder}:\n  - wnids.txt lists {TINY_WNIDS[1]} more "
+        "than once; each class id (wnid) must be listed once (4 ids, 3 distinct): remove the repeats\n")
+    (folder / "wnids.txt").write_text("\n")
+    with pytest.raises(DataError, match=r"- wnids.txt lists no class ids \(wnids\); expected one a line\n"):
+        load("tinyimagenet", tmp_path)
+
+
+def test_tinyimagenet_without_val_annotations_or_a_split_folder_names_it(tmp_path):
+    folder = write_tinyimagenet(tmp_path)
+    (folder / "val" / "val_annotations.txt").unlink()
+    with pytest.raises(DataError) as unlabelled:
+        load("tinyimagenet", tmp_path)
+    text = str(unlabelled.value)
+    assert f"incomplete at {folder}:\n  - no file val/val_annotations.txt\n  expected: " in text
+    assert TINYIMAGENET_URL in text
+    shutil.rmtree(folder / "val")
+    shutil.rmtree(folder / "train")
+    with pytest.raises(DataError, match=r":\n  - no folder train/\n  - no folder val/\n  expected: "):
+        load("tinyimagenet", tmp_path)
+
+
 def test_a_truncated_cifar_batch_is_named(tmp_path):
     folder = write_cifar10(tmp_path)
     (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:100])
     with pytest.raises(DataError, match=re.escape(f"cannot read CIFAR batch {folder / 'data_batch_3'}")):
         load("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize(("data", "labels", "got"), [
+    (cifar_rows(list(range(10)))[:, :1024], list(range(10)), "got data uint8 10 x 1024 and 10 labels"),
+    (cifar_rows(list(range(10))), list(range(9)), "got data uint8 10 x 3072 and 9 labels"),
+], ids=["one-plane-rows", "fewer-labels-than-rows"])
+def test_a_cifar_batch_of_the_wrong_shape_is_named(tmp_path, data, labels, got):
+    folder = write_cifar10(tmp_path)
+    edit_cifar_batch(folder / "data_batch_2", data=data, labels=labels)
+    with pytest.raises(DataError) as wrong:
+        load("cifar10", tmp_path)
+    assert str(wrong.value) == (f"{folder / 'data_batch_2'} is not a CIFAR batch: expected data uint8 N x 3072 "
+                                f"and N labels, {got}; download it again")
+
+
+@pytest.mark.parametrize(("dataset", "name", "rows", "bad", "rule"), [
+    ("cifar10", "data_batch_5", 10, 10, "labels must be in 0..9 (10 classes)"),
+    ("cifar10", "test_batch", 20, -1, "labels must be in 0..9 (10 classes)"),
+    ("cifar100", "train", 30, 100, "fine_labels must be in 0..99 (100 classes)"),
+    ("cifar100", "test", 12, 100, "fine_labels must be in 0..99 (100 classes)"),
+])
+def test_cifar_labels_out_of_range_are_named_when_loading(tmp_path, dataset, name, rows, bad, rule):
+    folder = (write_cifar10 if dataset == "cifar10" else write_cifar100)(tmp_path)
+    labels = [bad if j in (3, 5) else 0 for j in range(rows)]
+    edit_cifar_batch(folder / name, **{"labels" if dataset == "cifar10" else "fine_labels": labels})
+    with pytest.raises(DataError) as out_of_range:
+        load(dataset, tmp_path)
+    assert str(out_of_range.value) == (f"{folder / name}: {rule}, got {bad} in row 3 (2 of {rows} rows out of "
+                                       "range); the file is damaged or from another dataset: download it again")
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -330,14 +422,6 @@ data: {{dataset: tinyimagenet, root: {root}, workers: 0, image_size: 32}}
 train: {{epochs: 2, batch_size: 4, device: cpu, amp: {amp}, channels_last: true, threads: 1}}
 pruning: {{compress_at: [1], min_channels: 2, target_density: 0.99}}
 """
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same float sums in every run, so a resumed run can match exactly
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

@@ -4,15 +4,15 @@ with CI-sized `--set` overrides; a missing dataset stops `adsearch run` before a
 
 from __future__ import annotations
 
+import contextlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from fake_datasets import write_cifar10, write_cifar100, write_tinyimagenet
+from helpers import adsearch, adsearch_process
 
 from adsearch.data import TINYIMAGENET_URL
 from adsearch.cli import parse_overrides
@@ -24,6 +24,20 @@ STUDIES = {  # file: (study name, arch, dataset)
     "resnet18_cifar100": ("resnet18-cifar100", "resnet18", "cifar100"),
     "resnet18_tinyimagenet": ("resnet18-tinyimagenet", "resnet18", "tinyimagenet"),
 }
+
+
+SHIPPED = sorted(STUDIES_DIR.glob("*.yaml"))
+
+
+def test_the_glob_finds_every_shipped_study():
+    assert {p.stem for p in SHIPPED} >= {*STUDIES, "quickstart"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_study_validates_without_warnings(path):
+    """Every studies/*.yaml, a new one included: what `adsearch validate` checks, and no warning."""
+    spec = load_spec(path)
+    assert spec_warnings(spec) == []
 
 
 @pytest.mark.parametrize("study", STUDIES)
@@ -74,19 +88,18 @@ def smoke_runs(tmp_path_factory, ray_session):
     write_cifar100(data, n_train=30, n_test=30)
     write_tinyimagenet(data)
     address = ray_session.get_runtime_context().gcs_address
-    running = {}
-    for study in STUDIES:
-        workers = 1 if study == "resnet18_tinyimagenet" else 0  # one worker process: the JPEG path
-        out, err = (base / f"{study}.out").open("w"), (base / f"{study}.err").open("w")
-        command = [sys.executable, "-m", "adsearch.cli", "run", str(STUDIES_DIR / f"{study}.yaml"),
-                   "--reports", str(base / "reports"), "--address", address,
-                   *smoke_overrides(study, data, workers)]
-        running[study] = (subprocess.Popen(command, cwd=base, stdout=out, stderr=err), out, err)
     results = {}
-    for study, (proc, out, err) in running.items():
-        code = proc.wait(timeout=600)
-        out.close()
-        err.close()
+    with contextlib.ExitStack() as stack:  # every run's process group is killed on the way out
+        running = {}
+        for study in STUDIES:
+            workers = 1 if study == "resnet18_tinyimagenet" else 0  # one worker process: the JPEG path
+            out, err = (stack.enter_context((base / f"{study}.{kind}").open("w")) for kind in ("out", "err"))
+            running[study] = stack.enter_context(adsearch_process(
+                "run", STUDIES_DIR / f"{study}.yaml", "--reports", base / "reports", "--address", address,
+                *smoke_overrides(study, data, workers), cwd=base, stdout=out, stderr=err))
+        for study, proc in running.items():
+            results[study] = proc.wait(timeout=600)
+    for study, code in results.items():
         results[study] = (code, (base / f"{study}.out").read_text(), (base / f"{study}.err").read_text())
     return base / "reports", results
 
@@ -111,10 +124,8 @@ def test_the_study_runs_end_to_end_through_the_cli(smoke_runs, study):
 
 
 def test_a_missing_dataset_exits_2_with_how_to_get_it_and_writes_nothing(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "adsearch.cli", "run", str(STUDIES_DIR / "resnet18_tinyimagenet.yaml"),
-         "--reports", str(tmp_path / "reports"), "--set", f"data.root={tmp_path / 'nowhere'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = adsearch("run", STUDIES_DIR / "resnet18_tinyimagenet.yaml", "--reports", tmp_path / "reports",
+                    "--set", f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     looked_at = tmp_path / "nowhere" / "tiny-imagenet-200"
     assert f"dataset tinyimagenet is missing or incomplete at {looked_at}:" in proc.stderr

@@ -6,6 +6,7 @@ import itertools
 import random
 
 import pytest
+from helpers import brute_force_front
 
 from adsearch.pareto import dominates, hypervolume, nondominated_sort, pareto_front, recommended
 from adsearch.spec import Objective
@@ -15,20 +16,6 @@ ACC_PARAMS = [("accuracy", "max"), ("params", "min")]
 
 def row(number, accuracy, params, *, state="COMPLETE", role="search", **more):
     return {"number": number, "role": role, "state": state, "accuracy": accuracy, "params": params, **more}
-
-
-def brute_force_front(rows, objectives) -> set[int]:
-    """Indices of completed rows with finite values that no other such row beats (written out longhand)."""
-    signs = [(m, 1 if mode == "max" else -1) for m, mode in objectives]
-    ok = [i for i, r in enumerate(rows) if r["state"] == "COMPLETE"
-          and all(r.get(m) is not None and r[m] == r[m] for m, _ in signs)]
-    front = set()
-    for i in ok:
-        beaten = any(all(s * rows[j][m] >= s * rows[i][m] for m, s in signs)
-                     and any(s * rows[j][m] > s * rows[i][m] for m, s in signs) for j in ok if j != i)
-        if not beaten:
-            front.add(i)
-    return front
 
 
 def random_rows(seed: int, n: int = 40) -> list[dict]:
@@ -71,7 +58,7 @@ def test_objectives_as_models_pairs_or_names_agree():
 def test_pareto_front_matches_brute_force(seed, objectives):
     rows = random_rows(seed)
     front = pareto_front(rows, objectives)
-    assert set(front) == brute_force_front(rows, objectives)
+    assert set(front) == brute_force_front(rows, objectives, key=None)
     assert front == sorted(front) and 3 not in front and 5 not in front
     if any(m == "macs" for m, _ in objectives):
         assert 7 not in front
@@ -86,7 +73,7 @@ def test_nondominated_sort_peels_fronts(seed):
     remaining = [r if ranks[i] is not None else {**r, "state": "FAIL"} for i, r in enumerate(rows)]
     level = 0
     while any(r["state"] == "COMPLETE" for r in remaining):
-        front = brute_force_front(remaining, objectives)
+        front = brute_force_front(remaining, objectives, key=None)
         assert front == {i for i, k in enumerate(ranks) if k == level}
         remaining = [{**r, "state": "FAIL"} if i in front else r for i, r in enumerate(remaining)]
         level += 1

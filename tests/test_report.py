@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+from helpers import brute_force_front
 
 from adsearch.report import against_baseline, count, percent, seconds, write_report
 from adsearch.spec import parse_spec
@@ -51,18 +52,6 @@ def hand_made_rows() -> list[dict]:
         trial(2, 0.5, None, None, None, state="FAIL", error="RuntimeError: CUDA out of memory | step 3"),
         baseline,  # out of order on purpose: the tables put it first
     ]
-
-
-def brute_force_front(df: pd.DataFrame, objectives: list[tuple[str, str]]) -> set[int]:
-    done = df[df["state"] == "COMPLETE"]
-    signs = [(m, 1 if mode == "max" else -1) for m, mode in objectives]
-    front = set()
-    for i, a in done.iterrows():
-        beaten = any(all(s * b[m] >= s * a[m] for m, s in signs) and any(s * b[m] > s * a[m] for m, s in signs)
-                     for j, b in done.iterrows() if j != i)
-        if not beaten:
-            front.add(int(a["number"]))
-    return front
 
 
 @pytest.fixture(scope="module")

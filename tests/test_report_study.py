@@ -1,7 +1,8 @@
-"""A small real study read back: the HTML report, the Pareto set everywhere, ls/show, export.
+"""A small real study read back: records, the HTML report, the Pareto set everywhere, report/ls/show.
 
-One study (baseline + 2 grid trials of a tiny VGG on digits) is run once for the module; a copy
-of it with a failed trial added and a larger budget stands for an interrupted study.
+The session's tiny study (baseline + 2 grid trials of a tiny VGG on digits, `tiny_study` in
+conftest.py) is read; a copy of it with a failed trial added and a larger budget stands for an
+interrupted study.
 """
 
 from __future__ import annotations
@@ -19,67 +20,39 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from helpers import adsearch, brute_force_front, load_study
 
-import adsearch
 from adsearch.errors import AdsearchError
-from adsearch.export import export_trial, held_out_accuracy
+from adsearch.export import export_trial
 from adsearch.pareto import recommended
 from adsearch.records import read_study, study_state
 from adsearch.report import build_report
-from adsearch.spec import parse_spec
 
-SPEC = """
-name: tiny
-seed: 0
-model: {arch: vgg, layers: [16, M, 32]}
-data: {dataset: digits}
-train: {epochs: 3, batch_size: 32, optimizer: {name: sgd, lr: 0.05}}
-pruning: {compress_at: [1], min_channels: 2}
-search:
-  trials: 2
-  sampler: grid
-  objectives: [{metric: accuracy, mode: max}, {metric: params, mode: min}]
-  space:
-    pruning.target_density: {values: [0.3, 0.95]}
-resources: {per_trial: {cpu: 1}}
-"""
 OBJECTIVES = [("accuracy", "max"), ("params", "min")]
 OOM = "RuntimeError: CUDA out of memory <tried 2 GiB>"
 
 
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory, ray_session) -> Path:
-    from adsearch.study import run_study
-
-    reports = tmp_path_factory.mktemp("reports")
-    return run_study(parse_spec(SPEC), reports_dir=reports, say=lambda _: None).directory
+@pytest.fixture
+def study_dir(tiny_study) -> Path:
+    """The session's tiny study (conftest.py): baseline + 2 grid trials."""
+    return tiny_study
 
 
-@pytest.fixture(scope="module")
-def interrupted_dir(study_dir, tmp_path_factory) -> Path:
+@pytest.fixture
+def interrupted_dir(tiny_study_copy) -> Path:
     """A copy of the study with a failed third trial and a budget of 4: 3 of 4 done."""
-    directory = tmp_path_factory.mktemp("other") / "tiny"
-    shutil.copytree(study_dir, directory)
+    directory = tiny_study_copy
     spec_file = directory / "spec.yaml"
     spec_file.write_text(spec_file.read_text().replace("trials: 2", "trials: 4"))
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{directory / 'study.db'}")
+    study = load_study(directory)
     dist = optuna.distributions.CategoricalDistribution([0.3, 0.95])
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"pruning.target_density": 0.3},
                                               distributions={"pruning.target_density": dist}, user_attrs={"error": OOM}))
     return directory
 
 
-def adsearch_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adsearch.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
-
-
-def brute_force_front(df: pd.DataFrame) -> set[int]:
-    done = df[df["state"] == "COMPLETE"]
-    signs = [(m, 1 if mode == "max" else -1) for m, mode in OBJECTIVES]
-    return {int(a["number"]) for i, a in done.iterrows()
-            if not any(all(s * b[m] >= s * a[m] for m, s in signs) and any(s * b[m] > s * a[m] for m, s in signs)
-                       for j, b in done.iterrows() if j != i)}
+def front_of(trials: pd.DataFrame) -> set[int]:
+    return brute_force_front(trials, OBJECTIVES)
 
 
 class Page(HTMLParser):
@@ -139,22 +112,22 @@ def test_records_read_back_the_study_and_its_state(study_dir, interrupted_dir):
     assert record.state == "done" and (record.trials_done, record.trials_total) == (2, 2)
     assert record.baseline["accuracy"] == pytest.approx(trials.loc[trials["number"] == -1, "accuracy"].item())
 
-    (study_dir / ".lock").write_text(f"{os.getpid()}\n")  # a live process holds the lock
-    try:
-        assert study_state(study_dir) == "running"
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-        (study_dir / ".lock").write_text(dead.stdout)  # a lock left by a process that is gone
-        assert study_state(study_dir) == "done"
-    finally:
-        (study_dir / ".lock").unlink()
-
     other = read_study(interrupted_dir)
     assert other.state == "interrupted" and (other.trials_done, other.trials_total) == (3, 4)
     assert other.rows[-1]["state"] == "FAIL" and other.rows[-1]["error"] == OOM
 
 
+def test_a_study_is_running_while_the_pid_in_its_lock_is_alive(tiny_study_copy):
+    directory = tiny_study_copy
+    (directory / ".lock").write_text(f"{os.getpid()}\n")  # a live process holds the lock
+    assert study_state(directory) == "running"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (directory / ".lock").write_text(dead.stdout)  # a lock left by a process that is gone
+    assert study_state(directory) == "done"
+
+
 def test_study_db_opens_in_optuna_dashboard_with_names_ratios_and_widths(study_dir):
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir / 'study.db'}")
+    study = load_study(study_dir)
     assert study.metric_names == ["accuracy", "params"]
     baseline = json.loads((study_dir / "baseline.json").read_text())
     for t in study.trials:
@@ -192,7 +165,7 @@ def test_html_report_is_self_contained_names_every_trial_and_plots_every_pareto_
     text = (study_dir / "report.html").read_text()
     page = Page(text)
     trials = pd.read_csv(study_dir / "trials.csv")
-    front = brute_force_front(trials)
+    front = front_of(trials)
 
     assert page.script_srcs == [] and "Plotly.newPlot" in text and len(text) > 3_000_000  # plotly.js inline
     assert page.row_ids == ["trial-baseline", "trial-0", "trial-1"]
@@ -236,14 +209,14 @@ def test_html_report_is_self_contained_names_every_trial_and_plots_every_pareto_
 
 def test_pareto_set_is_the_same_in_every_output(study_dir):
     trials = pd.read_csv(study_dir / "trials.csv")
-    front = brute_force_front(trials)
+    front = front_of(trials)
     assert set(pd.read_csv(study_dir / "pareto.csv")["number"]) == front
     page = Page((study_dir / "report.html").read_text())
     assert set(numbers(trace(page.figures["plot-pareto-params"], "Pareto set"))) == front
     table = (study_dir / "report.md").read_text().split("## Pareto front")[1].split("## ")[0]
     md = {cells[1].split()[0] for cells in (l.split("|") for l in table.splitlines() if l.startswith("| "))}
     assert md - {"trial"} == {"baseline" if n == -1 else str(n) for n in front}
-    shown = adsearch_cli("show", study_dir, cwd=study_dir.parent)
+    shown = adsearch("show", study_dir, cwd=study_dir.parent)
     assert shown.returncode == 0, shown.stderr
     starred = {line.split()[1] for line in shown.stdout.splitlines() if line.startswith("*")}
     assert starred == {"baseline" if n == -1 else str(n) for n in front}
@@ -272,7 +245,7 @@ def test_html_report_draws_its_plots_in_headless_chromium(study_dir, tmp_path):
 
 def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
     trials = pd.read_csv(study_dir / "trials.csv")
-    proc = adsearch_cli("report", interrupted_dir, cwd=study_dir.parent)
+    proc = adsearch("report", interrupted_dir, cwd=study_dir.parent)
     assert proc.returncode == 0, proc.stderr
     assert "study tiny: interrupted, 3/4 search trials done" in proc.stdout
     md = (interrupted_dir / "report.md").read_text()
@@ -281,7 +254,7 @@ def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
     assert "The study was interrupted" in html_text and "CUDA out of memory &lt;tried 2 GiB&gt;" in html_text
     assert Page(html_text).row_ids == ["trial-baseline", "trial-0", "trial-1", "trial-2"]
 
-    proc = adsearch_cli("ls", study_dir.parent, cwd=study_dir.parent)
+    proc = adsearch("ls", study_dir.parent, cwd=study_dir.parent)
     assert proc.returncode == 0, proc.stderr
     header, line = proc.stdout.splitlines()
     assert header.split() == ["study", "state", "trials", "baseline", "recommended"]
@@ -294,7 +267,7 @@ def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
 
     row = trials[(trials["role"] == "search") & (trials["rounds"] > 0)].iloc[0]
     number = int(row["number"])
-    proc = adsearch_cli("show", study_dir, "--trial", number, cwd=study_dir.parent)
+    proc = adsearch("show", study_dir, "--trial", number, cwd=study_dir.parent)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith(f"trial {number} of study tiny: COMPLETE")
@@ -316,61 +289,8 @@ def test_missing_studies_and_trials_are_named_with_what_exists(study_dir, interr
         build_report(study_dir.parent / "nothing")
     with pytest.raises(AdsearchError, match="unknown export format 'tflite'; choose one of state_dict, torchscript, onnx"):
         export_trial(study_dir, number=0, fmt="tflite")
-    proc = adsearch_cli("export", interrupted_dir, "--trial", 2, cwd=study_dir.parent)
+    before = sorted(p.relative_to(interrupted_dir) for p in interrupted_dir.rglob("*"))
+    proc = adsearch("export", interrupted_dir, "--trial", 2, cwd=study_dir.parent)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "trial 2 of study 'tiny' failed" in proc.stderr and OOM in proc.stderr
-    assert not (interrupted_dir / "models").exists()
-
-
-# --- export ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("fmt", ["state_dict", "torchscript"])
-def test_exported_network_reproduces_the_reported_accuracy(study_dir, fmt):
-    trials = pd.read_csv(study_dir / "trials.csv")
-    for number in (0, 1) if fmt == "state_dict" else (1,):
-        result = export_trial(study_dir, number=number, fmt=fmt)
-        row = trials[trials["number"] == number].iloc[0]
-        assert result.path.parent == study_dir / "models" and result.info["widths"] == json.loads(row["widths"])
-        model = adsearch.load_model(result.path)
-        assert held_out_accuracy(model, study_dir, number) == pytest.approx(row["accuracy"], abs=1e-12)
-        assert json.loads(result.info_path.read_text())["metrics"]["accuracy"] == pytest.approx(row["accuracy"])
-
-
-def test_export_of_the_recommended_trial_and_the_baseline_through_the_cli(study_dir):
-    record = read_study(study_dir)
-    best = recommended(record.rows, record.spec.report.max_accuracy_drop)
-    assert best is not None, "the fixture's study (seed 0, CPU) has a trial within 1 point of the baseline"
-    proc = adsearch_cli("export", study_dir, "--pick", "recommended", "--verify", cwd=study_dir.parent)
-    assert proc.returncode == 0, proc.stderr
-    number = record.rows[best]["number"]
-    assert f"exported trial {number} of tiny (state_dict): {study_dir / 'models' / f'trial-{number}.pt'}" in proc.stdout
-    assert "(as reported)" in proc.stdout
-    base = export_trial(study_dir, number=-1)
-    assert base.path.name == "baseline.pt" and base.info["widths"] == [16, 32]
-    assert held_out_accuracy(adsearch.load_model(base.path), study_dir, -1) == pytest.approx(record.baseline["accuracy"])
-
-
-def test_onnx_without_its_packages_says_what_to_install(study_dir, monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
-    with pytest.raises(AdsearchError, match=r"ONNX export needs the onnx and onnxscript packages .*adsearch\[onnx\]"):
-        export_trial(study_dir, number=0, fmt="onnx", out_dir=tmp_path)
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    (tmp_path / "net.onnx").write_bytes(b"")
-    with pytest.raises(AdsearchError, match="needs onnxruntime: pip install onnxruntime"):
-        adsearch.load_model(tmp_path / "net.onnx")
-
-
-def test_onnx_export_is_a_valid_graph_that_reproduces_accuracy(study_dir):
-    onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
-    result = export_trial(study_dir, number=1, fmt="onnx")
-    proto = onnx.load(str(result.path))
-    onnx.checker.check_model(proto)
-    meta = {p.key: p.value for p in proto.metadata_props}
-    assert json.loads(meta["widths"]) == result.info["widths"]
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return
-    row = read_study(study_dir).rows[2]
-    assert held_out_accuracy(adsearch.load_model(result.path), study_dir, 1) == pytest.approx(row["accuracy"], abs=1 / 360)
+    assert sorted(p.relative_to(interrupted_dir) for p in interrupted_dir.rglob("*")) == before

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import optuna
 import pytest
 
 from adsearch.spec import (
@@ -15,6 +18,7 @@ from adsearch.spec import (
     spec_warnings,
     validate_spec,
 )
+from adsearch.study import optuna_space
 
 GOOD = """\
 name: demo
@@ -206,6 +210,55 @@ def test_space_dimension_errors_report_only_the_branch_used():
     )
     assert typo == ("search.space.pruning.min_channels.stp (line 4): unknown key; "
                     "allowed: distribution, low, high, step")
+
+
+STEPPED = """\
+name: x
+search:
+  sampler: random
+  space:
+    train.label_smoothing: {distribution: uniform, low: 0.01, high: 0.05, step: 0.01}
+    pruning.min_channels: {distribution: int_uniform, low: 2, high: 10, step: 2}
+"""
+
+
+def test_a_stepped_dimension_samples_on_its_grid_and_each_sample_is_a_valid_trial():
+    spec = parse_spec(STEPPED)
+    space = optuna_space(spec)
+    smoothing, channels = space["train.label_smoothing"], space["pruning.min_channels"]
+    assert isinstance(smoothing, optuna.distributions.FloatDistribution) and not smoothing.log
+    assert (smoothing.low, smoothing.high, smoothing.step) == (0.01, 0.05, 0.01)
+    assert isinstance(channels, optuna.distributions.IntDistribution)
+    assert (channels.low, channels.high, channels.step) == (2, 10, 2)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {"train.label_smoothing": set(), "pruning.min_channels": set()}
+    for _ in range(30):
+        params = study.ask(space).params
+        steps = (params["train.label_smoothing"] - 0.01) / 0.01
+        assert math.isclose(steps, round(steps), abs_tol=1e-9) and 0 <= round(steps) <= 4
+        assert params["pruning.min_channels"] in {2, 4, 6, 8, 10}
+        trial = apply_params(spec, params)
+        assert trial.train.label_smoothing == params["train.label_smoothing"]
+        assert trial.pruning.min_channels == params["pruning.min_channels"]
+        for path, value in params.items():
+            drawn[path].add(round(value, 6))
+    assert len(drawn["train.label_smoothing"]) >= 3 and len(drawn["pruning.min_channels"]) >= 3
+
+
+@pytest.mark.parametrize("dim, problem", [
+    ("train.label_smoothing: {distribution: log_uniform, low: 0.01, high: 0.05, step: 0.01}",
+     "search.space.train.label_smoothing (line 4): log_uniform takes no step"),
+    ("train.label_smoothing: {distribution: uniform, low: 0.01, high: 0.05, step: -0.01}",
+     "search.space.train.label_smoothing.step (line 4): Input should be greater than 0, got -0.01"),
+    ("train.label_smoothing: {distribution: uniform, low: 0.01, high: 0.05, step: 0.1}",
+     "search.space.train.label_smoothing (line 4): step must be at most high - low (0.04), got 0.1"),
+    ("pruning.min_channels: {distribution: int_uniform, low: 2, high: 10, step: 0.5}",
+     "search.space.pruning.min_channels (line 4): int_uniform needs an integer step, got 0.5"),
+    ("pruning.min_channels: {distribution: int_uniform, low: 2, high: 10, step: 1.5}",
+     "search.space.pruning.min_channels (line 4): int_uniform needs an integer step, got 1.5"),
+])
+def test_a_bad_step_is_a_spec_error_at_its_dimension(dim, problem):
+    assert problems_of(f"name: x\nsearch:\n  space:\n    {dim}\n") == [problem]
 
 
 def test_grid_sampler_takes_values_only():

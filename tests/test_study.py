@@ -14,41 +14,31 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import sqlalchemy.exc
 import torch
+from helpers import adsearch, adsearch_process, load_study, tiny_spec
 
 from adsearch.errors import AdsearchError
 from adsearch.spec import parse_spec
 from adsearch.study import CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, load_checkpoint, run_study, study_lock
 
-SPEC = """
-name: {name}
-seed: 0
-model: {{arch: vgg, layers: [{width}, M, {width2}]}}
-data: {{dataset: digits}}
-train: {{epochs: {epochs}, batch_size: 32, optimizer: {{name: sgd, lr: 0.05}}}}
-pruning: {{compress_at: [1], target_density: 0.95, min_channels: 2}}
-search:
-  trials: {trials}
-  sampler: grid
-  space:
-    {space}
-resources: {{per_trial: {{cpu: 1, gpu: {gpu}}}, max_concurrent: {concurrent}}}
-"""
-
-
 def spec_text(name, *, epochs=3, trials=2, width=16, space="pruning.target_density: {values: [0.3, 0.95]}",
               gpu=0, concurrent=2, extra=""):
-    return SPEC.format(name=name, epochs=epochs, trials=trials, width=width, width2=2 * width, space=space,
-                       gpu=gpu, concurrent=concurrent) + extra
+    return tiny_spec(name, epochs=epochs, trials=trials, width=width, space=space, gpu=gpu, concurrent=concurrent,
+                     extra=extra)
 
 
-def adsearch(*args, cwd, **kwargs):
-    return subprocess.run([sys.executable, "-m", "adsearch.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, **kwargs)
+def _trials_so_far(study_dir: Path, name: str) -> list:
+    """The study's Optuna trials as a running study has them, or none before it made its study.
 
-
-def load(study_dir: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'study.db'}")
+    Only what a study passes through at its start is waited out (no database yet, its tables
+    being made, no Optuna study in it yet); any other error fails the test at once."""
+    if not (study_dir / "study.db").exists():
+        return []
+    try:
+        return load_study(study_dir, name).trials
+    except (KeyError, sqlalchemy.exc.OperationalError):
+        return []
 
 
 def result_lines(study_dir: Path, ray_id: str) -> list[dict]:
@@ -65,29 +55,23 @@ def test_kill_9_mid_trial_then_resume_completes_the_budget_exactly(tmp_path, ray
     address = ray_session.get_runtime_context().gcs_address
     reports = tmp_path / "reports"
     study_dir = reports / "kill"
-    proc = subprocess.Popen([sys.executable, "-m", "adsearch.cli", "run", str(spec), "--reports", str(reports),
-                             "--address", address], cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # wait until one trial has finished and another has reported at least two epochs
-    in_flight, deadline = None, time.time() + 300
-    while time.time() < deadline and in_flight is None:
-        time.sleep(0.2)
-        if not (study_dir / "study.db").exists():
-            continue
-        try:
-            ts = load(study_dir, "kill").trials
-        except Exception:  # the storage may be mid-creation
-            continue
-        if any(t.state.name == "COMPLETE" for t in ts):
-            for t in ts:
-                rid = t.user_attrs.get("ray_trial_id")
-                if t.state.name == "RUNNING" and rid and 2 <= len(result_lines(study_dir, rid)) < epochs - 1:
-                    in_flight = t
-    assert in_flight is not None, "never saw a finished trial and one mid-way"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with adsearch_process("run", spec, "--reports", reports, "--address", address, cwd=tmp_path,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        # wait until one trial has finished and another has reported at least two epochs
+        in_flight, deadline = None, time.time() + 300
+        while time.time() < deadline and in_flight is None and proc.poll() is None:
+            time.sleep(0.2)
+            trials_now = _trials_so_far(study_dir, "kill")
+            if any(t.state.name == "COMPLETE" for t in trials_now):
+                for t in trials_now:
+                    rid = t.user_attrs.get("ray_trial_id")
+                    if t.state.name == "RUNNING" and rid and 2 <= len(result_lines(study_dir, rid)) < epochs - 1:
+                        in_flight = t
+        assert in_flight is not None, f"never saw a finished trial and one mid-way (exit code {proc.poll()})"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     epochs_before_kill = len(result_lines(study_dir, in_flight.user_attrs["ray_trial_id"]))
-    finished_before = {t.number: (t.values, t.user_attrs["history"]) for t in load(study_dir, "kill").trials
+    finished_before = {t.number: (t.values, t.user_attrs["history"]) for t in load_study(study_dir, "kill").trials
                        if t.state.name == "COMPLETE"}
     assert (study_dir / LOCK_FILE).exists()  # left behind by the killed process: stale
 
@@ -95,7 +79,7 @@ def test_kill_9_mid_trial_then_resume_completes_the_budget_exactly(tmp_path, ray
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "Traceback" not in res.stderr
 
-    study = load(study_dir, "kill")
+    study = load_study(study_dir, "kill")
     assert sorted(t.number for t in study.trials) == list(range(trials))
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     for number, (values, history) in finished_before.items():
@@ -117,22 +101,27 @@ def test_a_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_p
     assert rows[1e9]["state"] == "FAIL" and "TrialDiverged" in rows[1e9]["error"] and "nan" in rows[1e9]["error"]
     table = pd.read_csv(result.directory / "trials.csv")
     assert "TrialDiverged" in table[table["state"] == "FAIL"]["error"].iloc[0]
-    study = load(result.directory, "diverge")
+    study = load_study(result.directory, "diverge")
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and "TrialDiverged" in failed[0].user_attrs["error"]
     assert "TrialDiverged" in (result.directory / "report.md").read_text()
 
 
-def test_max_failures_ends_the_study_with_a_clear_message(tmp_path, ray_session):
+def test_max_failures_ends_the_study_and_counts_the_failures_before_a_resume(tmp_path, ray_session):
     text = spec_text("failing", epochs=2, trials=3, concurrent=1,
                      space="train.optimizer.lr: {values: [1.0e+9, 2.0e+9, 3.0e+9]}", extra="")
     spec = parse_spec(text.replace("  sampler: grid", "  sampler: grid\n  max_failures: 1"))
-    with pytest.raises(StudyInterrupted, match=r"search.max_failures \(1\) reached"):
+    with pytest.raises(StudyInterrupted, match=r"search.max_failures \(1\) reached: 1 trials failed"):
         run_study(spec, reports_dir=tmp_path, say=lambda _: None)
-    study = load(tmp_path / "failing", "failing")
-    assert [t.state.name for t in study.trials].count("FAIL") >= 1
-    assert len([t for t in study.trials if t.state.is_finished()]) < 3
+    states = [t.state.name for t in load_study(tmp_path / "failing").trials]
+    assert states == ["FAIL"]  # one at a time: the stop follows the first failure, whatever the timing
     assert "interrupted" in (tmp_path / "failing" / "report.md").read_text().splitlines()[0]
+
+    said = []
+    with pytest.raises(StudyInterrupted, match="counts the failures of earlier runs too"):
+        run_study(spec, reports_dir=tmp_path, say=said.append)  # a resume: the same failure still counts
+    assert [t.state.name for t in load_study(tmp_path / "failing").trials] == ["FAIL"]  # no trial started
+    assert said[0] == f"resuming study 'failing' in {tmp_path / 'failing'}"
 
 
 def test_a_running_study_is_locked_and_a_stale_lock_is_taken_over(tmp_path):
@@ -152,20 +141,34 @@ def test_a_running_study_is_locked_and_a_stale_lock_is_taken_over(tmp_path):
     assert not (directory / LOCK_FILE).exists()
 
 
-def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path, ray_session):
+def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path):
     spec = tmp_path / "c.yaml"
     spec.write_text(spec_text("changed", epochs=2, trials=1, space="pruning.target_density: {values: [0.95]}"))
-    address = ray_session.get_runtime_context().gcs_address
-    first = adsearch("run", str(spec), "--reports", str(tmp_path / "r"), "--address", address, cwd=tmp_path)
+    first = adsearch("run", spec, "--reports", tmp_path / "r", cwd=tmp_path)  # on a local Ray of its own
     assert first.returncode == 0, first.stderr[-2000:]
     before = (tmp_path / "r" / "changed" / "trials.csv").read_text()
-    again = adsearch("run", str(spec), "--reports", str(tmp_path / "r"), "--address", address, cwd=tmp_path)
+    again = adsearch("run", spec, "--reports", tmp_path / "r", cwd=tmp_path)
     assert again.returncode == 0 and "resuming" in again.stdout
     assert (tmp_path / "r" / "changed" / "trials.csv").read_text() == before  # nothing re-run
-    changed = adsearch("run", str(spec), "--set", "train.epochs=3", "--reports", str(tmp_path / "r"), cwd=tmp_path)
+    changed = adsearch("run", spec, "--set", "train.epochs=3", "--reports", tmp_path / "r", cwd=tmp_path)
     assert changed.returncode == 1 and "the spec changed" in changed.stderr
     assert "-  epochs: 2" in changed.stderr and "+  epochs: 3" in changed.stderr and "--fresh" in changed.stderr
     assert (tmp_path / "r" / "changed" / "trials.csv").read_text() == before
+
+
+def test_an_unreachable_cluster_is_named_at_once_and_nothing_is_written(tmp_path):
+    spec = tmp_path / "far.yaml"
+    spec.write_text(spec_text("far", epochs=1, trials=1))
+    with socket.socket() as s:  # a port on loopback where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    res = adsearch("run", spec, "--reports", tmp_path / "r", "--address", f"127.0.0.1:{port}", cwd=tmp_path,
+                   timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in res.stderr and "ray start --head" in res.stderr
+    assert time.monotonic() - started < 60  # not Ray's minutes of retrying
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_torn_last_checkpoint_falls_back_to_the_one_before_with_a_warning(tmp_path):
@@ -189,23 +192,21 @@ def test_resume_of_something_that_is_not_a_study(tmp_path):
     (tmp_path / "r" / "real").mkdir(parents=True)
     (tmp_path / "r" / "real" / "spec.yaml").write_text("name: real\n")
     (tmp_path / "r" / "junk").mkdir()
-    res = adsearch("resume", str(tmp_path / "r" / "junk"), cwd=tmp_path)
-    assert res.returncode == 1 and "not an adsearch study" in res.stderr and "real" in res.stderr
-    res = adsearch("resume", str(tmp_path / "r" / "missing"), cwd=tmp_path)
-    assert res.returncode == 1 and "no study at" in res.stderr and "Traceback" not in res.stderr
+    res = adsearch("resume", tmp_path / "r" / "junk", cwd=tmp_path)
+    assert res.returncode == 2 and "no study at" in res.stderr and "studies in" in res.stderr and "real" in res.stderr
+    res = adsearch("resume", tmp_path / "r" / "missing", cwd=tmp_path)
+    assert res.returncode == 2 and "no study at" in res.stderr and "Traceback" not in res.stderr
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["junk", "real"]
 
 
-def test_a_corrupt_study_db_gives_a_clear_message_and_touches_nothing(tmp_path, ray_session):
-    spec = parse_spec(spec_text("corrupt", epochs=2, trials=1, space="pruning.target_density: {values: [0.95]}"))
-    run_study(spec, reports_dir=tmp_path, say=lambda _: None)
-    db = tmp_path / "corrupt" / "study.db"
+def test_a_corrupt_study_db_gives_a_clear_message_and_touches_nothing(tiny_study_copy, tmp_path):
+    db = tiny_study_copy / "study.db"
     db.write_bytes(b"this is not sqlite" * 100)
-    trials_csv = (tmp_path / "corrupt" / "trials.csv").read_text()
-    res = adsearch("resume", str(tmp_path / "corrupt"), "--address", ray_session.get_runtime_context().gcs_address,
-                   cwd=tmp_path)
-    assert res.returncode == 1 and "study.db" in res.stderr and "Traceback" not in res.stderr
-    assert db.read_bytes() == b"this is not sqlite" * 100
-    assert (tmp_path / "corrupt" / "trials.csv").read_text() == trials_csv
+    before = {p: p.read_bytes() for p in tiny_study_copy.rglob("*") if p.is_file()}
+    res = adsearch("resume", tiny_study_copy, cwd=tmp_path)  # refused before a Ray starts
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert f"cannot read {db} as an Optuna storage" in res.stderr and "DatabaseError" in res.stderr
+    assert {p: p.read_bytes() for p in tiny_study_copy.rglob("*") if p.is_file()} == before
 
 
 def _free_port() -> int:
@@ -247,10 +248,10 @@ def test_a_study_on_a_real_cluster_with_one_gpu_per_trial(tmp_path, cluster):
     assert res.returncode == 0, res.stderr[-3000:]
     table = pd.read_csv(tmp_path / "r" / "cluster" / "trials.csv")
     assert len(table) == 3 and (table["state"] == "COMPLETE").all()
-    study = load(tmp_path / "r" / "cluster", "cluster")
+    study = load_study(tmp_path / "r" / "cluster", "cluster")
     ids = [t.user_attrs["gpu_ids"] for t in study.trials]
     assert all(len(i) == 1 for i in ids)
-    assert _overlap(tmp_path / "r" / "cluster", study)  # two trials at once (2 CPUs, 2 GPUs) ...
+    assert _both_running_at_once(study)  # two trials at once (2 CPUs, 2 GPUs) ...
     assert ids[0] != ids[1]  # ... one whole GPU each: different devices
     search = table[table["number"] >= 0].sort_values("number")
     assert [json.loads(g) for g in search["gpu_ids"]] == ids  # and trials.csv says which
@@ -261,41 +262,53 @@ def test_half_a_gpu_per_trial_lets_two_trials_share_one(tmp_path, cluster):
     spec.write_text(spec_text("half", epochs=2, gpu=0.5))
     res = adsearch("run", str(spec), "--reports", str(tmp_path / "r"), "--address", cluster, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    study = load(tmp_path / "r" / "half", "half")
+    study = load_study(tmp_path / "r" / "half", "half")
     ids = [t.user_attrs["gpu_ids"] for t in study.trials]
     assert all(len(i) == 1 for i in ids) and ids[0] == ids[1]
 
 
-def _overlap(study_dir: Path, study: optuna.Study) -> bool:
-    """Whether the two search trials ran at the same time (from their Ray result timestamps)."""
-    spans = []
-    for t in study.trials:
-        lines = result_lines(study_dir, t.user_attrs["ray_trial_id"])
-        spans.append((lines[0]["timestamp"] - lines[0]["time_this_iter_s"], lines[-1]["timestamp"]))
-    (a0, a1), (b0, b1) = spans
-    return a0 < b1 and b0 < a1
+def _both_running_at_once(study: optuna.Study) -> bool:
+    """Whether the study's records have each of its two trials begun before the other finished
+    (the order of the study's own events, not a comparison of measured durations)."""
+    a, b = study.trials
+    return a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, ray_session):
+def _wait_for_a_result(folder: Path, proc, timeout_s: float = 300) -> None:
+    """Until a Ray trial under `folder` has reported an epoch (its result.json is not empty)."""
+    deadline = time.time() + timeout_s
+    while not any(p.stat().st_size > 0 for p in folder.glob("*/result.json")):
+        assert proc.poll() is None, f"the study ended (exit code {proc.returncode}) before a trial reported"
+        assert time.time() < deadline, f"no trial reported an epoch under {folder} in {timeout_s} s"
+        time.sleep(0.2)
+
+
+def test_ctrl_c_in_the_baseline_then_in_the_search_stops_cleanly_each_time(tmp_path, ray_session):
     spec = tmp_path / "int.yaml"
     spec.write_text(spec_text("int", epochs=6, trials=2, width=32, concurrent=1,
                               space="pruning.target_density: {values: [0.3, 0.95]}"))
-    proc = subprocess.Popen([sys.executable, "-m", "adsearch.cli", "run", str(spec), "--reports", str(tmp_path / "r"),
-                             "--address", ray_session.get_runtime_context().gcs_address],
-                            cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    address = ray_session.get_runtime_context().gcs_address
     study_dir = tmp_path / "r" / "int"
-    deadline = time.time() + 300
-    while time.time() < deadline:  # wait for a search trial to report an epoch
-        time.sleep(0.2)
-        search = study_dir / "ray" / "search"
-        if search.exists() and any(p.stat().st_size > 0 for p in search.glob("*/result.json")):
-            break
-    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
-    out, err = proc.communicate(timeout=120)
+    with adsearch_process("run", spec, "--reports", tmp_path / "r", "--address", address, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        _wait_for_a_result(study_dir / "ray" / "baseline", proc)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
+        out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
-    assert f"adsearch resume {study_dir}" in err and "Traceback" not in err
-    study = load(study_dir, "int")
+    assert "interrupted during the baseline" in err and f"adsearch resume {study_dir}" in err
+    assert "Traceback" not in err and not (study_dir / "baseline.json").exists()
+    assert not (study_dir / LOCK_FILE).exists()
+
+    with adsearch_process("resume", study_dir, "--address", address, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        _wait_for_a_result(study_dir / "ray" / "search", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "resuming study 'int'" in out and f"adsearch resume {study_dir}" in err and "Traceback" not in err
+    baseline = json.loads((study_dir / "baseline.json").read_text())
+    assert [h["epoch"] for h in baseline["history"]] == list(range(1, 7))  # the baseline went on to its end
+    study = load_study(study_dir, "int")
     assert all(t.state.name in ("COMPLETE", "RUNNING") for t in study.trials)  # nothing failed by the stop
     assert not (study_dir / LOCK_FILE).exists()
     assert "interrupted" in (study_dir / "report.md").read_text().splitlines()[0]

@@ -7,11 +7,12 @@ import math
 
 import pytest
 import torch
+from helpers import one_torch_thread
 
 from adsearch.cost import count_macs, count_params
 from adsearch.models import create_model
 from adsearch.spec import ScheduleSpec, parse_spec
-from adsearch.trainer import TrialDiverged, lr_factor, run_trial
+from adsearch.trainer import TrialDiverged, build_optimizer, lr_factor, run_trial
 
 # 256 synthetic samples, 51 held out (int(256 * 0.2)), 205 to train on; 4 classes of 3 x 8 x 8
 SPEC = """\
@@ -26,12 +27,10 @@ N_TRAIN = 205
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the same float sums in every run, so a resumed run can match exactly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread_for_the_module():
+    """One torch thread for every test here: the straight run and its resumes must match exactly."""
+    with one_torch_thread():
+        yield
 
 
 def build(widths):
@@ -58,7 +57,7 @@ def run_recorded(spec, checkpoint=None, stop_after: int | None = None):
 
 
 @pytest.fixture(scope="module")
-def straight(one_thread):
+def straight(one_thread_for_the_module):
     return run_recorded(parse_spec(SPEC))
 
 
@@ -161,6 +160,85 @@ def test_an_absurd_learning_rate_raises_trial_diverged():
     spec = parse_spec(SPEC.replace("lr: 0.05", "lr: 1.0e+6"))
     with pytest.raises(TrialDiverged, match="training loss became nan in epoch 1"):
         run_trial(spec)
+
+
+
+# --- each optimizer, schedule and loss field changes the training it names ----------------------
+
+SGD = "{name: sgd, lr: 0.05, momentum: 0.9}"
+
+
+def trained_with(optimizer: str = SGD, train: str = "lr_schedule: constant", epochs: int = 2):
+    """Two epochs of SPEC without pruning, with these optimizer and train fields; (final, reports)."""
+    text = SPEC.replace("epochs: 3", f"epochs: {epochs}").replace("compress_at: [1]", "method: none")
+    text = text.replace("optimizer: {name: sgd, lr: 0.05}", f"optimizer: {optimizer}, {train}")
+    return run_recorded(parse_spec(text))
+
+
+def last_weights(reports) -> torch.Tensor:
+    return reports[-1][1]["model"]["features.0.0.weight"]
+
+
+@pytest.fixture(scope="module")
+def plain(one_thread_for_the_module):
+    """SGD with momentum 0.9, no Nesterov, constant learning rate, no label smoothing."""
+    return trained_with()
+
+
+def test_label_smoothing_is_in_the_training_loss_and_not_the_test_loss(plain, monkeypatch):
+    smoothing = []
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def recorded(*args, **kwargs):
+        smoothing.append(kwargs.get("label_smoothing", 0.0))
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", recorded)
+    final, reports = trained_with(train="lr_schedule: constant, label_smoothing: 0.2")
+    batches = math.ceil(N_TRAIN / 32)
+    assert smoothing == ([0.2] * batches + [0.0]) * 2  # each epoch: its training batches, then one test batch
+    plain_final, plain_reports = plain  # the same seed, so the same batches: the targets alone differ
+    assert final["history"][0]["train_loss"] != plain_final["history"][0]["train_loss"]
+    assert not torch.equal(last_weights(reports), last_weights(plain_reports))
+
+
+def test_nesterov_is_the_optimizer_the_trial_trains_with(plain):
+    final, reports = trained_with(optimizer="{name: sgd, lr: 0.05, momentum: 0.9, nesterov: true}")
+    plain_final, plain_reports = plain
+    group = reports[-1][1]["optimizer"]["param_groups"][0]
+    assert group["nesterov"] is True and group["momentum"] == 0.9
+    assert plain_reports[-1][1]["optimizer"]["param_groups"][0]["nesterov"] is False
+    assert torch.equal(last_weights(trained_with()[1]), last_weights(plain_reports))  # the run repeats exactly
+    assert not torch.equal(last_weights(reports), last_weights(plain_reports))  # so Nesterov made the change
+
+
+def test_adam_and_adamw_are_built_and_trained_with(plain):
+    weights = {}
+    for name, cls in [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]:
+        optimizer = f"{{name: {name}, lr: 0.01, betas: [0.8, 0.99], weight_decay: 0.1}}"
+        spec = parse_spec(SPEC.replace("{name: sgd, lr: 0.05}", optimizer))
+        built = build_optimizer(spec, build([8, 16, 16]))
+        assert type(built) is cls  # AdamW subclasses Adam: exactly the class named
+        assert built.defaults["betas"] == (0.8, 0.99) and built.defaults["weight_decay"] == 0.1
+        assert built.defaults["lr"] == 0.01
+        final, reports = trained_with(optimizer=optimizer)
+        state = reports[-1][1]["optimizer"]["state"]
+        assert state and all({"exp_avg", "exp_avg_sq"} <= set(s) and "momentum_buffer" not in s
+                             for s in state.values())
+        assert all(math.isfinite(h["train_loss"]) for h in final["history"])
+        weights[name] = last_weights(reports)
+    # Adam adds the decay to the gradient, AdamW to the weights: with weight_decay the two part ways
+    assert not torch.equal(weights["adam"], weights["adamw"])
+    assert not torch.equal(weights["adam"], last_weights(plain[1]))
+
+
+def test_the_step_schedule_sets_each_epochs_learning_rate():
+    final, reports = trained_with(train="lr_schedule: {name: step, step_size: 1, gamma: 0.5}", epochs=3)
+    assert [h["lr"] for h in final["history"]] == pytest.approx([0.05, 0.025, 0.0125])
+    # the rate recorded is the one the optimizer stepped with in that epoch
+    assert [c["optimizer"]["param_groups"][0]["lr"] for _, c in reports] == [h["lr"] for h in final["history"]]
+    every_2 = trained_with(train="lr_schedule: {name: step, step_size: 2, gamma: 0.5}", epochs=3)[0]
+    assert [h["lr"] for h in every_2["history"]] == pytest.approx([0.05, 0.05, 0.025])
 
 
 def test_lr_schedules():

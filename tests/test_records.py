@@ -1,0 +1,148 @@
+"""The study directory (adsearch.records): what counts as a study, what --fresh may delete, and a
+study whose files cannot be read, through the library and the command line as a user meets it."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+from helpers import adsearch, tiny_spec
+
+from adsearch.errors import StudyDirError
+from adsearch.records import MARKER_FILE, foreign_entries, is_study, read_study, remove_study
+
+
+def snapshot(folder) -> dict:
+    """Every file under `folder` with its bytes: to assert that nothing was written or lost."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- --fresh deletes only what adsearch wrote ------------------------------------------------------
+
+
+def test_fresh_refuses_a_folder_that_is_not_a_study_and_touches_nothing(tmp_path):
+    notes = tmp_path / "myreports" / "notes"
+    notes.mkdir(parents=True)
+    (notes / "thesis.txt").write_text("three years of work")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(tiny_spec("notes"))
+    proc = adsearch("run", spec, "--reports", tmp_path / "myreports", "--fresh", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{notes} is not an adsearch study" in proc.stderr and "it holds thesis.txt" in proc.stderr
+    assert "--fresh will not delete it" in proc.stderr and "another name or --reports folder" in proc.stderr
+    assert snapshot(tmp_path / "myreports") == {notes.relative_to(tmp_path / "myreports") / "thesis.txt":
+                                                b"three years of work"}
+
+
+def test_fresh_refuses_a_study_that_holds_a_users_file(tiny_study_copy, tmp_path):
+    (tiny_study_copy / "my-notes.md").write_text("trial 1 looks good")
+    before = snapshot(tiny_study_copy)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec("tiny", concurrent=1))
+    proc = adsearch("run", spec, "--reports", tiny_study_copy.parent, "--fresh", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "also holds files adsearch did not write (my-notes.md)" in proc.stderr
+    assert "move them out of the folder" in proc.stderr
+    assert snapshot(tiny_study_copy) == before
+
+
+def test_remove_study_deletes_a_study_adsearch_made_and_nothing_else(tiny_study_copy, tmp_path):
+    assert is_study(tiny_study_copy) and (tiny_study_copy / MARKER_FILE).is_file()
+    assert foreign_entries(tiny_study_copy) == []
+    (tiny_study_copy / ".report.md.x1y2.tmp").write_text("")  # an atomic write cut short is ours too
+    neighbour = tiny_study_copy.parent / "other.txt"
+    neighbour.write_text("kept")
+    remove_study(tiny_study_copy)
+    assert not tiny_study_copy.exists() and neighbour.read_text() == "kept"
+
+
+def test_a_study_from_before_the_marker_is_still_a_study_but_a_hand_made_spec_yaml_is_not(tiny_study_copy):
+    (tiny_study_copy / MARKER_FILE).unlink()
+    assert is_study(tiny_study_copy)  # its spec.yaml starts with the header adsearch writes
+    spec = tiny_study_copy / "spec.yaml"
+    spec.write_text(spec.read_text().split("\n", 1)[1])  # as if a user wrote it
+    assert not is_study(tiny_study_copy)
+    before = snapshot(tiny_study_copy)
+    with pytest.raises(StudyDirError, match="is not an adsearch study"):
+        remove_study(tiny_study_copy)
+    assert snapshot(tiny_study_copy) == before
+
+
+def test_fresh_refuses_a_study_that_a_live_process_runs(tiny_study_copy):
+    import os
+
+    (tiny_study_copy / ".lock").write_text(f"{os.getppid()}\n")  # pytest's parent: alive, not us
+    with pytest.raises(StudyDirError, match=rf"is running \(pid {os.getppid()}\); stop it before --fresh"):
+        remove_study(tiny_study_copy)
+    assert (tiny_study_copy / "study.db").is_file()
+
+
+# --- a study that cannot be read ---------------------------------------------------------------
+
+
+def break_study_db(study):
+    (study / "study.db").write_bytes(b"this is not sqlite" * 100)
+    return f"cannot read {study / 'study.db'} as an Optuna storage (DatabaseError"
+
+
+def break_spec(study):
+    (study / "spec.yaml").write_text((study / "spec.yaml").read_text().replace("lr: 0.05", "lr: -1"))
+    return f"{study / 'spec.yaml'} no longer validates"
+
+
+def break_baseline(study):
+    (study / "baseline.json").write_text('{"accuracy": 0.9')  # cut short
+    return f"cannot read {study / 'baseline.json'}: JSONDecodeError"
+
+
+@pytest.mark.parametrize("damage", [break_study_db, break_spec, break_baseline])
+def test_an_unreadable_study_is_named_by_the_library(tiny_study_copy, damage):
+    expected = damage(tiny_study_copy)
+    with pytest.raises(StudyDirError) as raised:
+        read_study(tiny_study_copy)
+    assert expected in str(raised.value)
+
+
+def test_every_command_on_an_unreadable_study_exits_2_naming_the_file_and_ls_shows_the_rest(tiny_study_copy,
+                                                                                          tiny_study, tmp_path):
+    reports = tiny_study_copy.parent
+    shutil.copytree(tiny_study, reports / "good", ignore=shutil.ignore_patterns("models", ".lock"))
+    (reports / "good" / "spec.yaml").write_text((reports / "good" / "spec.yaml").read_text()
+                                                .replace("name: tiny", "name: good"))
+    with sqlite3.connect(reports / "good" / "study.db") as db:  # the Optuna study is named after the study
+        db.execute("UPDATE studies SET study_name = 'good'")
+    expected = break_study_db(tiny_study_copy)
+    before = snapshot(reports)
+    for command in (["show"], ["show", "--trial", "0"], ["report"], ["export", "--trial", "0"], ["resume"]):
+        proc = adsearch(*command[:1], tiny_study_copy, *command[1:], cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (command, proc.stderr[-2000:])
+        assert expected in proc.stderr, (command, proc.stderr)
+    assert snapshot(reports) == before
+
+    listing = adsearch("ls", reports, cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert set(lines) == {"good", "tiny"}
+    assert lines["good"].split()[1:3] == ["done", "2/2"]
+    assert lines["tiny"].split()[1] == "unreadable" and "study.db" in lines["tiny"]
+    assert snapshot(reports) == before
+
+
+def test_resume_of_a_folder_not_named_after_its_study_says_how_to_fix_it(tiny_study_copy, tmp_path):
+    renamed = tiny_study_copy.with_name("tiny-copy")
+    tiny_study_copy.rename(renamed)
+    before = snapshot(renamed)
+    proc = adsearch("resume", renamed, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{renamed} holds study 'tiny'" in proc.stderr and f"rename the folder to {tiny_study_copy}" in proc.stderr
+    assert snapshot(renamed) == before
+
+
+def test_resume_of_a_study_whose_spec_no_longer_validates_names_the_field(tiny_study_copy, tmp_path):
+    expected = break_spec(tiny_study_copy)
+    before = snapshot(tiny_study_copy)
+    proc = adsearch("resume", tiny_study_copy, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert expected in proc.stderr and "train.optimizer.lr (line" in proc.stderr and "--fresh" in proc.stderr
+    assert snapshot(tiny_study_copy) == before
