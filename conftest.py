@@ -41,20 +41,28 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory, ray_session) -> Path:
-    """A finished study run once for the session: baseline + 2 grid trials of a tiny VGG on digits
+def tiny_study_run(tmp_path_factory, ray_session):
+    """`adsearch run` of a tiny study, once for the session, as a user runs it (a real process, on
+    the session's Ray): baseline + 2 grid trials of a two-conv VGG on digits, 3 epochs each
     (`pruning.target_density` 0.3 leaves the network whole, 0.95 compresses it at epoch 1).
 
-    Tests that read it must not change it; one that needs to change it copies it first
-    (`tiny_study_copy`)."""
-    from helpers import tiny_spec
+    Returns the study directory and the finished process (its exit code and output)."""
+    from helpers import adsearch, tiny_spec
 
-    from adsearch.spec import parse_spec
-    from adsearch.study import run_study
+    base = tmp_path_factory.mktemp("tiny-study")
+    (base / "tiny.yaml").write_text(tiny_spec("tiny"))
+    proc = adsearch("run", "tiny.yaml", "--reports", base / "reports", "--address",
+                    ray_session.get_runtime_context().gcs_address, cwd=base)
+    return base / "reports" / "tiny", proc
 
-    reports = tmp_path_factory.mktemp("tiny-study")
-    spec = parse_spec(tiny_spec("tiny", concurrent=1))
-    return run_study(spec, reports_dir=reports, say=lambda _: None).directory
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_study_run) -> Path:
+    """The finished tiny study's directory (see `tiny_study_run`). Tests that read it must not
+    change it, but for exports under its models/; one that changes it takes `tiny_study_copy`."""
+    directory, proc = tiny_study_run
+    assert proc.returncode == 0, f"the tiny study failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return directory
 
 
 @pytest.fixture

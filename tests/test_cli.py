@@ -10,14 +10,12 @@ import pytest
 from helpers import adsearch, brute_force_front, line_of, tiny_spec
 
 
-def test_study_end_to_end_through_the_cli(tmp_path, ray_session):
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(tiny_spec("tiny"))
-    address = ray_session.get_runtime_context().gcs_address
-    proc = adsearch("run", str(spec), "--reports", str(tmp_path / "reports"), "--address", address, cwd=tmp_path)
+def test_study_end_to_end_through_the_cli(tiny_study_run):
+    study_dir, proc = tiny_study_run  # `adsearch run` of the tiny spec (conftest.py), once for the session
     assert proc.returncode == 0, proc.stderr[-3000:]
-    study_dir = tmp_path / "reports" / "tiny"
-    assert "report:" in proc.stdout and "[2/2]" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert "report:" in proc.stdout and "[1/2]" in proc.stdout and "[2/2]" in proc.stdout
+    assert f"report: {study_dir / 'report.md'}" in proc.stdout.splitlines()[-1]
 
     trials = pd.read_csv(study_dir / "trials.csv")
     assert sorted(trials["number"]) == [-1, 0, 1]

@@ -20,7 +20,8 @@ from helpers import adsearch, adsearch_process, load_study, tiny_spec
 
 from adsearch.errors import AdsearchError
 from adsearch.spec import parse_spec
-from adsearch.study import CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, load_checkpoint, run_study, study_lock
+from adsearch.study import (CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, _start_directory, load_checkpoint, run_study,
+                            study_lock)
 
 def spec_text(name, *, epochs=3, trials=2, width=16, space="pruning.target_density: {values: [0.3, 0.95]}",
               gpu=0, concurrent=2, extra=""):
@@ -199,14 +200,44 @@ def test_resume_of_something_that_is_not_a_study(tmp_path):
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["junk", "real"]
 
 
-def test_a_corrupt_study_db_gives_a_clear_message_and_touches_nothing(tiny_study_copy, tmp_path):
-    db = tiny_study_copy / "study.db"
-    db.write_bytes(b"this is not sqlite" * 100)
-    before = {p: p.read_bytes() for p in tiny_study_copy.rglob("*") if p.is_file()}
-    res = adsearch("resume", tiny_study_copy, cwd=tmp_path)  # refused before a Ray starts
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
-    assert f"cannot read {db} as an Optuna storage" in res.stderr and "DatabaseError" in res.stderr
-    assert {p: p.read_bytes() for p in tiny_study_copy.rglob("*") if p.is_file()} == before
+def test_a_failing_baseline_stops_the_study_before_the_search_and_says_why(tmp_path, ray_session):
+    spec = parse_spec(spec_text("badbase", epochs=2, trials=1, space="pruning.target_density: {values: [0.95]}")
+                      .replace("lr: 0.05", "lr: 1.0e+9"))
+    with pytest.raises(AdsearchError, match=r"the baseline trial failed: TrialDiverged: .*nan.* every trial would "
+                                            r"fail the same way: fix the recipe and start again with --fresh"):
+        run_study(spec, reports_dir=tmp_path, say=lambda _: None)
+    study_dir = tmp_path / "badbase"
+    assert not (study_dir / "baseline.json").exists() and not (study_dir / "study.db").exists()  # no search ran
+    assert not (study_dir / LOCK_FILE).exists()
+
+
+def test_trials_a_crash_left_running_are_run_and_a_study_may_skip_its_baseline(tmp_path, ray_session):
+    """A crash between Optuna handing out a trial and Ray recording it leaves an Optuna trial
+    RUNNING that no Ray trial will finish: the next run gives it to a Ray trial, so it neither
+    stays RUNNING forever nor costs the budget a trial."""
+    space = "train.optimizer.lr: {distribution: uniform, low: 0.01, high: 0.05, step: 0.01}"
+    text = spec_text("orphans", epochs=2, trials=2, space=space).replace("  sampler: grid", "  sampler: random\n"
+                                                                         "  baseline: false")
+    spec = parse_spec(text)
+    study_dir = tmp_path / "orphans"
+    _start_directory(spec, study_dir)  # the study as a crash left it: begun, one trial handed out
+    study = optuna.create_study(storage=f"sqlite:///{study_dir / 'study.db'}", study_name="orphans",
+                                directions=["maximize", "minimize"])
+    study.enqueue_trial({"train.optimizer.lr": 0.03})
+    orphan = study.ask({"train.optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.05, step=0.01)})
+    orphan.set_user_attr("ray_trial_id", "lost_00000")
+
+    said = []
+    result = run_study(spec, reports_dir=tmp_path, say=said.append)
+    assert said[0] == f"resuming study 'orphans' in {study_dir}" and not any("baseline" in s for s in said)
+    trials = load_study(study_dir).trials
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE")]
+    assert trials[0].params == {"train.optimizer.lr": 0.03} and trials[0].user_attrs["ray_trial_id"] != "lost_00000"
+    assert [h["epoch"] for h in trials[0].user_attrs["history"]] == [1, 2]
+    lr = trials[1].params["train.optimizer.lr"]
+    assert 0.01 <= lr <= 0.05 and lr == pytest.approx(round(lr / 0.01) * 0.01, abs=1e-12)  # on the step grid
+    assert not (study_dir / "baseline.json").exists() and [r["number"] for r in result.rows] == [0, 1]
+    assert (study_dir / "report.md").is_file()
 
 
 def _free_port() -> int:
