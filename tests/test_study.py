@@ -156,6 +156,13 @@ def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path):
     assert "-  epochs: 2" in changed.stderr and "+  epochs: 3" in changed.stderr and "--fresh" in changed.stderr
     assert (tmp_path / "r" / "changed" / "trials.csv").read_text() == before
 
+    fresh = adsearch("run", spec, "--set", "train.epochs=3", "--reports", tmp_path / "r", "--fresh", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]  # the study adsearch made is deleted and run again
+    assert f"deleted the earlier study in {tmp_path / 'r' / 'changed'} (--fresh)" in fresh.stdout
+    assert "resuming" not in fresh.stdout
+    study = load_study(tmp_path / "r" / "changed")
+    assert [len(t.user_attrs["history"]) for t in study.trials] == [3]  # the new recipe, from scratch
+
 
 def test_an_unreachable_cluster_is_named_at_once_and_nothing_is_written(tmp_path):
     spec = tmp_path / "far.yaml"
