@@ -120,6 +120,11 @@ class DataSpec(_Model):
     workers: int | None = Field(
         None, ge=0, description="file datasets: DataLoader worker processes (default: min(4, CPUs); 0: in process)"
     )
+    on_device: Literal["auto"] | bool = Field(
+        "auto", description="file datasets: keep both splits whole on the training device as uint8 and augment "
+        "there, without DataLoader workers (auto: when they take at most half its free memory; true: an error if "
+        "they do not fit); the built-in datasets always are"
+    )
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share (split datasets)")
     num_samples: int = Field(512, ge=16, description="synthetic only: samples in all")
     num_classes: int = Field(4, ge=2, description="synthetic only: number of classes")
@@ -205,6 +210,9 @@ class TrainSpec(_Model):
         "off", description="mixed precision: bf16 (autocast), fp16 (autocast and loss scaling) or off; true means bf16"
     )
     channels_last: bool = Field(False, description="NHWC memory format for the network and its inputs (GPU convs)")
+    cudnn_benchmark: bool = Field(True, description="CUDA: let cuDNN time its algorithms for each new input shape: "
+                                  "4-7 s after every compression on an H200, often repaid by faster steady epochs "
+                                  "(benchmarks/RESULTS.md)")
 
     @field_validator("lr_schedule", mode="before")
     @classmethod

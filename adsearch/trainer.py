@@ -159,8 +159,8 @@ class _Trial:
     def __init__(self, spec: StudySpec, device: torch.device):
         self.spec, self.device = spec, device
         self.precision = Precision.of(spec.train, device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed shapes between compressions: tuned once each
+        if device.type == "cuda":  # each new shape (after a cut too) is timed once: train.cudnn_benchmark
+            torch.backends.cudnn.benchmark = spec.train.cudnn_benchmark
         torch.manual_seed(spec.seed)
         self.data = load_data(spec.data, spec.seed).to(device)
         self.shuffle = torch.Generator().manual_seed(spec.seed)

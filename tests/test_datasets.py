@@ -37,6 +37,7 @@ from adsearch.data import (
     crop_and_flip,
     load_data,
 )
+import adsearch.data as data_module
 from adsearch.errors import DataError
 from adsearch.spec import DataSpec, SpecError, TrainSpec, parse_spec
 from adsearch.trainer import run_trial
@@ -135,6 +136,49 @@ def test_an_epoch_is_the_same_with_a_worker_process_and_from_the_same_generator_
     assert len(replay) == len(epoch1) == 3
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(epoch1, replay))
     assert not torch.equal(all_batches(epoch1)[1], all_batches(epoch2)[1])  # the next epoch reshuffles
+
+
+# --- data held whole on the device ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset, options", [("cifar10", {}), ("tinyimagenet", {"image_size": 32}),
+                                              ("cifar100", {"augment": False})])
+def test_resident_batches_equal_the_worker_paths_bit_for_bit(data_root, dataset, options):
+    by_workers = load(dataset, data_root, on_device=False, **options).to("cpu")
+    resident = load(dataset, data_root, on_device=True, **options).to("cpu")
+    assert resident.resident and not by_workers.resident
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    for _ in range(2):  # two epochs: each reshuffled, the same on both paths
+        a, b = list(by_workers.train_batches(5, g1)), list(resident.train_batches(5, g2))
+        assert len(a) == len(b) == len(resident.train_batches(5, torch.Generator()))
+        assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    a, b = all_batches(by_workers.test_batches(4)), all_batches(resident.test_batches(4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert resident._loaders == {}  # no DataLoader, so no worker process
+    by_workers.close()
+
+
+def test_on_device_auto_falls_back_to_workers_over_the_budget_and_true_is_an_error(data_root, monkeypatch):
+    data = load("cifar10", data_root)  # on_device: auto
+    need = data.resident_bytes()
+    assert need == (data.n_train + data.n_test) * 3 * 32 * 32
+    monkeypatch.setattr(data_module, "free_memory", lambda device: 2 * need)  # fits: half of it is the budget
+    assert data.to("cpu").resident
+    monkeypatch.setattr(data_module, "free_memory", lambda device: 2 * need - 2)  # 1 byte over the budget
+    fallback = data.to("cpu")
+    assert not fallback.resident
+    assert len(list(fallback.train_batches(8, torch.Generator()))) == -(-data.n_train // 8)
+    with pytest.raises(DataError, match=r"data.on_device is true, but cifar10 needs .* GiB as uint8 on cpu, over the "
+                                        r"budget .*set data.on_device: auto"):
+        load("cifar10", data_root, on_device=True).to("cpu")
+
+
+def test_an_unreadable_image_is_named_when_the_split_is_made_resident(tmp_path):
+    write_tinyimagenet(tmp_path)
+    bad = tmp_path / "tiny-imagenet-200" / "val" / "images" / TINY_VAL[1][0]
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=f"cannot read image {bad}"):
+        load("tinyimagenet", tmp_path, on_device=True).to("cpu")
 
 
 # --- TinyImageNet ---------------------------------------------------------------------------------
