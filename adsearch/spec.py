@@ -129,6 +129,13 @@ class DataSpec(_Model):
     num_samples: int = Field(512, ge=16, description="synthetic only: samples in all")
     num_classes: int = Field(4, ge=2, description="synthetic only: number of classes")
 
+    @field_validator("on_device", mode="before")
+    @classmethod
+    def on_device_is_auto_or_a_boolean(cls, value):
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"must be auto, true or false, got {value!r}")
+
     @model_validator(mode="after")
     def root_fits_the_dataset(self):
         if self.dataset not in FILE_DATASETS:

@@ -181,6 +181,21 @@ def test_an_unreadable_image_is_named_when_the_split_is_made_resident(tmp_path):
         load("tinyimagenet", tmp_path, on_device=True).to("cpu")
 
 
+def test_on_device_takes_auto_or_a_yaml_boolean_and_names_anything_else():
+    assert DataSpec(dataset="cifar10").on_device == "auto"
+    assert parse_spec("name: x\ndata: {dataset: cifar10, on_device: no}\n").data.on_device is False
+    with pytest.raises(SpecError, match=r"data.on_device \(line 2\): must be auto, true or false, got 'gpu'$"):
+        parse_spec("name: x\ndata: {dataset: cifar10, on_device: gpu}\n")
+
+
+def test_a_trial_on_resident_data_is_the_trial_on_worker_batches(data_root, one_thread):
+    text = TRIAL.format(root=data_root, amp="off")
+    straight = run_trial(parse_spec(text.replace("workers: 0", "workers: 0, on_device: false")))
+    resident = run_trial(parse_spec(text.replace("workers: 0", "workers: 0, on_device: true")))
+    for key in ("history", "compressions", "widths", "accuracy", "loss", "train_macs"):
+        assert resident[key] == straight[key], key
+
+
 # --- TinyImageNet ---------------------------------------------------------------------------------
 
 
