@@ -15,10 +15,12 @@ and only the files adsearch writes there (`WRITTEN`); anything else in it stops 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -250,7 +252,7 @@ def collect_rows(directory: Path | str, spec: StudySpec) -> list[dict]:
                                 f"delete the file and `adsearch resume {directory}` runs the baseline again") from None
         rows.append({"number": -1, "role": "baseline", "state": "COMPLETE", "error": "",
                      **{c: None for c in params_cols}, **b})
-    for t in _optuna_trials(directory, spec.name):
+    for t in optuna_trials(directory, spec.name):
         row = {"number": t.number, "role": "search", "state": t.state.name,
                "error": t.user_attrs.get("error", "")}
         for path in spec.search.space:
@@ -263,9 +265,17 @@ def collect_rows(directory: Path | str, spec: StudySpec) -> list[dict]:
     return rows
 
 
-def _optuna_trials(directory: Path, study_name: str) -> list:
-    """The Optuna trials in `study.db`, or none when the search has not created its study yet."""
-    if not (directory / DB_FILE).exists():
+def optuna_trials(directory: Path | str, study_name: str) -> list:
+    """The Optuna trials in `directory`'s study.db, or none while the search has not made its
+    storage or its study yet. Never writes: Optuna creates its tables when it opens a storage that
+    lacks them, which would race the study that is making them, so a storage is opened only once
+    it is complete (`_storage_ready`).
+
+    Raises:
+        StudyDirError: study.db is there but cannot be read as an Optuna storage.
+    """
+    directory = Path(directory)
+    if not _storage_ready(directory / DB_FILE):
         return []
     import optuna
 
@@ -274,11 +284,27 @@ def _optuna_trials(directory: Path, study_name: str) -> list:
     try:
         study = optuna.load_study(study_name=study_name, storage=storage_url(directory))
         return study.get_trials(deepcopy=False)
-    except KeyError:  # the database exists but the search has not made its study yet
+    except KeyError:  # the storage is complete but the search has not made its study yet
         return []
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds for a bad file
         raise StudyDirError(f"cannot read {directory / DB_FILE} as an Optuna storage ({_reason(exc)}); "
                             "the study's other files are untouched") from None
+
+
+def _storage_ready(path: Path) -> bool:
+    """Whether `path` holds a complete Optuna storage: Optuna stamps `alembic_version` last when
+    it makes one. Read through SQLite in read-only mode. A file that is not SQLite at all is
+    'ready' (so that opening it reports what is wrong with it)."""
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return "alembic_version" in tables and db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
+    except sqlite3.OperationalError:  # locked by the study making it, or an empty file: not ready yet
+        return False
+    except sqlite3.DatabaseError:  # not a database: let Optuna say what it finds
+        return True
 
 
 # --- state -----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from adsearch import pareto, report
 from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted
 from adsearch.records import (  # noqa: F401 - the study directory and reading it back live in records
     BASELINE_FILE, DB_FILE, LOCK_FILE, MARKER_FILE, RECORDED, SPEC_FILE, SPEC_HEADER, TRACE, atomic_write,
-    check_removable, collect_rows, load_study_spec, lock_pid, pid_alive, remove_study, storage_url)
+    check_removable, collect_rows, is_study, load_study_spec, lock_pid, pid_alive, remove_study, storage_url)
 from adsearch.spec import METRICS, StudySpec, ValuesDim, apply_params, decode_choice, encode_choice
 from adsearch.trainer import build_model, run_trial
 
@@ -495,6 +495,9 @@ def check_directory(spec: StudySpec, directory: Path, *, fresh: bool = False) ->
                 f"{directory} exists and is not an adsearch study (it holds {', '.join(leftovers[:5])}); "
                 "choose another study name or --reports directory")
         return False
+    if not is_study(directory):
+        raise StudyDirError(f"{directory} holds a {SPEC_FILE} that adsearch did not write (no {MARKER_FILE}), so it is "
+                            "not a study to resume; choose another study name or --reports directory")
     before = load_study_spec(directory)
     if before.digest() != spec.digest():
         diff = "".join(difflib.unified_diff(_spec_text(before).splitlines(True), _spec_text(spec).splitlines(True),

@@ -10,7 +10,7 @@ import pytest
 from helpers import adsearch, tiny_spec
 
 from adsearch.errors import StudyDirError
-from adsearch.records import MARKER_FILE, foreign_entries, is_study, read_study, remove_study
+from adsearch.records import MARKER_FILE, foreign_entries, is_study, optuna_trials, read_study, remove_study
 
 
 def snapshot(folder) -> dict:
@@ -69,6 +69,18 @@ def test_a_study_from_before_the_marker_is_still_a_study_but_a_hand_made_spec_ya
     assert snapshot(tiny_study_copy) == before
 
 
+def test_a_spec_yaml_adsearch_did_not_write_is_not_resumed(tmp_path):
+    from adsearch.spec import parse_spec
+    from adsearch.study import check_directory
+
+    text = tiny_spec("mine")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "spec.yaml").write_text(text)  # a user's own file of that name
+    with pytest.raises(StudyDirError, match="holds a spec.yaml that adsearch did not write"):
+        check_directory(parse_spec(text), tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["spec.yaml"]
+
+
 def test_fresh_refuses_a_study_that_a_live_process_runs(tiny_study_copy):
     import os
 
@@ -79,6 +91,18 @@ def test_fresh_refuses_a_study_that_a_live_process_runs(tiny_study_copy):
 
 
 # --- a study that cannot be read ---------------------------------------------------------------
+
+
+def test_a_storage_still_being_made_reads_as_no_trials_and_is_not_written_to(tmp_path):
+    db = tmp_path / "study.db"
+    with sqlite3.connect(db) as con:  # what a study starting up has made so far: some of Optuna's tables
+        con.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY, study_name VARCHAR(512))")
+    before = db.read_bytes()
+    assert optuna_trials(tmp_path, "s") == []  # opening it with Optuna would create the missing tables
+    assert db.read_bytes() == before
+    db.write_bytes(b"")  # created, nothing in it yet
+    assert optuna_trials(tmp_path, "s") == [] and db.read_bytes() == b""
+
 
 
 def break_study_db(study):

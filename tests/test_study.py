@@ -14,11 +14,11 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import sqlalchemy.exc
 import torch
 from helpers import adsearch, adsearch_process, load_study, tiny_spec
 
 from adsearch.errors import AdsearchError
+from adsearch.records import optuna_trials
 from adsearch.spec import parse_spec
 from adsearch.study import (CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, _start_directory, load_checkpoint, run_study,
                             study_lock)
@@ -30,16 +30,9 @@ def spec_text(name, *, epochs=3, trials=2, width=16, space="pruning.target_densi
 
 
 def _trials_so_far(study_dir: Path, name: str) -> list:
-    """The study's Optuna trials as a running study has them, or none before it made its study.
-
-    Only what a study passes through at its start is waited out (no database yet, its tables
-    being made, no Optuna study in it yet); any other error fails the test at once."""
-    if not (study_dir / "study.db").exists():
-        return []
-    try:
-        return load_study(study_dir, name).trials
-    except (KeyError, sqlalchemy.exc.OperationalError):
-        return []
+    """The study's Optuna trials as a running study has them: none before its storage is complete
+    (read as `adsearch show` reads it, which never races the study making it); any error fails."""
+    return optuna_trials(study_dir, name)
 
 
 def result_lines(study_dir: Path, ray_id: str) -> list[dict]:
