@@ -106,14 +106,23 @@ def test_out_writes_there_and_not_in_models(tiny_study_copy, tmp_path):
 # --- what to export: arguments, recommendation, trial state ---------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--pick", "best"], "unknown pick 'best'; choose one of recommended (or --trial N)"),
-    (["--trial", "1", "--pick", "recommended"], "give --trial or --pick, not both (got --trial 1 and --pick recommended)"),
-    ([], "say which trial to export: --trial N, --trial baseline or --pick recommended"),
-    (["--trial", "1", "--format", "tflite"], "unknown export format 'tflite'; choose one of state_dict, torchscript, onnx"),
+@pytest.mark.parametrize("request_, message", [
+    ({"pick": "best"}, "unknown pick 'best'; choose one of recommended (or --trial N)"),
+    ({"number": 1, "pick": "recommended"}, "give --trial or --pick, not both (got --trial 1 and --pick recommended)"),
+    ({}, "say which trial to export: --trial N, --trial baseline or --pick recommended"),
+    ({"number": 1, "fmt": "tflite"}, "unknown export format 'tflite'; choose one of state_dict, torchscript, onnx"),
 ], ids=["unknown-pick", "trial-and-pick", "neither", "unknown-format"])
-def test_the_trial_and_format_are_checked_before_anything_is_written(tiny_study_copy, args, message):
-    assert export_fails(tiny_study_copy, *args) == f"error: {message}\n"
+def test_the_trial_and_format_are_checked_before_anything_is_written(tiny_study_copy, request_, message):
+    before = files(tiny_study_copy)
+    with pytest.raises(AdsearchError) as raised:
+        export_trial(tiny_study_copy, **request_)
+    assert str(raised.value) == message
+    assert files(tiny_study_copy) == before and not (tiny_study_copy / "models").exists()
+
+
+def test_a_bad_request_through_the_cli_is_one_line_and_exit_1(tiny_study_copy):
+    assert export_fails(tiny_study_copy, "--trial", "1", "--pick", "recommended") == (
+        "error: give --trial or --pick, not both (got --trial 1 and --pick recommended)\n")
 
 
 def test_no_recommended_trial_lists_the_completed_ones(tiny_study_copy):

@@ -17,11 +17,11 @@ import pytest
 import torch
 from helpers import adsearch, adsearch_process, load_study, tiny_spec
 
-from adsearch.errors import AdsearchError
+from adsearch.errors import AdsearchError, StudyDirError
 from adsearch.records import optuna_trials
 from adsearch.spec import parse_spec
-from adsearch.study import (CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, _start_directory, load_checkpoint, run_study,
-                            study_lock)
+from adsearch.study import (CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, _start_directory, load_checkpoint,
+                            resume_study, run_study, study_lock)
 
 def spec_text(name, *, epochs=3, trials=2, width=16, space="pruning.target_density: {values: [0.3, 0.95]}",
               gpu=0, concurrent=2, extra=""):
@@ -135,13 +135,15 @@ def test_a_running_study_is_locked_and_a_stale_lock_is_taken_over(tmp_path):
     assert not (directory / LOCK_FILE).exists()
 
 
-def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path):
+def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path, ray_session):
     spec = tmp_path / "c.yaml"
-    spec.write_text(spec_text("changed", epochs=2, trials=1, space="pruning.target_density: {values: [0.95]}"))
+    spec.write_text(spec_text("changed", epochs=2, trials=1, space="pruning.target_density: {values: [0.95]}")
+                    .replace("  sampler: grid", "  sampler: grid\n  baseline: false"))  # one trial a run
     first = adsearch("run", spec, "--reports", tmp_path / "r", cwd=tmp_path)  # on a local Ray of its own
     assert first.returncode == 0, first.stderr[-2000:]
     before = (tmp_path / "r" / "changed" / "trials.csv").read_text()
-    again = adsearch("run", spec, "--reports", tmp_path / "r", cwd=tmp_path)
+    address = ray_session.get_runtime_context().gcs_address  # the session's Ray from here on: quicker
+    again = adsearch("run", spec, "--reports", tmp_path / "r", "--address", address, cwd=tmp_path)
     assert again.returncode == 0 and "resuming" in again.stdout
     assert (tmp_path / "r" / "changed" / "trials.csv").read_text() == before  # nothing re-run
     changed = adsearch("run", spec, "--set", "train.epochs=3", "--reports", tmp_path / "r", cwd=tmp_path)
@@ -149,7 +151,8 @@ def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path):
     assert "-  epochs: 2" in changed.stderr and "+  epochs: 3" in changed.stderr and "--fresh" in changed.stderr
     assert (tmp_path / "r" / "changed" / "trials.csv").read_text() == before
 
-    fresh = adsearch("run", spec, "--set", "train.epochs=3", "--reports", tmp_path / "r", "--fresh", cwd=tmp_path)
+    fresh = adsearch("run", spec, "--set", "train.epochs=3", "--reports", tmp_path / "r", "--fresh", "--address",
+                     address, cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr[-2000:]  # the study adsearch made is deleted and run again
     assert f"deleted the earlier study in {tmp_path / 'r' / 'changed'} (--fresh)" in fresh.stdout
     assert "resuming" not in fresh.stdout
@@ -195,8 +198,8 @@ def test_resume_of_something_that_is_not_a_study(tmp_path):
     (tmp_path / "r" / "junk").mkdir()
     res = adsearch("resume", tmp_path / "r" / "junk", cwd=tmp_path)
     assert res.returncode == 2 and "no study at" in res.stderr and "studies in" in res.stderr and "real" in res.stderr
-    res = adsearch("resume", tmp_path / "r" / "missing", cwd=tmp_path)
-    assert res.returncode == 2 and "no study at" in res.stderr and "Traceback" not in res.stderr
+    with pytest.raises(StudyDirError, match="no study at .*missing"):
+        resume_study(tmp_path / "r" / "missing")
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["junk", "real"]
 
 
