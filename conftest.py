@@ -3,9 +3,11 @@ results must repeat exactly, and the tiny study (run once) that the read-back te
 Plain helpers (the tiny spec, the CLI as a subprocess, the brute-force front) are in tests/helpers.py.
 """
 
+import atexit
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # `ray start --head` once such a token exists, while `ray status` may still connect without one:
 # which of a test's Ray processes use a token would depend on what ran before. One mode for all.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# decoded images go to a cache of the test session's own, never the user's ~/.cache/adsearch
+os.environ["ADSEARCH_CACHE"] = tempfile.mkdtemp(prefix="adsearch-test-cache-")
+atexit.register(shutil.rmtree, os.environ["ADSEARCH_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

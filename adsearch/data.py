@@ -5,14 +5,18 @@ A dataset is a function registered by name that returns a `Dataset`: train and t
 
 - in memory (`TensorData`: `digits`, `synthetic`): tensors batched straight on the training
   device, no DataLoader.
-- on disk (`FileData`: `cifar10`, `cifar100`, `tinyimagenet`, `imagefolder`): uint8 images read a
-  batch at a time by DataLoader workers (CIFAR from its pickle batches held in memory, the others
-  decoded from their files with PIL), pinned for CUDA, copied without blocking and normalised on
-  the device, where a uint8 batch is a quarter of the bytes of a float one.
+- on disk (`FileData`: `cifar10`, `cifar100`, `tinyimagenet`, `imagefolder`): uint8 images, CIFAR's
+  from its pickle batches held in memory, image files decoded once with PIL into the decoded-image
+  cache (`data.cache_dir`, shared by every trial and study; an entry is keyed by the dataset, the
+  split, the size and every file's path, size and modification time). When both splits fit the
+  device's memory budget (`data.on_device`) they are held there whole and each batch is gathered,
+  cropped, flipped and normalised there; otherwise DataLoader workers read a batch at a time,
+  pinned for CUDA, copied without blocking and normalised on the device.
 
-Loading a file dataset checks its layout (files present, labels mapped to one class index) without
-decoding images, so a study refuses a missing or partial dataset before it writes anything; an
-image that cannot be decoded stops training with an error naming the file. Every random choice of
+Loading a file dataset checks its layout (files present, labels mapped to one class index), so a
+study refuses a missing or partial dataset before it writes anything; an image that cannot be
+decoded is an error naming the file, when the cache is built (or, with `data.cache: false`, when
+training reaches it). Every random choice of
 an epoch (the order, each sample's crop and flip) is drawn in the main process from one seed taken
 from the trainer's shuffle generator, so an epoch is the same with any number of workers and after
 resuming from a checkpoint.
@@ -22,8 +26,13 @@ from __future__ import annotations
 
 import abc
 import difflib
+import hashlib
+import json
 import os
 import pickle
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -34,7 +43,7 @@ import torch.nn.functional as F
 import torch.utils.data
 
 from adsearch.errors import AdsearchError, DataError
-from adsearch.spec import DataSpec
+from adsearch.spec import CACHE_ENV, DataSpec
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -222,7 +231,7 @@ def read_image(path: str, size: int) -> np.ndarray:
 class Split:
     """One split of a file dataset: its images and their labels (int64, one per image)."""
 
-    images: ImageArray | ImageFiles
+    images: ImageArray | ImageFiles | ImageCache
     labels: torch.Tensor
 
     def __len__(self) -> int:
@@ -460,6 +469,8 @@ class FileData(Dataset):
         DataLoader workers, in order (an unreadable image is a `DataError` naming the file)."""
         if isinstance(split.images, ImageArray):
             return split.images.pixels
+        if isinstance(split.images, ImageCache):
+            return split.images.all()
         plan = _EpochPlan(len(split), 256, shuffle=False, augment=False)
         loader = torch.utils.data.DataLoader(_BatchReader(split), batch_size=None, sampler=plan,
                                              num_workers=self.workers, generator=torch.Generator())
@@ -504,6 +515,102 @@ class FileData(Dataset):
             if loader._iterator is not None:  # torch has no public way to end persistent workers
                 loader._iterator._shutdown_workers()
         self._loaders.clear()
+
+
+# --- the decoded-image cache ------------------------------------------------------------------
+
+
+class ImageCache:
+    """Decoded images read from a cache file (uint8, N x 3 x H x W) mapped into memory: worker
+    processes share its pages; `read` copies only the rows it is asked for."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.array = np.load(path, mmap_mode="r")
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def size(self) -> int:
+        return int(self.array.shape[-1])
+
+    def subset(self, idx: torch.Tensor) -> ImageArray:
+        return ImageArray(torch.from_numpy(self.array[idx.numpy()]))
+
+    def read(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.array[idx.numpy()])
+
+    def all(self) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.array))  # a copy in memory: the file stays read-only
+
+
+def cache_key(dataset: str, split: str, images: ImageFiles, labels: torch.Tensor) -> str:
+    """What decides a split's decoded pixels: the dataset, the split, the size, and every file
+    (path, size in bytes, modification time) with its label, digested."""
+    h = hashlib.sha256(json.dumps([dataset, split, images.size]).encode())
+    for path, label in zip(images.paths.tolist(), labels.tolist()):
+        st = os.stat(path)
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def cached_split(split: Split, *, dataset: str, which: str, cache_dir: Path, workers: int,
+                 say: Callable[[str], None] | None = None) -> Split:
+    """`split` with its image files replaced by their decoded pixels from the cache in `cache_dir`,
+    decoded and written there first if no entry has this split's key (`cache_key`). An entry is
+    written under a temporary name and renamed into place, so a reader never sees half of one and
+    two trials building it at once both succeed.
+
+    Raises:
+        DataError: an image cannot be decoded (named), or the cache folder cannot be written.
+    """
+    if not isinstance(split.images, ImageFiles):
+        return split
+    images = split.images
+    path = cache_dir / f"{dataset}-{which}-{images.size}px-{cache_key(dataset, which, images, split.labels)}.npy"
+    if not path.is_file():
+        _build_cache_entry(split, path, workers, say or _stderr)
+    return Split(ImageCache(path), split.labels)
+
+
+def _build_cache_entry(split: Split, path: Path, workers: int, say: Callable[[str], None]) -> None:
+    n, size = len(split), split.images.size
+    say(f"decoding {n:,} images ({path.name.split('-')[1]}) once into the image cache {path.parent} "
+        f"({n * 3 * size * size / 2**20:,.0f} MiB)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
+        os.close(fd)
+    except OSError as exc:
+        raise DataError(f"cannot write the image cache in {path.parent} ({exc.strerror or exc}); set data.cache_dir "
+                        f"(or ${CACHE_ENV}) to a folder you can write, or data.cache: false") from None
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+        plan = _EpochPlan(n, 256, shuffle=False, augment=False)
+        loader = torch.utils.data.DataLoader(_BatchReader(split), batch_size=None, sampler=plan,
+                                             num_workers=workers, generator=torch.Generator())
+        done, shown = 0, 0.0
+        started = time.perf_counter()
+        for batch in loader:
+            if isinstance(batch, dict):
+                raise DataError(batch["error"])
+            x = batch[0].numpy()
+            out[done : done + len(x)] = x
+            done += len(x)
+            if done == n or time.perf_counter() - shown > 10:
+                shown = time.perf_counter()
+                say(f"  {done:,}/{n:,} images decoded ({shown - started:.0f} s)")
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 # --- the registry ---------------------------------------------------------------------------------
@@ -650,7 +757,12 @@ def _incomplete(dataset: str, root: str | None, where: Path, problems: list[str]
 
 def _file_data(spec: DataSpec, train: Split, test: Split, num_classes: int, native_size: int) -> FileData:
     source = SOURCES[spec.dataset]
-    return FileData(spec.dataset, train.limited(spec.limit), test.limited(spec.limit), num_classes=num_classes,
+    train, test = train.limited(spec.limit), test.limited(spec.limit)
+    if spec.cache:  # image files: decoded once, then read from the cache by every trial and study
+        workers = default_workers() if spec.workers is None else spec.workers
+        train, test = (cached_split(split, dataset=spec.dataset, which=which, cache_dir=Path(spec.cache_dir),
+                                    workers=workers) for which, split in (("train", train), ("test", test)))
+    return FileData(spec.dataset, train, test, num_classes=num_classes,
                     mean=source.mean, std=source.std, size=spec.image_size or native_size,
                     augment=spec.augment, workers=spec.workers, on_device=spec.on_device)
 

@@ -48,6 +48,7 @@ DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "image
 FILE_DATASETS = ("cifar10", "cifar100", "tinyimagenet", "imagefolder")
 """Datasets read from `data.root` on disk (the others are built in)."""
 DATA_ENV = "ADSEARCH_DATA"
+CACHE_ENV = "ADSEARCH_CACHE"
 """Environment variable holding the default `data.root` (else ~/data)."""
 
 
@@ -120,6 +121,10 @@ class DataSpec(_Model):
     workers: int | None = Field(
         None, ge=0, description="file datasets: DataLoader worker processes (default: min(4, CPUs); 0: in process)"
     )
+    cache: bool = Field(True, description="image-file datasets (tinyimagenet, imagefolder): decode every image "
+                        "once into data.cache_dir and read the decoded pixels from there")
+    cache_dir: str | None = Field(None, description="where decoded images are kept, shared by every study and "
+                                  "trial (default $ADSEARCH_CACHE, else ~/.cache/adsearch); kept as an absolute path")
     on_device: Literal["auto"] | bool = Field(
         "auto", description="file datasets: keep both splits whole on the training device as uint8 and augment "
         "there, without DataLoader workers (auto: when they take at most half its free memory; true: an error if "
@@ -151,8 +156,10 @@ class DataSpec(_Model):
         if self.root is None and self.dataset == "imagefolder":
             raise ValueError("data.root: imagefolder needs a root: the folder holding train/ and val/ class folders")
         root = self.root if self.root is not None else os.environ.get(DATA_ENV) or "~/data"
-        # absolute, so that trials (whose working directory is their own) find the same folder
+        cache_dir = self.cache_dir if self.cache_dir is not None else os.environ.get(CACHE_ENV) or "~/.cache/adsearch"
+        # absolute, so that trials (whose working directory is their own) find the same folders
         self.root = os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
+        self.cache_dir = os.path.abspath(os.path.expanduser(os.path.expandvars(cache_dir)))
         return self
 
 

@@ -54,7 +54,8 @@ def data_root(tmp_path_factory):
 
 
 def load(dataset: str, root, **options) -> FileData:
-    return load_data(DataSpec(dataset=dataset, root=str(root), **{"workers": 0, **options}))
+    """A file dataset read in process; image files decoded as they are read unless `cache=True`."""
+    return load_data(DataSpec(dataset=dataset, root=str(root), **{"workers": 0, "cache": False, **options}))
 
 
 def normalised(c: int, dataset: str) -> torch.Tensor:
@@ -194,6 +195,75 @@ def test_a_trial_on_resident_data_is_the_trial_on_worker_batches(data_root, one_
     resident = run_trial(parse_spec(text.replace("workers: 0", "workers: 0, on_device: true")))
     for key in ("history", "compressions", "widths", "accuracy", "loss", "train_macs"):
         assert resident[key] == straight[key], key
+
+
+# --- the decoded-image cache ---------------------------------------------------------------------
+
+
+def cache_entries(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_images_are_decoded_once_into_the_cache_and_read_back_the_same(tmp_path, capfd):
+    write_tinyimagenet(tmp_path)
+    cache = tmp_path / "cache"
+    first = load("tinyimagenet", tmp_path, cache=True, cache_dir=str(cache), image_size=32)
+    built = capfd.readouterr().err
+    assert f"decoding 12 images (train) once into the image cache {cache}" in built and "12/12 images decoded" in built
+    assert cache_entries(cache) == sorted(p.name for p in cache.glob("tinyimagenet-*-64px-*.npy")) and len(
+        cache_entries(cache)) == 2  # train and test
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    second = load("tinyimagenet", tmp_path, cache=True, cache_dir=str(cache), image_size=32)  # another trial
+    assert capfd.readouterr().err == "" and {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
+    decoded = load("tinyimagenet", tmp_path, image_size=32)  # no cache: decoded as read
+    for data in (first, second):
+        g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+                   for a, b in zip(data.train_batches(5, g1), decoded.train_batches(5, g2)))
+        assert torch.equal(all_batches(data.test_batches(4))[0], all_batches(decoded.test_batches(4))[0])
+    on_cpu, decoded_on_cpu = first.to("cpu"), decoded.to("cpu")  # held whole (on_device: auto fits)
+    assert on_cpu.resident and torch.equal(on_cpu._resident["train"][0], decoded_on_cpu._resident["train"][0])
+
+
+def test_a_changed_file_list_builds_a_new_entry(tmp_path, capfd):
+    folder = write_tinyimagenet(tmp_path)
+    cache = tmp_path / "cache"
+    load("tinyimagenet", tmp_path, cache=True, cache_dir=str(cache))
+    before = cache_entries(cache)
+    extra = folder / "train" / TINY_WNIDS[0] / "images" / "extra.JPEG"
+    shutil.copy(folder / "train" / TINY_WNIDS[0] / "images" / f"{TINY_WNIDS[0]}_0.JPEG", extra)
+    capfd.readouterr()
+    data = load("tinyimagenet", tmp_path, cache=True, cache_dir=str(cache))
+    assert "decoding 13 images (train)" in capfd.readouterr().err and data.n_train == 13
+    after = cache_entries(cache)
+    assert len(after) == 3 and set(before) < set(after)  # a new train entry; the test split's is reused
+
+
+def test_an_unreadable_image_is_named_when_the_cache_is_built_and_nothing_is_left(tmp_path):
+    folder = write_tinyimagenet(tmp_path)
+    bad = folder / "train" / TINY_WNIDS[1] / "images" / f"{TINY_WNIDS[1]}_2.JPEG"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"not a jpeg" * 10)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=f"cannot read image {re.escape(str(bad))}"):
+        load("tinyimagenet", tmp_path, cache=True, cache_dir=str(cache))
+    assert list(cache.iterdir()) == []  # no entry, no temporary file
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path):
+    write_tinyimagenet(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=r"cannot write the image cache in .*file/sub .*set data.cache_dir"):
+        load("tinyimagenet", tmp_path, cache=True, cache_dir=str(tmp_path / "file" / "sub"))
+
+
+def test_cache_dir_defaults_to_adsearch_cache_then_home_and_is_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADSEARCH_CACHE", "rel/cache")
+    monkeypatch.chdir(tmp_path)
+    assert DataSpec(dataset="tinyimagenet", root=str(tmp_path)).cache_dir == str(tmp_path / "rel" / "cache")
+    monkeypatch.delenv("ADSEARCH_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert DataSpec(dataset="tinyimagenet", root=str(tmp_path)).cache_dir == str(tmp_path / "home" / ".cache"
+                                                                                 / "adsearch")
 
 
 # --- TinyImageNet ---------------------------------------------------------------------------------

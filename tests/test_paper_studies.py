@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -111,7 +112,10 @@ def test_the_study_runs_end_to_end_through_the_cli(smoke_runs, study):
     code, out, err = results[study]
     assert code == 0, err[-3000:]
     assert "[2/2]" in out and "report:" in out
-    name, arch, _ = STUDIES[study]
+    name, arch, dataset = STUDIES[study]
+    if dataset == "tinyimagenet":  # decoded once, before the study starts, where the user sees it
+        cache = os.environ["ADSEARCH_CACHE"]
+        assert f"images (train) once into the image cache {cache}" in err and "images decoded" in err
     trials = pd.read_csv(reports / name / "trials.csv")
     assert sorted(trials["number"]) == [-1, 0, 1] and (trials["state"] == "COMPLETE").all()
     base = trials[trials["role"] == "baseline"].iloc[0]
