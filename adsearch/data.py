@@ -471,14 +471,7 @@ class FileData(Dataset):
             return split.images.pixels
         if isinstance(split.images, ImageCache):
             return split.images.all()
-        plan = _EpochPlan(len(split), 256, shuffle=False, augment=False)
-        loader = torch.utils.data.DataLoader(_BatchReader(split), batch_size=None, sampler=plan,
-                                             num_workers=self.workers, generator=torch.Generator())
-        chunks = []
-        for batch in loader:
-            if isinstance(batch, dict):
-                raise DataError(batch["error"])
-            chunks.append(batch[0])
+        chunks = list(decoded_in_order(split, self.workers))
         return torch.cat(chunks) if chunks else torch.zeros(0, 3, split.images.size, split.images.size,
                                                             dtype=torch.uint8)
 
@@ -574,6 +567,18 @@ def cached_split(split: Split, *, dataset: str, which: str, cache_dir: Path, wor
     return Split(ImageCache(path), split.labels)
 
 
+def decoded_in_order(split: Split, workers: int, batch: int = 256) -> Iterator[torch.Tensor]:
+    """A split's images as uint8 chunks (B, 3, H, W), in order, decoded by `workers` DataLoader
+    processes. Raises `DataError` naming the first image that cannot be decoded."""
+    plan = _EpochPlan(len(split), batch, shuffle=False, augment=False)
+    loader = torch.utils.data.DataLoader(_BatchReader(split), batch_size=None, sampler=plan,
+                                         num_workers=workers, generator=torch.Generator())
+    for item in loader:
+        if isinstance(item, dict):
+            raise DataError(item["error"])
+        yield item[0]
+
+
 def _build_cache_entry(split: Split, path: Path, workers: int, say: Callable[[str], None]) -> None:
     n, size = len(split), split.images.size
     say(f"decoding {n:,} images ({path.name.split('-')[1]}) once into the image cache {path.parent} "
@@ -587,15 +592,10 @@ def _build_cache_entry(split: Split, path: Path, workers: int, say: Callable[[st
                         f"(or ${CACHE_ENV}) to a folder you can write, or data.cache: false") from None
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
-        plan = _EpochPlan(n, 256, shuffle=False, augment=False)
-        loader = torch.utils.data.DataLoader(_BatchReader(split), batch_size=None, sampler=plan,
-                                             num_workers=workers, generator=torch.Generator())
         done, shown = 0, 0.0
         started = time.perf_counter()
-        for batch in loader:
-            if isinstance(batch, dict):
-                raise DataError(batch["error"])
-            x = batch[0].numpy()
+        for chunk in decoded_in_order(split, workers):
+            x = chunk.numpy()
             out[done : done + len(x)] = x
             done += len(x)
             if done == n or time.perf_counter() - shown > 10:
