@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adsearch.compress import ChannelGroup, Slice
+from adsearch.compress import ChannelGroup
 
 
 def active_counts(output: torch.Tensor, zero_threshold: float = 0.0) -> torch.Tensor:
@@ -42,7 +42,13 @@ AGGREGATES = ("mean", "max")
 class DensityMonitor:
     """Counts active outputs per channel at each group's monitor modules.
 
-    Use as a context manager around training; `channel_densities()` syncs once to read them.
+    Use as a context manager around training. The hooks do nothing but count: each call of a
+    watched module in training mode appends its per-channel counts to a pending list (tensor work
+    only, no host sync, no Python state read), so `torch.compile` traces them into the step's graph
+    and CUDA graphs replay them. `collect()` folds the pending counts into the running sums (one
+    batched add on the device); the trainer calls it after every step, before a CUDA graph's
+    outputs are overwritten, and `channel_densities()` calls it too, then syncs once to read them.
+
     A group watched at several sites (e.g. after each residual addition of a stage, or at every
     layer that reads a concatenated feature) gets, per channel, the mean of the sites' densities
     (`aggregate="mean"`, each site weighted alike) or their maximum (`"max"`: a channel busy at
@@ -61,23 +67,17 @@ class DensityMonitor:
         self.zero_threshold = zero_threshold
         self.aggregate = aggregate
         self._handles: list = []
-        self._counts: dict[str, torch.Tensor] = {}
-        self._totals: dict[str, int] = {}
-        self._calls: dict[str, int] = {}
+        self._pending: list[tuple[str | None, torch.Tensor | None, int]] = []  # appended to by the hooks
+        self._counts: dict[tuple[str, int], torch.Tensor] = {}  # (module, call) -> per-channel counts
+        self._totals: dict[tuple[str, int], int] = {}  # (module, call) -> outputs per channel seen
 
     def __enter__(self) -> DensityMonitor:
         modules = dict(self.model.named_modules())
-        called: set[str] = set()
-        for g in self.groups:
-            for name in g.monitors:
-                site = g.slices.get(name)
-                if site is not None and site.call is not None and name not in called:
-                    called.add(name)
-                    self._handles.append(modules[name].register_forward_pre_hook(self._count_call(name)))
-                hook = self._hook(f"{g.name}@{name}", name, site)
-                self._handles.append(modules[name].register_forward_hook(hook))
-        if called:  # calls are numbered within one forward of the whole model
-            self._handles.append(self.model.register_forward_pre_hook(lambda *_: self._calls.clear()))
+        watched = {name for g in self.groups for name in g.monitors}
+        # a marker at each forward of the whole model: calls of a module are numbered within one
+        self._handles.append(self.model.register_forward_pre_hook(self._forward_started))
+        for name in sorted(watched):
+            self._handles.append(modules[name].register_forward_hook(self._hook(name)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -85,42 +85,70 @@ class DensityMonitor:
             h.remove()
         self._handles.clear()
 
-    def _count_call(self, name: str):
-        def pre_hook(module, inputs):
-            self._calls[name] = self._calls.get(name, -1) + 1
+    def _forward_started(self, module, inputs) -> None:
+        if module.training:
+            self._pending.append((None, None, 0))
 
-        return pre_hook
-
-    def _hook(self, key: str, name: str, site: Slice | None):
+    def _hook(self, name: str):
         def hook(module, inputs, output):
-            if not module.training:
-                return
-            if site is not None:
-                if site.call is not None and self._calls.get(name) != site.call:
-                    return
-                output = output[:, site.offset : site.offset + site.width]
-            counts = active_counts(output.detach(), self.zero_threshold)
-            if key in self._counts:
-                self._counts[key] += counts
-            else:
-                self._counts[key] = counts
-            self._totals[key] = self._totals.get(key, 0) + outputs_per_channel(output)
+            if module.training:
+                detached = output.detach()
+                self._pending.append((name, active_counts(detached, self.zero_threshold),
+                                      outputs_per_channel(detached)))
 
         return hook
 
+    def collect(self) -> None:
+        """Add the counts of the forwards since the last call to the running sums."""
+        sums: list[torch.Tensor] = []
+        adds: list[torch.Tensor] = []
+        calls: dict[str, int] = {}
+        for name, counts, total in self._pending:
+            if name is None:  # a new forward: its calls are numbered from 0, its keys are new to `sums`
+                self._add(sums, adds)
+                calls.clear()
+                continue
+            call = calls[name] = calls.get(name, -1) + 1
+            key = (name, call)
+            if key not in self._counts:
+                self._counts[key] = torch.zeros_like(counts)
+                self._totals[key] = 0
+            sums.append(self._counts[key])
+            adds.append(counts)
+            self._totals[key] += total
+        self._add(sums, adds)
+        self._pending.clear()
+
+    @staticmethod
+    def _add(sums: list[torch.Tensor], adds: list[torch.Tensor]) -> None:
+        if sums:
+            torch._foreach_add_(sums, adds)
+        sums.clear()
+        adds.clear()
+
     def reset(self) -> None:
+        self._pending.clear()
         self._counts.clear()
         self._totals.clear()
 
+    def _site(self, group: ChannelGroup, name: str) -> torch.Tensor | None:
+        """The per-channel density of `group` at monitor module `name`, or None if never seen."""
+        site = group.slices.get(name)
+        keys = [k for k in self._counts if k[0] == name
+                and (site is None or site.call is None or k[1] == site.call)]
+        if not keys:
+            return None
+        counts = sum(self._counts[k] for k in keys)
+        if site is not None:
+            counts = counts[site.offset : site.offset + site.width]
+        return channel_density(counts, sum(self._totals[k] for k in keys))
+
     def channel_densities(self) -> dict[str, torch.Tensor]:
         """Per group, the per-channel density (on the CPU) since the last reset."""
+        self.collect()
         out = {}
         for g in self.groups:
-            parts = [
-                channel_density(self._counts[k], self._totals[k])
-                for k in (f"{g.name}@{m}" for m in g.monitors)
-                if k in self._counts
-            ]
+            parts = [d for d in (self._site(g, m) for m in g.monitors) if d is not None]
             if parts:
                 stacked = torch.stack(parts)
                 out[g.name] = (stacked.mean(0) if self.aggregate == "mean" else stacked.amax(0)).cpu()

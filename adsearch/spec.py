@@ -224,9 +224,13 @@ class TrainSpec(_Model):
         "off", description="mixed precision: bf16 (autocast), fp16 (autocast and loss scaling) or off; true means bf16"
     )
     channels_last: bool = Field(False, description="NHWC memory format for the network and its inputs (GPU convs)")
-    cudnn_benchmark: bool = Field(True, description="CUDA: let cuDNN time its algorithms for each new input shape: "
-                                  "4-7 s after every compression on an H200, often repaid by faster steady epochs "
-                                  "(benchmarks/RESULTS.md)")
+    cudnn_benchmark: bool = Field(True, description="CUDA: let cuDNN time its algorithms for each new training "
+                                  "shape (once at the start and after every compression; evaluation uses its "
+                                  "heuristics), often repaid by faster steady epochs (benchmarks/RESULTS.md)")
+    compile: bool = Field(False, description="compile the training step with torch.compile (CUDA graphs on a GPU); "
+                          "recompiled after every compression, its time in the trial's history")
+    drop_last: bool = Field(True, description="skip an epoch's last training batch when it is smaller than "
+                            "batch_size: every step has one shape (no re-tuning or recompiling for a ragged batch)")
 
     @field_validator("lr_schedule", mode="before")
     @classmethod

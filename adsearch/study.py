@@ -36,7 +36,7 @@ from adsearch.records import (  # noqa: F401 - the study directory and reading i
     BASELINE_FILE, DB_FILE, LOCK_FILE, MARKER_FILE, RECORDED, SPEC_FILE, SPEC_HEADER, TRACE, atomic_write,
     check_removable, collect_rows, is_study, load_study_spec, lock_pid, pid_alive, remove_study, storage_url)
 from adsearch.spec import METRICS, StudySpec, ValuesDim, apply_params, decode_choice, encode_choice
-from adsearch.trainer import build_model, run_trial
+from adsearch.trainer import build_model, run_trial, steps_per_epoch
 
 # Keeping one checkpoint per trial forces an experiment snapshot at each epoch; that is the
 # point (a crash costs at most an epoch), so Ray's warning about it is only noise here.
@@ -428,6 +428,7 @@ def check_runnable(spec: StudySpec) -> list[int]:
     from adsearch.graph import channel_groups
 
     data = load_data(spec.data, spec.seed)
+    steps_per_epoch(spec.train, data.n_train)
     model = build_model(spec, data)
     return group_widths(model, channel_groups(model))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from adsearch import cost
 from adsearch.compress import RoundPlan, apply_plan, group_widths, plan_round
 from adsearch.data import Dataset, load_data
 from adsearch.density import DensityMonitor
-from adsearch.errors import AdsearchError
+from adsearch.errors import AdsearchError, DataError
 from adsearch.graph import channel_groups
 from adsearch.models import create_model
 from adsearch.spec import ScheduleSpec, StudySpec, TrainSpec
@@ -83,13 +84,16 @@ def build_model(spec: StudySpec, data: Dataset, widths: list[int] | None = None)
 
 
 def build_optimizer(spec: StudySpec, model: nn.Module) -> torch.optim.Optimizer:
+    """The spec's optimizer over `model`'s parameters: fused (one kernel for all of them) when they
+    are all on a GPU, PyTorch's default implementation elsewhere."""
     opt = spec.train.optimizer
     params = list(model.parameters())
+    fused = {"fused": True} if params and all(p.is_cuda and p.is_floating_point() for p in params) else {}
     if opt.name == "sgd":
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
-                               weight_decay=opt.weight_decay, nesterov=opt.nesterov)
+                               weight_decay=opt.weight_decay, nesterov=opt.nesterov, **fused)
     cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
+    return cls(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay, **fused)
 
 
 def lr_factor(schedule: ScheduleSpec, epoch: int, epochs: int) -> float:
@@ -101,31 +105,82 @@ def lr_factor(schedule: ScheduleSpec, epoch: int, epochs: int) -> float:
     return 1.0
 
 
-def train_one_epoch(model, batches, optimizer, device, label_smoothing: float,
-                    precision: Precision | None = None) -> dict:
-    """One pass over `batches`. Loss and hits are summed on the device: one sync at the end
-    (fp16's loss scaler checks its gradients for inf on the host each step; bf16 does not)."""
-    precision = precision or Precision(device.type)
-    model.train()
+class TrainStep:
+    """One optimisation step on a batch: forward (the density monitor's hooks counting inside it),
+    loss, backward, update; the loss and the hits stay on the device.
+
+    With `compiled`, forward and loss (and so their backward) run through `torch.compile`, with CUDA
+    graphs on a GPU (`mode="reduce-overhead"`) and Inductor's kernels on the CPU; the shapes are
+    fixed (`dynamic=False`), so a step lives as long as the network's widths: the trainer makes a
+    new one after each compression. `compile_s` is the wall time of the first step, which pays for
+    tracing and compiling (None until then, 0.0 when eager).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision,
+                 label_smoothing: float, monitor: DensityMonitor | None = None, compiled: bool = False):
+        self.model, self.optimizer, self.precision = model, optimizer, precision
+        self.label_smoothing, self.monitor, self.compiled = label_smoothing, monitor, compiled
+        self.compile_s: float | None = None if compiled else 0.0
+        self._forward = self._loss
+        if compiled:
+            torch._dynamo.reset()  # the previous widths' graphs (and CUDA graph memory) are done with
+            mode = "reduce-overhead" if precision.device_type == "cuda" else None
+            self._forward = torch.compile(self._loss, mode=mode, dynamic=False)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.precision.autocast():
+            out = self.model(x)
+            loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+        return loss, (out.detach().argmax(1) == y).sum()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.compile_s is None:
+            return self._first(x, y)
+        loss, hits = self._forward(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.precision.scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if self.monitor is not None:
+            self.monitor.collect()  # before a CUDA graph's next replay overwrites its counts
+        return loss.detach(), hits
+
+    def _first(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first compiled step, timed: two syncs, once per compile."""
+        _sync(x.device)
+        t0 = time.perf_counter()
+        self.compile_s = 0.0
+        out = self(x, y)
+        _sync(x.device)
+        self.compile_s = time.perf_counter() - t0
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_one_epoch(step: TrainStep, batches, device: torch.device, *, steps: int | None = None) -> dict:
+    """One pass over `batches` (at most `steps` of them). Loss and hits are summed on the device:
+    one sync at the end (fp16's loss scaler checks its gradients for inf on the host each step;
+    bf16 does not)."""
+    step.model.train()
+    memory_format = step.precision.memory_format
     loss_sum = torch.zeros((), device=device)
     hits = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for x, y in batches:
-        x = x.to(device, non_blocking=True, memory_format=precision.memory_format)
+    for x, y in itertools.islice(batches, steps):
+        x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
-        with precision.autocast():
-            out = model(x)
-            loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        if precision.scaler is not None:
-            precision.scaler.scale(loss).backward()
-            precision.scaler.step(optimizer)
-            precision.scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        loss_sum += loss.detach().float() * y.shape[0]
-        hits += (out.detach().argmax(1) == y).sum()
+        loss, batch_hits = step(x, y)
+        loss_sum += loss.float() * y.shape[0]
+        hits += batch_hits
         seen += y.shape[0]
     return {"train_loss": loss_sum.item() / seen, "train_accuracy": hits.item() / seen, "samples": seen}
 
@@ -135,6 +190,15 @@ def evaluate(model, batches, device, num_classes: int, precision: Precision | No
     """Top-1 and top-5 accuracy and mean loss on `batches`."""
     precision = precision or Precision(device.type)
     model.eval()
+    tuning = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False  # evaluation's shapes are not worth timing: its heuristics
+    try:
+        return _evaluate(model, batches, device, num_classes, precision)
+    finally:
+        torch.backends.cudnn.benchmark = tuning
+
+
+def _evaluate(model, batches, device, num_classes: int, precision: Precision) -> dict:
     k = min(5, num_classes)
     loss_sum = torch.zeros((), device=device)
     top1 = torch.zeros((), device=device, dtype=torch.long)
@@ -167,6 +231,8 @@ class _Trial:
         self.model = self._place(build_model(spec, self.data))
         self.groups = channel_groups(self.model)
         self.optimizer = build_optimizer(spec, self.model)
+        self.step: TrainStep | None = None
+        self.new_step()
         self.epoch = 0
         self.rounds = 0
         self.train_macs = 0
@@ -188,8 +254,26 @@ class _Trial:
     def widths(self) -> list[int]:
         return group_widths(self.model, self.groups)
 
+    @property
+    def monitor(self) -> DensityMonitor:
+        return self.step.monitor
+
+    def new_step(self) -> None:
+        """The training step (and its density monitor) for the network as it is now."""
+        self.close_step()
+        pruning, train = self.spec.pruning, self.spec.train
+        monitor = DensityMonitor(self.model, self.groups, pruning.zero_threshold, pruning.group_density).__enter__()
+        self.step = TrainStep(self.model, self.optimizer, self.precision, train.label_smoothing, monitor,
+                              compiled=train.compile)
+
+    def close_step(self) -> None:
+        if self.step is not None:
+            self.step.monitor.__exit__(None, None, None)
+            self.step = None
+
     def compress(self, plan: RoundPlan) -> None:
         """Remove the channels `plan` drops: keep their weights, or rebuild the narrower net fresh."""
+        self.close_step()
         if self.spec.pruning.weights == "inherit":
             apply_plan(self.model, self.groups, plan, self.optimizer)
             self._place(self.model)  # the cut weights are new tensors, in the default layout
@@ -199,6 +283,7 @@ class _Trial:
             self.groups = channel_groups(self.model)
             self.optimizer = build_optimizer(self.spec, self.model)
         self._measure()
+        self.new_step()
 
     def checkpoint(self) -> dict:
         """A snapshot: deep-copied, so training on does not change a checkpoint already handed out."""
@@ -236,6 +321,7 @@ class _Trial:
         if ckpt["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         self._measure()
+        self.new_step()
 
 
 def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict | None = None) -> dict:
@@ -256,6 +342,7 @@ def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict
             t.restore(checkpoint)
         return _train(t, spec, report, started)
     finally:
+        t.close_step()
         t.data.close()  # DataLoader workers end with the trial, also when it fails
 
 
@@ -263,6 +350,7 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) ->
     """The epoch loop of `run_trial`, from the epoch `t` stands at to the end."""
     pruning, train = spec.pruning, spec.train
     base_lr = train.optimizer.lr
+    steps = steps_per_epoch(train, t.data.n_train)
     wall_before = t.wall_s
     metrics: dict = {}
     while t.epoch < train.epochs:
@@ -271,10 +359,10 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) ->
         for group in t.optimizer.param_groups:
             group["lr"] = base_lr * factor
         macs_this_epoch = t.macs
-        with DensityMonitor(t.model, t.groups, pruning.zero_threshold, pruning.group_density) as monitor:
-            stats = train_one_epoch(t.model, t.data.train_batches(train.batch_size, t.shuffle),
-                                    t.optimizer, t.device, train.label_smoothing, t.precision)
-            channel_densities = monitor.channel_densities()
+        compiling = t.step.compile_s is None
+        t.monitor.reset()
+        stats = train_one_epoch(t.step, t.data.train_batches(train.batch_size, t.shuffle), t.device, steps=steps)
+        channel_densities = t.monitor.channel_densities()
         if not math.isfinite(stats["train_loss"]):
             raise TrialDiverged(f"training loss became {stats['train_loss']} in epoch {t.epoch + 1}")
         t.epoch += 1
@@ -284,6 +372,8 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) ->
         densities = {g: round(float(cd.mean()), 4) for g, cd in channel_densities.items()}
         record = {"epoch": t.epoch, "lr": base_lr * factor, **stats, **scores,
                   "params": t.params, "macs": t.macs, "widths": t.widths, "density": densities}
+        if compiling:  # this epoch's first step traced and compiled the step for these widths
+            record["compile_s"] = round(t.step.compile_s, 3)
 
         # -- compress: at a planned epoch that training follows, while rounds remain
         if (pruning.method != "none" and t.epoch in pruning.compress_at and t.epoch < train.epochs
@@ -314,6 +404,17 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) ->
     metrics["compressions"] = t.compressions
     metrics["base_widths"] = t.base_widths
     return metrics
+
+
+def steps_per_epoch(train: TrainSpec, n_train: int) -> int | None:
+    """Training steps per epoch: only full batches with `train.drop_last` (None: every batch)."""
+    if not train.drop_last:
+        return None
+    if train.batch_size > n_train:
+        raise DataError(f"train.batch_size {train.batch_size} is larger than the training split ({n_train} "
+                        "samples), and train.drop_last skips a batch that is not full: lower batch_size "
+                        "or set train.drop_last: false")
+    return n_train // train.batch_size
 
 
 def _metrics(t: _Trial, record: dict) -> dict:

@@ -2,30 +2,36 @@
 
 For VGG-19 on CIFAR-10 (batch 128 and 512) and ResNet-18 (CIFAR stem) on a TinyImageNet layout at
 64 px, with data of real size generated in a temporary folder (random pixels, the real file
-formats), it times per epoch:
+formats), it times per epoch (`--arms` picks):
 
-- `run_trial` with pruning off, its data read by DataLoader workers (`data.on_device: false`);
-- `run_trial` with pruning off, its data held whole on the device (`data.on_device: true`);
-- `run_trial` compressing once after epoch 1 (on the device): the first epoch after the cut and
-  the steady epochs after it, at the compressed widths;
-- a plain loop on the same network, data held on the device, crop + flip + normalise there, bf16
-  autocast and channels_last, SGD (foreach): full width and at the compressed widths; with
-  `--compiled` also `torch.compile(mode="reduce-overhead")` (CUDA graphs);
-- k trials at once on one device (separate processes, the `on_device: true` arm): epochs per
-  second over all of them;
+- workers: `run_trial`, pruning off, its data read by DataLoader workers (`data.on_device: false`);
+- device: the same with its data held whole on the device (`data.on_device: true`);
+- cut: `run_trial` compressing after epoch 1 (VGG-19) or after epochs 1 and 2 (ResNet-18, for at
+  least 5x fewer parameters), on the device: the epochs right after each cut and the steady epochs
+  after the last one, at the compressed widths;
+- compiled: both of these trials with `train.compile: true` (CUDA graphs), each compile's time
+  taken from the trial's history and subtracted from the epoch that paid for it;
+- plain, plain-compiled: a plain loop on the same network, data held on the device, crop + flip +
+  normalise there, bf16 autocast and channels_last, fused SGD, full batches only, eager and under
+  `torch.compile(mode="reduce-overhead")`: full width and at the cut's widths;
+- no-benchmark: the compressing trial with `train.cudnn_benchmark: false`;
+- k trials at once on one device (`--concurrent`, separate processes, on the device, full width
+  and compressed): epochs per second over all of them;
 - with `--cut-costs`, only the compressing trial, `train.cudnn_benchmark` off and on alternated,
   each in a fresh process: what cuDNN's re-tuning after a cut costs and what it buys.
 
-Every trainer arm keeps the spec's defaults (`train.cudnn_benchmark: true`) unless it says otherwise;
-its epoch includes evaluation and the checkpoint the study takes, the plain loop's only training.
+Every trainer arm keeps the spec's defaults (`train.cudnn_benchmark: true`, `train.drop_last: true`)
+unless it says otherwise; its epoch includes evaluation and the checkpoint the study takes, the plain
+loop's only training. The table's last column is the steady epoch over the fastest plain loop on the
+same network and batch.
 
-Ray is never imported (the GPU hosts this runs on lack it). `--scale 0.01 --width-mult 0.125`
-is a CPU dry run. Prints one table and writes the figures as JSON (`--out`).
+Ray is never imported (the GPU hosts this runs on lack it). `--scale 0.02 --width-mult 0.125`
+is a CPU dry run. Prints one table per configuration and writes the figures as JSON (`--out`,
+rewritten after each configuration).
 
     python benchmarks/bench_gpu.py                                  # on a GPU: every figure
-    python benchmarks/bench_gpu.py --scale 0.01 --width-mult 0.125  # CPU dry run, a minute
+    python benchmarks/bench_gpu.py --scale 0.02 --width-mult 0.125  # CPU dry run, a few minutes
 """
-
 from __future__ import annotations
 
 import argparse
@@ -38,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +57,16 @@ from adsearch.data import load_data  # noqa: E402
 from adsearch.spec import StudySpec  # noqa: E402
 from adsearch.trainer import Precision, build_model, resolve_device, run_trial  # noqa: E402
 
-CONFIGS = {  # name: (arch, dataset, batch size)
-    "vgg19-b128": ("vgg19", "cifar10", 128),
-    "resnet18-64px": ("resnet18", "tinyimagenet", 256),
-    "vgg19-b512": ("vgg19", "cifar10", 512),
+CONFIGS = {  # name: (arch, dataset, batch size, the epochs after which the compressing trial cuts)
+    "vgg19-b128": ("vgg19", "cifar10", 128, [1]),
+    "resnet18-64px": ("resnet18", "tinyimagenet", 256, [1, 2]),  # two rounds: at least 5x fewer parameters
+    "vgg19-b512": ("vgg19", "cifar10", 512, [1]),
 }
+ARMS = ("workers", "device", "cut", "compiled", "plain", "plain-compiled", "no-benchmark")
+"""workers: `run_trial`, pruning off, DataLoader workers; device: the same, data on the device; cut: the
+compressing trial (on the device); compiled: `train.compile` on, pruning off and compressing; plain and
+plain-compiled: the plain loop eager and under torch.compile, full width and at the cut's widths;
+no-benchmark: the compressing trial with `train.cudnn_benchmark` off."""
 
 
 # --- data of real size, in the real layouts --------------------------------------------------------
@@ -105,19 +117,21 @@ def write_tinyimagenet(root: Path, n_train: int, n_test: int, classes: int = 200
 # --- the arms ------------------------------------------------------------------------------------
 
 
-def trial_spec(config: str, root: Path, args, *, epochs: int, on_device: bool, compress: bool,
-               cudnn_benchmark: bool = True) -> StudySpec:
-    arch, dataset, batch = CONFIGS[config]
+def trial_spec(config: str, root: Path, args, *, on_device: bool, compress: bool, cudnn_benchmark: bool = True,
+               compile: bool = False) -> StudySpec:
+    """The arm's spec: `args.epochs` epochs, and one more per cut when compressing."""
+    arch, dataset, batch, cuts = CONFIGS[config]
+    epochs = args.epochs + (len(cuts) if compress else 0)
     return StudySpec.model_validate({
         "name": f"bench-{config}", "seed": 0,
         "model": {"arch": arch, "width_mult": args.width_mult},
         "data": {"dataset": dataset, "root": str(root), "on_device": on_device, "workers": args.workers},
         "train": {"epochs": epochs, "batch_size": batch, "eval_batch_size": 1024, "device": args.device,
                   "amp": "bf16" if args.device != "cpu" else False, "channels_last": args.device != "cpu",
-                  "cudnn_benchmark": cudnn_benchmark,
+                  "cudnn_benchmark": cudnn_benchmark, "compile": compile,
                   "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
                   "lr_schedule": "cosine"},
-        "pruning": ({"method": "activation_density", "compress_at": [1], "max_rounds": 1, "target_density": 1.0,
+        "pruning": ({"method": "activation_density", "compress_at": cuts, "target_density": 1.0,
                      "min_channels": 8, "round_to": 8} if compress else {"method": "none"}),
     })
 
@@ -132,7 +146,8 @@ def time_trial(spec: StudySpec) -> dict:
     result = run_trial(spec, report=report)
     epochs = [b - a for a, b in zip(marks, marks[1:])]
     first = result["history"][0]
-    return {"epoch_s": epochs, "params_before": first["params"], "params": result["params"],
+    return {"epoch_s": epochs, "compile_s": [h.get("compile_s", 0.0) for h in result["history"]],
+            "params_before": first["params"], "params": result["params"],
             "widths": result["widths"], "base_widths": result["base_widths"], "accuracy": result["accuracy"],
             "compressions": len(result["compressions"])}
 
@@ -145,7 +160,7 @@ def plain_loop(spec: StudySpec, widths: list[int] | None, epochs: int, compiled:
     precision = Precision.of(spec.train, device)
     model = build_model(spec, data, widths).to(device, memory_format=precision.memory_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4,
-                          foreach=device.type == "cuda")
+                          fused=device.type == "cuda")
     net = torch.compile(model, mode="reduce-overhead") if compiled else model
     batch = spec.train.batch_size
     full = data.n_train // batch
@@ -173,17 +188,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def concurrent(config: str, root: Path, args, k: int) -> dict:
-    """`k` trials of the on-device arm at once, each its own process: epochs per second in all."""
-    spec = trial_spec(config, root, args, epochs=args.epochs, on_device=True, compress=False)
+def concurrent(config: str, root: Path, args, k: int, compress: bool) -> dict:
+    """`k` trials on the device at once, each its own process: epochs per second in all, counting
+    the steady epochs (after the warm-up epoch, or after the last cut when compressing)."""
+    spec = trial_spec(config, root, args, on_device=True, compress=compress, compile=args.concurrent_compile)
+    skip = 1 + (len(CONFIGS[config][3]) if compress else 0)
     t0 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, __file__, "--child", spec.model_dump_json()], stdout=subprocess.PIPE,
                               text=True) for _ in range(k)]
     outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     wall = time.perf_counter() - t0
-    # steady epochs (the first of each trial warms up): epochs per second of the k trials together
-    steady = [statistics.median(o["epoch_s"][1:] or o["epoch_s"]) for o in outs]
-    return {"k": k, "wall_s": wall, "steady_epoch_s": steady, "epochs_per_s": sum(1 / s for s in steady)}
+    steady_s = [statistics.median(o["epoch_s"][skip:] or o["epoch_s"]) for o in outs]
+    return {"k": k, "compressed": compress, "wall_s": wall, "steady_epoch_s": steady_s,
+            "epochs_per_s": sum(1 / x for x in steady_s), "params": outs[0]["params"]}
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -207,8 +224,7 @@ def cut_costs(config: str, root: Path, args) -> dict:
     out: dict = {"off": [], "on": []}
     for _ in range(args.repeats):
         for policy in ("off", "on"):
-            spec = trial_spec(config, root, args, epochs=args.epochs + 1, on_device=True, compress=True,
-                              cudnn_benchmark=policy == "on")
+            spec = trial_spec(config, root, args, on_device=True, compress=True, cudnn_benchmark=policy == "on")
             r = in_child(spec)
             out[policy].append(r)
             t = r["epoch_s"]
@@ -218,54 +234,99 @@ def cut_costs(config: str, root: Path, args) -> dict:
     return out
 
 
+TRIAL_ARMS = {  # arm: (table name, spec options)
+    "workers": ("trial, DataLoader workers", {"on_device": False, "compress": False}),
+    "device": ("trial, on device", {"on_device": True, "compress": False}),
+    "cut": ("trial, compressing", {"on_device": True, "compress": True}),
+    "no-benchmark": ("trial, compressing, cudnn.benchmark off", {"on_device": True, "compress": True,
+                                                                  "cudnn_benchmark": False}),
+    "compiled": ("trial, compiled", {"on_device": True, "compress": False, "compile": True}),
+    "compiled-cut": ("trial, compiled, compressing", {"on_device": True, "compress": True, "compile": True}),
+}
+
+
 def run_config(config: str, root: Path, args) -> dict:
     if args.cut_costs:
         print(f"\n{config}: what a cut costs, per cudnn.benchmark policy (fresh process each)")
         return cut_costs(config, root, args)
+    arms = set(args.arms.split(","))
+    if arms - set(ARMS):
+        raise SystemExit(f"unknown arm(s) {', '.join(sorted(arms - set(ARMS)))}; choose from {', '.join(ARMS)}")
+    if "compiled" in arms:
+        arms.add("compiled-cut")
     out: dict = {}
-    spec = trial_spec(config, root, args, epochs=args.epochs, on_device=False, compress=False)
-    out["trial, DataLoader workers"] = time_trial(spec)
-    out["trial, on device"] = time_trial(trial_spec(config, root, args, epochs=args.epochs, on_device=True,
-                                                    compress=False))
-    comp = time_trial(trial_spec(config, root, args, epochs=args.epochs + 1, on_device=True, compress=True))
-    out["trial, compressed once after epoch 1"] = comp
-    if args.no_benchmark_arm:
-        out["trial, compressed once, cudnn.benchmark off"] = time_trial(trial_spec(
-            config, root, args, epochs=args.epochs + 1, on_device=True, compress=True, cudnn_benchmark=False))
-    out["plain loop, eager, full width"] = {"epoch_s": plain_loop(spec, None, args.plain_epochs, False)}
-    out["plain loop, eager, compressed widths"] = {"epoch_s": plain_loop(spec, comp["widths"], args.plain_epochs,
-                                                                         False)}
-    if args.compiled:
-        out["plain loop, compiled, full width"] = {"epoch_s": plain_loop(spec, None, args.plain_epochs + 1, True)}
-        out["plain loop, compiled, compressed widths"] = {
-            "epoch_s": plain_loop(spec, comp["widths"], args.plain_epochs + 1, True)}
+    for arm, (name, options) in TRIAL_ARMS.items():
+        if arm not in arms:
+            continue
+        skips = _cudagraph_skips()
+        try:
+            out[name] = time_trial(trial_spec(config, root, args, **options))
+        except Exception:  # one arm failing must not cost the others' figures
+            traceback.print_exc()
+            continue
+        skipped = _cudagraph_skips() - skips
+        print(f"  {name}: epochs {' '.join(f'{x:.2f}' for x in out[name]['epoch_s'])} s"
+              + (f"; CUDA graphs skipped {skipped} time(s)" if skipped else ""), flush=True)
+    cut = out.get("trial, compressing") or out.get("trial, compiled, compressing")
+    spec = trial_spec(config, root, args, on_device=True, compress=False)
+    for compiled in (False, True):
+        if ("plain-compiled" if compiled else "plain") not in arms:
+            continue
+        kind = "compiled" if compiled else "eager"
+        epochs = args.plain_epochs + compiled  # a compiled loop's first epoch compiles
+        out[f"plain loop, {kind}, full width"] = {"epoch_s": plain_loop(spec, None, epochs, compiled)}
+        if cut is not None:
+            out[f"plain loop, {kind}, compressed widths"] = {"epoch_s": plain_loop(spec, cut["widths"], epochs,
+                                                                                   compiled)}
     return out
 
 
+def _cudagraph_skips() -> int:
+    """How many times Inductor has given up CUDA graphs in this process (it says why in its log)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"].get("cudagraph_skips", 0))
+
+
 def print_config(config: str, arms: dict) -> None:
-    plain = steady(arms["plain loop, eager, full width"]["epoch_s"])
-    plain_c = steady(arms["plain loop, eager, compressed widths"]["epoch_s"])
-    comp = arms["trial, compressed once after epoch 1"]
-    print(f"\n{config}: params {comp['params_before']:,} -> {comp['params']:,} after one compression "
-          f"({comp['params_before'] / comp['params']:.1f}x fewer), widths {comp['widths']}")
-    print(f"  {'arm':<42} {'epochs (s)':<34} {'steady s':>9} {'/ plain eager':>14}")
+    """One table: each arm's epochs, its steady epoch and that over the fastest plain loop on the same
+    network (full width, or the cut's widths for the steady epochs after the last cut)."""
+    cuts = len(CONFIGS[config][3])
+    cut = arms.get("trial, compressing") or arms.get("trial, compiled, compressing")
+    if cut is not None:
+        print(f"\n{config}: params {cut['params_before']:,} -> {cut['params']:,} after {cuts} cut(s) "
+              f"({cut['params_before'] / cut['params']:.1f}x fewer), widths {cut['widths']}")
+    fastest = {w: min((steady(f["epoch_s"]) for a, f in arms.items() if a.startswith("plain") and w in a),
+                      default=None) for w in ("full width", "compressed widths")}
+    print(f"  {'arm':<42} {'epochs (s)':<40} {'steady s':>9} {'/ fastest plain':>16}")
     for arm, figures in arms.items():
         times = figures["epoch_s"]
-        if arm.startswith("trial, compressed once"):
-            after = times[2:] or times[1:]
-            s = statistics.median(after)
-            ref = plain_c
-            note = f"  first after the cut {times[1]:.2f} s ({times[1] - s:+.2f} s over steady)"
+        note = ""
+        if "compressing" in arm:
+            s = statistics.median(times[cuts + 1:] or times[cuts:])
+            ref = fastest["compressed widths"]
+            compile_s = figures["compile_s"]
+            for i in range(1, cuts + 1):  # the epochs right after each cut, less any recompile in them
+                note += (f"  after cut {i}: {times[i]:.2f} s ({times[i] - compile_s[i] - s:+.2f} s over steady"
+                         + (f", compile {compile_s[i]:.1f} s)" if compile_s[i] else ")"))
         else:
             s = steady(times)
-            ref = plain_c if "compressed" in arm else plain
-            note = ""
+            ref = fastest["compressed widths" if "compressed" in arm else "full width"]
+        if figures.get("compile_s") and figures["compile_s"][0]:
+            note += f"  first compile {figures['compile_s'][0]:.1f} s"
         shown = " ".join(f"{t:.2f}" for t in times)
-        print(f"  {arm:<42} {shown:<34} {s:>9.2f} {s / ref:>13.2f}x{note}")
-    full = steady(arms["trial, on device"]["epoch_s"])
-    after = statistics.median(comp["epoch_s"][2:] or comp["epoch_s"][1:])
-    print(f"  compressed / full-width trial epoch (on device): {after / full:.2f}; plain loop: {plain_c / plain:.2f}; "
-          f"on-device / workers trial epoch: {full / steady(arms['trial, DataLoader workers']['epoch_s']):.2f}")
+        ratio = f"{s / ref:>15.2f}x" if ref else f"{'':>16}"
+        print(f"  {arm:<42} {shown:<40} {s:>9.2f} {ratio}{note}")
+    for kind in ("", "compiled, "):
+        full, comp = arms.get(f"trial, {kind or 'on device'}".rstrip(", ")), arms.get(f"trial, {kind}compressing")
+        if full and comp:
+            after = statistics.median(comp["epoch_s"][cuts + 1:] or comp["epoch_s"][cuts:])
+            print(f"  compressed / full-width trial epoch ({kind or 'eager, '}on device): {after / steady(full['epoch_s']):.2f}")
+    if fastest["full width"] and fastest["compressed widths"]:
+        print(f"  compressed / full-width fastest plain loop: {fastest['compressed widths'] / fastest['full width']:.2f}")
+    if "trial, DataLoader workers" in arms and "trial, on device" in arms:
+        print(f"  on-device / workers trial epoch: "
+              f"{steady(arms['trial, on device']['epoch_s']) / steady(arms['trial, DataLoader workers']['epoch_s']):.2f}")
 
 
 def main() -> None:
@@ -275,11 +336,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainer arms (+1 when compressing)")
     p.add_argument("--plain-epochs", type=int, default=2, help="epochs of each plain-loop arm")
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"which of {', '.join(CONFIGS)}")
+    p.add_argument("--arms", default="workers,device,cut,compiled,plain,plain-compiled",
+                   help=f"which of {', '.join(ARMS)}")
     p.add_argument("--concurrent", default="1,2,4", help="trials at once to measure (on the first config)")
-    p.add_argument("--compiled", action="store_true", help="also the plain loop under torch.compile")
+    p.add_argument("--concurrent-arms", default="full,compressed", help="full and/or compressed trials at once")
+    p.add_argument("--concurrent-compile", action="store_true", help="the trials at once with train.compile on")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the workers arm")
-    p.add_argument("--no-benchmark-arm", action="store_true",
-                   help="also the compressing trial with train.cudnn_benchmark off (what re-tuning costs after a cut)")
     p.add_argument("--cut-costs", action="store_true",
                    help="only the compressing trial, cudnn.benchmark off and on alternated, each in a fresh process")
     p.add_argument("--repeats", type=int, default=2, help="pairs of --cut-costs runs")
@@ -311,16 +373,27 @@ def main() -> None:
             if not args.cut_costs:
                 print_config(config, results[config])
             print(f"  ({time.perf_counter() - t0:.0f} s for this configuration)", flush=True)
+            save(results, args.out)
         ks = [int(k) for k in args.concurrent.split(",") if k.strip()]
-        if ks:
-            print(f"\ntrials at once on one device ({configs[0]}, on device, pruning off):")
-            results["concurrent"] = [concurrent(configs[0], root, args, k) for k in ks]
-            one = results["concurrent"][0]["epochs_per_s"]
-            for r in results["concurrent"]:
+        results["concurrent"] = []
+        for which in [w.strip() for w in args.concurrent_arms.split(",") if w.strip()]:
+            print(f"\ntrials at once on one device ({configs[0]}, on device, {which} width"
+                  f"{', compiled' if args.concurrent_compile else ''}):", flush=True)
+            runs = []
+            for k in ks:
+                runs.append(concurrent(configs[0], root, args, k, compress=which == "compressed"))
+                r = runs[-1]
                 print(f"  {r['k']} at once: steady epoch {', '.join(f'{s:.2f}' for s in r['steady_epoch_s'])} s; "
-                      f"{r['epochs_per_s']:.3f} epochs/s in all ({r['epochs_per_s'] / one:.2f}x one trial)")
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+                      f"{r['epochs_per_s']:.3f} epochs/s in all ({r['epochs_per_s'] / runs[0]['epochs_per_s']:.2f}x "
+                      f"the first)", flush=True)
+                results["concurrent"].append(r)
+                save(results, args.out)
+
+
+def save(results: dict, out: Path | None) -> None:
+    """The figures so far (a run cut short keeps what it measured)."""
+    if out is not None:
+        out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -170,3 +170,25 @@ def test_group_watched_at_two_sites_mean_or_max():
         assert monitor.channel_densities()["g"].tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="aggregate must be one of mean, max"):
         DensityMonitor(model, group, aggregate="median")
+
+
+def test_counting_is_traced_into_a_compiled_forward_and_matches_eager():
+    """The hooks hold no Python state a compile would freeze: `torch.compile(fullgraph=True)` (a
+    graph break raises) counts each call and slice as the eager forward does, step after step."""
+    from adsearch.compress import Slice
+
+    groups = [ChannelGroup(f"call{c}", producers=["conv"], consumers=[], monitors=["relu"],
+                           slices={"relu": Slice(offset=c, width=1, call=c)}) for c in (0, 1)]
+    groups.append(ChannelGroup("both", producers=["conv"], consumers=[], monitors=["relu"]))
+    inputs = [torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    densities = {}
+    for compiled in (False, True):
+        model = TwiceRelu().train()
+        forward = torch.compile(model, fullgraph=True) if compiled else model
+        with DensityMonitor(model, groups) as monitor:
+            for x in inputs:
+                forward(x)
+                monitor.collect()
+            densities[compiled] = {k: v.tolist() for k, v in monitor.channel_densities().items()}
+    assert densities[True] == densities[False]
+    assert set(densities[False]) == {"call0", "call1", "both"} and len(densities[False]["both"]) == 2

@@ -10,6 +10,7 @@ import torch
 from helpers import one_torch_thread
 
 from adsearch.cost import count_macs, count_params
+from adsearch.errors import DataError
 from adsearch.models import create_model
 from adsearch.spec import ScheduleSpec, parse_spec
 from adsearch.trainer import TrialDiverged, build_optimizer, lr_factor, run_trial
@@ -24,6 +25,7 @@ train: {epochs: 3, batch_size: 32, device: cpu, optimizer: {name: sgd, lr: 0.05}
 pruning: {compress_at: [1], min_channels: 2, weights: inherit}
 """
 N_TRAIN = 205
+N_SEEN = N_TRAIN // 32 * 32  # train.drop_last (the default): full batches of 32 only
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -90,7 +92,7 @@ def test_training_macs_count_epoch_1_at_full_size_and_the_rest_compressed(straig
     assert reports[0][0]["macs"] == final["macs"]  # epoch 1's metrics already show the compressed network
     full = count_macs(build([8, 16, 16]), (3, 8, 8))
     assert final["macs"] == count_macs(build(final["widths"]), (3, 8, 8)) < full
-    assert final["train_macs"] == 3 * N_TRAIN * full + 2 * 3 * N_TRAIN * final["macs"]
+    assert final["train_macs"] == 3 * N_SEEN * full + 2 * 3 * N_SEEN * final["macs"]
 
 
 def test_resume_from_the_epoch_1_checkpoint_matches_the_straight_run(straight):
@@ -148,7 +150,21 @@ def test_no_compression_without_pruning():
     spec = parse_spec(SPEC.replace("epochs: 3", "epochs: 1").replace("compress_at: [1]", "method: none"))
     final = run_trial(spec)
     assert final["widths"] == [8, 16, 16] and final["compressions"] == [] and final["rounds"] == 0
-    assert final["train_macs"] == 3 * N_TRAIN * final["macs"]
+    assert final["train_macs"] == 3 * N_SEEN * final["macs"]
+    assert [h["samples"] for h in final["history"]] == [N_SEEN]
+
+
+def test_without_drop_last_an_epoch_trains_on_every_sample():
+    spec = parse_spec(SPEC.replace("epochs: 3", "epochs: 1").replace("compress_at: [1]", "method: none")
+                      .replace("batch_size: 32", "batch_size: 32, drop_last: false"))
+    final = run_trial(spec)
+    assert final["history"][0]["samples"] == N_TRAIN and final["train_macs"] == 3 * N_TRAIN * final["macs"]
+
+
+def test_a_batch_larger_than_the_training_split_is_a_data_error_before_training():
+    spec = parse_spec(SPEC.replace("batch_size: 32", "batch_size: 256"))
+    with pytest.raises(DataError, match=r"train.batch_size 256 is larger than the training split \(205 samples\)"):
+        run_trial(spec)
 
 
 def test_no_compression_after_the_last_epoch():
@@ -195,7 +211,7 @@ def test_label_smoothing_is_in_the_training_loss_and_not_the_test_loss(plain, mo
 
     monkeypatch.setattr(torch.nn.functional, "cross_entropy", recorded)
     final, reports = trained_with(train="lr_schedule: constant, label_smoothing: 0.2")
-    batches = math.ceil(N_TRAIN / 32)
+    batches = N_TRAIN // 32
     assert smoothing == ([0.2] * batches + [0.0]) * 2  # each epoch: its training batches, then one test batch
     plain_final, plain_reports = plain  # the same seed, so the same batches: the targets alone differ
     assert final["history"][0]["train_loss"] != plain_final["history"][0]["train_loss"]
@@ -247,3 +263,27 @@ def test_lr_schedules():
     assert lr_factor(ScheduleSpec(name="cosine"), 5, 10) == pytest.approx(0.5)
     assert lr_factor(ScheduleSpec(name="step", step_size=2, gamma=0.1), 3, 10) == pytest.approx(0.1)
     assert lr_factor(ScheduleSpec(name="step", step_size=2, gamma=0.1), 4, 10) == pytest.approx(0.01)
+
+
+# --- train.compile ---------------------------------------------------------------------------------
+
+
+def test_a_compiled_trial_matches_the_eager_one_before_and_after_a_compression(straight):
+    """torch.compile (Inductor on the CPU) of the step with its density counting: the same densities,
+    so the same cut, and the losses and weights of eager within float tolerance; compiled again
+    after the cut, each compile's time in the history."""
+    final, reports = straight
+    text = SPEC.replace("batch_size: 32,", "batch_size: 32, compile: true,")
+    compiled, compiled_reports = run_recorded(parse_spec(text))
+    assert compiled["widths"] == final["widths"] != compiled["base_widths"]
+    for eager_epoch, compiled_epoch in zip(final["history"], compiled["history"]):
+        assert compiled_epoch["density"] == eager_epoch["density"]
+        assert compiled_epoch["train_loss"] == pytest.approx(eager_epoch["train_loss"], rel=1e-5)
+        assert compiled_epoch["loss"] == pytest.approx(eager_epoch["loss"], rel=1e-5)
+    # compiled for epoch 1 at full width and again for epoch 2 at the compressed widths; eager never
+    assert [("compile_s" in h) for h in compiled["history"]] == [True, True, False]
+    assert all(h["compile_s"] > 0 for h in compiled["history"][:2])
+    assert not any("compile_s" in h for h in final["history"])
+    eager_weights, compiled_weights = reports[-1][1]["model"], compiled_reports[-1][1]["model"]
+    for name, tensor in eager_weights.items():
+        torch.testing.assert_close(compiled_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
