@@ -96,6 +96,16 @@ def build_optimizer(spec: StudySpec, model: nn.Module) -> torch.optim.Optimizer:
     return cls(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay, **fused)
 
 
+def state_like_params(optimizer: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor (momentum, Adam's moments) its parameter's memory layout:
+    state carried through a cut, or loaded from a checkpoint, is in the default layout, and a fused
+    optimizer refuses a channels_last parameter whose state is not."""
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 def lr_factor(schedule: ScheduleSpec, epoch: int, epochs: int) -> float:
     """The learning-rate multiplier for 0-based `epoch` of `epochs`."""
     if schedule.name == "step":
@@ -263,8 +273,9 @@ class _Trial:
         self.close_step()
         pruning, train = self.spec.pruning, self.spec.train
         monitor = DensityMonitor(self.model, self.groups, pruning.zero_threshold, pruning.group_density).__enter__()
+        compiled = train.compile == "on" or (train.compile == "auto" and self.device.type == "cuda")
         self.step = TrainStep(self.model, self.optimizer, self.precision, train.label_smoothing, monitor,
-                              compiled=train.compile)
+                              compiled=compiled)
 
     def close_step(self) -> None:
         if self.step is not None:
@@ -277,6 +288,7 @@ class _Trial:
         if self.spec.pruning.weights == "inherit":
             apply_plan(self.model, self.groups, plan, self.optimizer)
             self._place(self.model)  # the cut weights are new tensors, in the default layout
+            state_like_params(self.optimizer)
         else:
             widths = [plan.new_widths[g.name] for g in self.groups]
             self.model = self._place(build_model(self.spec, self.data, widths))
@@ -312,6 +324,7 @@ class _Trial:
         self.groups = channel_groups(self.model)
         self.optimizer = build_optimizer(self.spec, self.model)
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        state_like_params(self.optimizer)
         if self.precision.scaler is not None and ckpt.get("scaler"):
             self.precision.scaler.load_state_dict(ckpt["scaler"])
         for key in ("epoch", "rounds", "train_macs", "wall_s", "history", "compressions"):

@@ -62,9 +62,10 @@ CONFIGS = {  # name: (arch, dataset, batch size, the epochs after which the comp
     "resnet18-64px": ("resnet18", "tinyimagenet", 256, [1, 2]),  # two rounds: at least 5x fewer parameters
     "vgg19-b512": ("vgg19", "cifar10", 512, [1]),
 }
-ARMS = ("workers", "device", "cut", "compiled", "plain", "plain-compiled", "no-benchmark")
+ARMS = ("workers", "device", "cut", "compiled", "compiled-cut", "plain", "plain-compiled", "no-benchmark")
 """workers: `run_trial`, pruning off, DataLoader workers; device: the same, data on the device; cut: the
-compressing trial (on the device); compiled: `train.compile` on, pruning off and compressing; plain and
+compressing trial (on the device); compiled: `train.compile` on, pruning off and (implied) compressing,
+compiled-cut: only the compressing one; plain and
 plain-compiled: the plain loop eager and under torch.compile, full width and at the cut's widths;
 no-benchmark: the compressing trial with `train.cudnn_benchmark` off."""
 

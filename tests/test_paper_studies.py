@@ -51,6 +51,7 @@ def test_the_study_validates_as_a_full_gpu_recipe(study):
     assert len(spec.pruning.compress_at) >= 2 and spec.search.trials >= 16
     assert {"pruning.compress_at", "pruning.target_density", "train.optimizer.lr"} <= set(spec.search.space)
     assert spec.train.amp == "bf16" and spec.train.channels_last and spec.resources.per_trial.gpu > 0
+    assert spec.train.compile == "auto"  # compiled on a GPU, eager in the CPU smoke runs below
     header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
     assert "2002.02949" in header and ("H200-hours" in header or "GPU-hours" in header)
     assert ("Measured on one" in header and "benchmarks/bench_gpu.py" in header) or "an estimate" in header  # which

@@ -11,6 +11,7 @@ from adsearch.spec import (
     DistributionDim,
     SpecError,
     StudySpec,
+    TrainSpec,
     ValuesDim,
     apply_params,
     encode_choice,
@@ -310,3 +311,13 @@ def test_spec_without_a_search_space_is_the_default_study():
     spec = parse_spec("name: x\n")
     assert spec == StudySpec(name="x")
     assert spec.search.space == {} and spec.pruning.rounds == 0
+
+
+def test_train_compile_takes_off_on_auto_or_a_yaml_boolean():
+    assert TrainSpec().compile == "off"  # on a CPU a compile costs more than it saves (benchmarks/RESULTS.md)
+    assert parse_spec("name: x\ntrain: {compile: off}\n").train.compile == "off"  # YAML reads `off` as false
+    assert parse_spec("name: x\ntrain: {compile: true}\n").train.compile == "on"
+    assert parse_spec("name: x\ntrain: {compile: auto}\n").train.compile == "auto"
+    assert problems_of("name: x\ntrain: {compile: fast}\n") == [
+        "train.compile (line 2): Input should be 'off', 'on' or 'auto', got 'fast'"]
+    assert TrainSpec().drop_last is True

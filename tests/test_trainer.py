@@ -287,3 +287,29 @@ def test_a_compiled_trial_matches_the_eager_one_before_and_after_a_compression(s
     eager_weights, compiled_weights = reports[-1][1]["model"], compiled_reports[-1][1]["model"]
     for name, tensor in eager_weights.items():
         torch.testing.assert_close(compiled_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_optimizer_state_takes_its_parameters_layout_after_a_cut_and_a_resume():
+    """A fused optimizer (the GPU default) refuses a channels_last weight whose momentum is laid out
+    otherwise: momentum carried through a cut, or loaded from a checkpoint, follows its weight."""
+    text = SPEC.replace("device: cpu,", "device: cpu, channels_last: true,").replace("lr: 0.05}", "lr: 0.05, momentum: 0.9}")
+    spec = parse_spec(text)
+    _, reports = run_recorded(spec, stop_after=1)  # the checkpoint after the cut
+    after_cut = reports[0][1]
+
+    def four_d_momenta(checkpoint):
+        return [s["momentum_buffer"] for s in checkpoint["optimizer"]["state"].values()
+                if s["momentum_buffer"].dim() == 4]
+
+    assert len(four_d_momenta(after_cut)) == 3
+    assert all(m.is_contiguous(memory_format=torch.channels_last) and not m.is_contiguous()
+               for m in four_d_momenta(after_cut))
+    _, resumed = run_recorded(spec, checkpoint=after_cut)
+    assert all(m.is_contiguous(memory_format=torch.channels_last) for m in four_d_momenta(resumed[-1][1]))
+
+
+def test_compile_auto_trains_eagerly_on_a_cpu(straight):
+    final, _ = straight
+    auto = run_trial(parse_spec(SPEC.replace("batch_size: 32,", "batch_size: 32, compile: auto,")))
+    assert not any("compile_s" in h for h in auto["history"])
+    assert [h["train_loss"] for h in auto["history"]] == [h["train_loss"] for h in final["history"]]
