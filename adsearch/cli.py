@@ -100,9 +100,11 @@ def train(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
 
     s = read_spec(spec, set_)
     result = run_trial(s, report=lambda metrics, _: out.print(_epoch_line(metrics)))
+    compiles = [h["compile_s"] for h in result["history"] if "compile_s" in h]
+    compiled = f" ({len(compiles)} compile(s): {sum(compiles):.1f} s)" if compiles else ""
     out.print(f"done: accuracy {result['accuracy']:.2%}, params {result['params']:,}, "
               f"MACs {result['macs']:,}, train MACs {result['train_macs']:.3g}, "
-              f"{result['wall_s']:.1f} s, widths {result['widths']}")
+              f"{result['wall_s']:.1f} s{compiled}, widths {result['widths']}")
 
 
 def _epoch_line(m: dict) -> str:

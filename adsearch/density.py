@@ -42,10 +42,10 @@ AGGREGATES = ("mean", "max")
 class DensityMonitor:
     """Counts active outputs per channel at each group's monitor modules.
 
-    Use as a context manager around training. The hooks do nothing but count: each call of a
-    watched module in training mode appends its per-channel counts to a pending list (tensor work
-    only, no host sync, no Python state read), so `torch.compile` traces them into the step's graph
-    and CUDA graphs replay them. `collect()` folds the pending counts into the running sums (one
+    Use as a context manager around training, or `attach()` and `detach()`. The hooks do nothing
+    but count: each call of a watched module in training mode appends its per-channel counts to a
+    pending list (tensor work only, no host sync, no Python state read), so `torch.compile` traces
+    them into the step's graph and CUDA graphs replay them. `collect()` folds the pending counts into the running sums (one
     batched add on the device); the trainer calls it after every step, before a CUDA graph's
     outputs are overwritten, and `channel_densities()` calls it too, then syncs once to read them.
 
@@ -72,6 +72,13 @@ class DensityMonitor:
         self._totals: dict[tuple[str, int], int] = {}  # (module, call) -> outputs per channel seen
 
     def __enter__(self) -> DensityMonitor:
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    def attach(self) -> DensityMonitor:
+        """Register the hooks (the trainer keeps them for as long as the network keeps its widths)."""
         modules = dict(self.model.named_modules())
         watched = {name for g in self.groups for name in g.monitors}
         # a marker at each forward of the whole model: calls of a module are numbered within one
@@ -80,7 +87,7 @@ class DensityMonitor:
             self._handles.append(modules[name].register_forward_hook(self._hook(name)))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def detach(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()

@@ -272,14 +272,14 @@ class _Trial:
         """The training step (and its density monitor) for the network as it is now."""
         self.close_step()
         pruning, train = self.spec.pruning, self.spec.train
-        monitor = DensityMonitor(self.model, self.groups, pruning.zero_threshold, pruning.group_density).__enter__()
+        monitor = DensityMonitor(self.model, self.groups, pruning.zero_threshold, pruning.group_density).attach()
         compiled = train.compile == "on" or (train.compile == "auto" and self.device.type == "cuda")
         self.step = TrainStep(self.model, self.optimizer, self.precision, train.label_smoothing, monitor,
                               compiled=compiled)
 
     def close_step(self) -> None:
         if self.step is not None:
-            self.step.monitor.__exit__(None, None, None)
+            self.step.monitor.detach()
             self.step = None
 
     def compress(self, plan: RoundPlan) -> None:

@@ -139,15 +139,15 @@ def trial_spec(config: str, root: Path, args, *, on_device: bool, compress: bool
 
 def time_trial(spec: StudySpec) -> dict:
     """`run_trial` as the study runs it (a checkpoint made every epoch); seconds per epoch."""
-    marks = [time.perf_counter()]
+    marks = [time.time()]  # the wall clock: trials in separate processes are lined up by it
 
     def report(metrics: dict, checkpoint: dict) -> None:
-        marks.append(time.perf_counter())
+        marks.append(time.time())
 
     result = run_trial(spec, report=report)
     epochs = [b - a for a, b in zip(marks, marks[1:])]
     first = result["history"][0]
-    return {"epoch_s": epochs, "compile_s": [h.get("compile_s", 0.0) for h in result["history"]],
+    return {"epoch_s": epochs, "marks": marks, "compile_s": [h.get("compile_s", 0.0) for h in result["history"]],
             "params_before": first["params"], "params": result["params"],
             "widths": result["widths"], "base_widths": result["base_widths"], "accuracy": result["accuracy"],
             "compressions": len(result["compressions"])}
@@ -190,8 +190,12 @@ def _sync(device: torch.device) -> None:
 
 
 def concurrent(config: str, root: Path, args, k: int, compress: bool) -> dict:
-    """`k` trials on the device at once, each its own process: epochs per second in all, counting
-    the steady epochs (after the warm-up epoch, or after the last cut when compressing)."""
+    """`k` trials on the device at once, each its own process: epochs per second in all.
+
+    Only epochs run while every trial is past its warm-up (its first epoch, and its cuts when
+    compressing, which compile when `--concurrent-compile`) and none has finished count: an epoch
+    run while another trial was compiling would overstate what sharing the GPU gives. With too few
+    epochs there is no such overlap, and the run says so (raise `--epochs`)."""
     spec = trial_spec(config, root, args, on_device=True, compress=compress, compile=args.concurrent_compile)
     skip = 1 + (len(CONFIGS[config][3]) if compress else 0)
     t0 = time.perf_counter()
@@ -199,9 +203,14 @@ def concurrent(config: str, root: Path, args, k: int, compress: bool) -> dict:
                               text=True) for _ in range(k)]
     outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     wall = time.perf_counter() - t0
-    steady_s = [statistics.median(o["epoch_s"][skip:] or o["epoch_s"]) for o in outs]
-    return {"k": k, "compressed": compress, "wall_s": wall, "steady_epoch_s": steady_s,
-            "epochs_per_s": sum(1 / x for x in steady_s), "params": outs[0]["params"]}
+    opens, closes = max(o["marks"][skip] for o in outs), min(o["marks"][-1] for o in outs)
+    steady_s = []
+    for o in outs:  # each trial's epochs that began and ended inside the window all trials were steady
+        inside = [b - a for a, b in zip(o["marks"][skip:], o["marks"][skip + 1:]) if a >= opens and b <= closes]
+        steady_s.append(statistics.median(inside) if inside else None)
+    rate = sum(1 / x for x in steady_s) if all(steady_s) else None
+    return {"k": k, "compressed": compress, "wall_s": wall, "steady_epoch_s": steady_s, "epochs_per_s": rate,
+            "params": outs[0]["params"], "overlap_s": max(0.0, closes - opens)}
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -384,9 +393,15 @@ def main() -> None:
             for k in ks:
                 runs.append(concurrent(configs[0], root, args, k, compress=which == "compressed"))
                 r = runs[-1]
-                print(f"  {r['k']} at once: steady epoch {', '.join(f'{s:.2f}' for s in r['steady_epoch_s'])} s; "
-                      f"{r['epochs_per_s']:.3f} epochs/s in all ({r['epochs_per_s'] / runs[0]['epochs_per_s']:.2f}x "
-                      f"the first)", flush=True)
+                if r["epochs_per_s"] is None:
+                    print(f"  {r['k']} at once: no epoch ran while all {r['k']} were steady "
+                          f"({r['overlap_s']:.1f} s overlap): raise --epochs", flush=True)
+                else:
+                    gain = (f" ({r['epochs_per_s'] / runs[0]['epochs_per_s']:.2f}x the first)"
+                            if runs[0]["epochs_per_s"] else "")
+                    print(f"  {r['k']} at once: steady epoch {', '.join(f'{x:.2f}' for x in r['steady_epoch_s'])} s "
+                          f"over {r['overlap_s']:.1f} s all steady; {r['epochs_per_s']:.3f} epochs/s in all{gain}",
+                          flush=True)
                 results["concurrent"].append(r)
                 save(results, args.out)
 
