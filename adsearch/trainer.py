@@ -129,7 +129,7 @@ class TrainStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision,
                  label_smoothing: float, monitor: DensityMonitor | None = None, compiled: bool = False):
         self.model, self.optimizer, self.precision = model, optimizer, precision
-        self.label_smoothing, self.monitor, self.compiled = label_smoothing, monitor, compiled
+        self.label_smoothing, self.monitor = label_smoothing, monitor
         self.compile_s: float | None = None if compiled else 0.0
         self._forward = self._loss
         if compiled:
@@ -165,7 +165,12 @@ class TrainStep:
         _sync(x.device)
         t0 = time.perf_counter()
         self.compile_s = 0.0
-        out = self(x, y)
+        try:
+            out = self(x, y)
+        except torch._dynamo.exc.BackendCompilerFailed as e:  # e.g. no C++ compiler for Inductor's CPU kernels
+            reason = str(e).strip().splitlines()[0]
+            raise AdsearchError(f"train.compile: torch.compile cannot compile the training step on this machine "
+                                f"({reason}); set train.compile: off, or auto (compiles on a GPU only)") from e
         _sync(x.device)
         self.compile_s = time.perf_counter() - t0
         return out

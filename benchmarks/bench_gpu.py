@@ -119,7 +119,7 @@ def write_tinyimagenet(root: Path, n_train: int, n_test: int, classes: int = 200
 
 
 def trial_spec(config: str, root: Path, args, *, on_device: bool, compress: bool, cudnn_benchmark: bool = True,
-               compile: bool = False) -> StudySpec:
+               compiled: bool = False) -> StudySpec:
     """The arm's spec: `args.epochs` epochs, and one more per cut when compressing."""
     arch, dataset, batch, cuts = CONFIGS[config]
     epochs = args.epochs + (len(cuts) if compress else 0)
@@ -129,7 +129,7 @@ def trial_spec(config: str, root: Path, args, *, on_device: bool, compress: bool
         "data": {"dataset": dataset, "root": str(root), "on_device": on_device, "workers": args.workers},
         "train": {"epochs": epochs, "batch_size": batch, "eval_batch_size": 1024, "device": args.device,
                   "amp": "bf16" if args.device != "cpu" else False, "channels_last": args.device != "cpu",
-                  "cudnn_benchmark": cudnn_benchmark, "compile": compile,
+                  "cudnn_benchmark": cudnn_benchmark, "compile": compiled,
                   "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
                   "lr_schedule": "cosine"},
         "pruning": ({"method": "activation_density", "compress_at": cuts, "target_density": 1.0,
@@ -196,7 +196,7 @@ def concurrent(config: str, root: Path, args, k: int, compress: bool) -> dict:
     compressing, which compile when `--concurrent-compile`) and none has finished count: an epoch
     run while another trial was compiling would overstate what sharing the GPU gives. With too few
     epochs there is no such overlap, and the run says so (raise `--epochs`)."""
-    spec = trial_spec(config, root, args, on_device=True, compress=compress, compile=args.concurrent_compile)
+    spec = trial_spec(config, root, args, on_device=True, compress=compress, compiled=args.concurrent_compile)
     skip = 1 + (len(CONFIGS[config][3]) if compress else 0)
     t0 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, __file__, "--child", spec.model_dump_json()], stdout=subprocess.PIPE,
@@ -250,8 +250,8 @@ TRIAL_ARMS = {  # arm: (table name, spec options)
     "cut": ("trial, compressing", {"on_device": True, "compress": True}),
     "no-benchmark": ("trial, compressing, cudnn.benchmark off", {"on_device": True, "compress": True,
                                                                   "cudnn_benchmark": False}),
-    "compiled": ("trial, compiled", {"on_device": True, "compress": False, "compile": True}),
-    "compiled-cut": ("trial, compiled, compressing", {"on_device": True, "compress": True, "compile": True}),
+    "compiled": ("trial, compiled", {"on_device": True, "compress": False, "compiled": True}),
+    "compiled-cut": ("trial, compiled, compressing", {"on_device": True, "compress": True, "compiled": True}),
 }
 
 

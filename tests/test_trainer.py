@@ -10,7 +10,7 @@ import torch
 from helpers import one_torch_thread
 
 from adsearch.cost import count_macs, count_params
-from adsearch.errors import DataError
+from adsearch.errors import AdsearchError, DataError
 from adsearch.models import create_model
 from adsearch.spec import ScheduleSpec, parse_spec
 from adsearch.trainer import TrialDiverged, build_optimizer, lr_factor, run_trial
@@ -313,3 +313,14 @@ def test_compile_auto_trains_eagerly_on_a_cpu(straight):
     auto = run_trial(parse_spec(SPEC.replace("batch_size: 32,", "batch_size: 32, compile: auto,")))
     assert not any("compile_s" in h for h in auto["history"])
     assert [h["train_loss"] for h in auto["history"]] == [h["train_loss"] for h in final["history"]]
+
+
+def test_a_machine_that_cannot_compile_gets_a_clear_error(monkeypatch):
+    """Inductor's CPU kernels need a C++ compiler: without one, `train.compile: on` says what to set."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)  # a cached kernel would need no compiler
+    spec = parse_spec(SPEC.replace("batch_size: 32,", "batch_size: 32, compile: on,"))
+    with pytest.raises(AdsearchError, match=r"train.compile: .*No working C\+\+ compiler.*set train.compile: off"):
+        run_trial(spec)
