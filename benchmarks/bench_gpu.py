@@ -386,7 +386,7 @@ def main() -> None:
             save(results, args.out)
         ks = [int(k) for k in args.concurrent.split(",") if k.strip()]
         results["concurrent"] = []
-        for which in [w.strip() for w in args.concurrent_arms.split(",") if w.strip()]:
+        for which in [w.strip() for w in args.concurrent_arms.split(",") if w.strip() and ks]:
             print(f"\ntrials at once on one device ({configs[0]}, on device, {which} width"
                   f"{', compiled' if args.concurrent_compile else ''}):", flush=True)
             runs = []
