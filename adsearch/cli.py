@@ -143,7 +143,7 @@ def report_cmd(study: Path = StudyArg) -> None:
 def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study directories are")) -> None:
     """List the studies: state, search trials done, baseline accuracy, recommended trade-off."""
     from adsearch.records import find_studies, read_study
-    from adsearch.report import STUDY_HEADER, study_line, text_table
+    from adsearch.report_text import STUDY_HEADER, study_line, text_table
 
     if not reports.is_dir():
         raise AdsearchError(f"no directory {reports}; studies are made there by `adsearch run SPEC --reports {reports}`")
@@ -162,14 +162,16 @@ def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study
 @app.command()
 def show(study: Path = StudyArg, trial: Optional[str] = TrialOpt) -> None:
     """A study's summary, or with --trial N one trial: settings, metrics, widths, rounds, history."""
-    from adsearch.records import read_study, trial_row
-    from adsearch.report import study_text, trial_text
+    from adsearch.records import read_study
+    from adsearch.report_text import study_text, trial_text
+    from adsearch.view import view_of
 
     record = read_study(study)
+    view = view_of(record)
     if trial is None:
-        out.print(study_text(record), markup=False)
+        out.print(study_text(view), markup=False)
     else:
-        out.print(trial_text(record, trial_row(record, _trial_number(trial))), markup=False)
+        out.print(trial_text(view, record.row(_trial_number(trial))), markup=False)
 
 
 @app.command()

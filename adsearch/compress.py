@@ -44,7 +44,6 @@ class ChannelGroup:
     consumers: list[str]
     monitors: list[str]
     prunable: bool = True
-    extra: dict = field(default_factory=dict)
     slices: dict[str, Slice] = field(default_factory=dict)
     min_width: int = 1
     """The fewest channels the group may keep (a depthwise conv cut to 1 channel would look dense)."""

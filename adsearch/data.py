@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -43,7 +43,14 @@ import torch.nn.functional as F
 import torch.utils.data
 
 from adsearch.errors import AdsearchError, DataError
-from adsearch.spec import CACHE_ENV, DataSpec
+
+if TYPE_CHECKING:  # data reads a spec's fields; the spec validates names against this registry
+    from adsearch.spec import DataSpec
+
+DATA_ENV = "ADSEARCH_DATA"
+"""Environment variable holding the default `data.root` (else ~/data)."""
+CACHE_ENV = "ADSEARCH_CACHE"
+"""Environment variable holding the default `data.cache_dir` (else ~/.cache/adsearch)."""
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -616,15 +623,39 @@ def _stderr(line: str) -> None:
 # --- the registry ---------------------------------------------------------------------------------
 
 _REGISTRY: dict[str, Callable[[DataSpec, int], Dataset]] = {}
+_FROM_FILES: set[str] = set()
+"""The registered datasets read from `data.root` on disk (the others are built in)."""
 
 
-def register_dataset(fn):
-    _REGISTRY[fn.__name__] = fn
-    return fn
+def register_dataset(fn=None, *, files: bool = False):
+    """Register `fn(spec, seed) -> Dataset` under its name, as `@register_dataset`, or as
+    `@register_dataset(files=True)` for a dataset read from `data.root` on disk."""
+
+    def register(fn):
+        _REGISTRY[fn.__name__] = fn
+        _FROM_FILES.discard(fn.__name__)  # registered again: the flag given now counts
+        if files:
+            _FROM_FILES.add(fn.__name__)
+        return fn
+
+    return register if fn is None else register(fn)
 
 
 def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def file_datasets() -> list[str]:
+    """The registered datasets read from `data.root` on disk, in the order registered."""
+    return [name for name in _REGISTRY if name in _FROM_FILES]
+
+
+def check_dataset(name: str) -> None:
+    """Raise ValueError naming the registered datasets (and the closest to `name`) if `name` is not one."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown dataset {name!r};{hint} available: {', '.join(map(repr, list_datasets()))}")
 
 
 def load_data(spec: DataSpec, seed: int = 0) -> Dataset:
@@ -633,10 +664,10 @@ def load_data(spec: DataSpec, seed: int = 0) -> Dataset:
     Raises:
         DataError: a file dataset is missing, incomplete or unreadable at `spec.root`.
     """
-    if spec.dataset not in _REGISTRY:
-        close = difflib.get_close_matches(spec.dataset, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise AdsearchError(f"unknown dataset {spec.dataset!r}{hint} available: {', '.join(list_datasets())}")
+    try:
+        check_dataset(spec.dataset)
+    except ValueError as exc:  # a spec built without validation
+        raise AdsearchError(str(exc)) from None
     return _REGISTRY[spec.dataset](spec, seed)
 
 
@@ -785,13 +816,13 @@ CIFARS = {
 }
 
 
-@register_dataset
+@register_dataset(files=True)
 def cifar10(spec: DataSpec, seed: int) -> Dataset:
     """CIFAR-10: 50,000 training and 10,000 test colour images of 32 x 32, 10 classes."""
     return _cifar(spec)
 
 
-@register_dataset
+@register_dataset(files=True)
 def cifar100(spec: DataSpec, seed: int) -> Dataset:
     """CIFAR-100: 50,000 training and 10,000 test colour images of 32 x 32, 100 (fine) classes."""
     return _cifar(spec)
@@ -866,7 +897,7 @@ def _download_cifar(dataset: str, into: Path) -> None:
 # --- TinyImageNet: the tiny-imagenet-200 layout -------------------------------------------------
 
 
-@register_dataset
+@register_dataset(files=True)
 def tinyimagenet(spec: DataSpec, seed: int) -> Dataset:
     """TinyImageNet: 200 classes of 64 x 64 colour images, 500 per class to train, 50 held out
     (the `val` split; its labels come from val/val_annotations.txt). The class index is the order of
@@ -941,7 +972,7 @@ def _image_names(folder: Path) -> list[str]:
 # --- imagefolder: train/<class>/..., val/<class>/... -------------------------------------------
 
 
-@register_dataset
+@register_dataset(files=True)
 def imagefolder(spec: DataSpec, seed: int) -> Dataset:
     """Any tree of class folders: train/<class>/ and val/<class>/ (images at any depth below). The
     class index is the sorted train folder names; val folders map through it. Images are resized

@@ -22,3 +22,19 @@ class StudyDirError(AdsearchError):
 class StudyInterrupted(AdsearchError):
     """The study stopped before its budget was spent (Ctrl-C, a stopped cluster, its failure
     limit); it can resume (exit code 130)."""
+
+
+def one_line(exc: BaseException, *, limit: int = 300) -> str:
+    """An exception as one short line, `Type: message`, for a message that already names where it
+    came from. Unwraps what libraries wrap: a Ray trial's `cause`, SQLAlchemy's `orig`, and
+    `torch.load`'s advice to turn `weights_only` off (unsafe, and no help for a file that is not a
+    checkpoint). From a traceback printed into the text, the last line (the exception) is kept."""
+    exc = getattr(exc, "cause", None) or exc
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = (lines[-1] if "Traceback (most recent call last)" in text else lines[0]) if lines else ""
+    name = type(inner).__name__
+    return f"{name}: {line}"[:limit] if line else name

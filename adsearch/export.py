@@ -1,8 +1,8 @@
 """Export a trial's compressed network: a state dict with its widths, TorchScript, or ONNX.
 
 `export_trial(study_dir, number=N | pick="recommended", fmt=...)` rebuilds the network a trial
-ended with from its last checkpoint (`ray/search/<trial dir>/checkpoint_*/trial.pt`, the baseline
-from `ray/baseline/`), at the widths it was compressed to, and writes it to
+ended with from its final checkpoint (`trials/<number>.pt` in the study directory, the baseline's
+`trials/baseline.pt`), at the widths it was compressed to, and writes it to
 `reports/<name>/models/` with a JSON file beside it (trial, settings, widths, metrics, input
 shape). Both are written under temporary names and renamed at the end, so a failed export leaves
 no half-written file and an earlier export of the same trial intact. `load_model(path)` reads any
@@ -25,14 +25,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from adsearch.errors import AdsearchError
-from adsearch.records import StudyRecord, read_study, trial_label, trial_row
+from adsearch.errors import AdsearchError, one_line
+from adsearch.metrics import METRICS
+from adsearch.records import StudyRecord, read_study
+from adsearch.rows import TrialRow
 
 FORMATS = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
 """Export formats and the file suffix each is written with."""
 PICKS = ("recommended",)
-CHECKPOINT_FILE = "trial.pt"
-MODELS_DIR = "models"
 
 
 @dataclass
@@ -66,14 +66,14 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
     if fmt == "onnx":
         _require_onnx()
     record = read_study(study_dir)
-    row = trial_row(record, _trial_number(record, number, pick))
+    row = record.row(_trial_number(record, number, pick))
     _check_exportable(record, row)
-    checkpoint = load_trial_checkpoint(record, row)
+    checkpoint = record.study_dir.load_checkpoint(row)
     spec = trial_spec(record, row)
     model, data = _rebuild(spec, checkpoint)
 
-    out_dir = Path(out_dir) if out_dir is not None else record.directory / MODELS_DIR
-    stem = "baseline" if row["role"] == "baseline" else f"trial-{row['number']}"
+    out_dir = Path(out_dir) if out_dir is not None else record.study_dir.models_dir
+    stem = "baseline" if row.is_baseline else f"trial-{row.number}"
     path = out_dir / f"{stem}{FORMATS[fmt]}"
     info_path = path.with_name(f"{path.name}.json")
     info = _describe(record, row, spec, checkpoint, data, fmt, path)
@@ -104,74 +104,34 @@ def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> 
 
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
     if best is None:
-        done = [str(r["number"]) for r in record.search_rows if r["state"] == "COMPLETE"]
+        done = [r.label for r in record.search_rows if r.complete]
         raise AdsearchError(
             f"study {record.name!r} has no recommended trade-off (no completed search trial within "
             f"{100 * record.spec.report.max_accuracy_drop:.1f} points of the baseline's accuracy); "
             + (f"pick one with --trial N: completed trials {', '.join(done)}" if done else "no trial has completed yet"))
-    return record.rows[best]["number"]
+    return record.rows[best].number
 
 
-def _check_exportable(record: StudyRecord, row: dict) -> None:
-    name = trial_label(row)
-    if row["state"] == "FAIL":
+def _check_exportable(record: StudyRecord, row: TrialRow) -> None:
+    name = row.label
+    if row.state == "FAIL":
         raise AdsearchError(f"trial {name} of study {record.name!r} failed, so it has no network to export: "
-                            f"{row.get('error') or '(no message recorded)'}")
-    if row["state"] != "COMPLETE":
-        raise AdsearchError(f"trial {name} of study {record.name!r} is {row['state']} (study {record.state}); "
+                            f"{row.error or '(no message recorded)'}")
+    if not row.complete:
+        raise AdsearchError(f"trial {name} of study {record.name!r} is {row.state} (study {record.state}); "
                             "only a finished trial can be exported")
 
 
 # --- the checkpoint and the network ------------------------------------------------------------
 
 
-def trial_directory(record: StudyRecord, row: dict) -> Path:
-    """The Ray Tune trial directory that ran `row`: ray/baseline/<the one trial>, or the one under
-    ray/search/ whose name holds the trial's `ray_trial_id`."""
-    if row["role"] == "baseline":
-        root = record.directory / "ray" / "baseline"
-        dirs = sorted(p for p in root.glob("*") if p.is_dir() and any(p.glob("checkpoint_*")))
-    else:
-        root = record.directory / "ray" / "search"
-        ray_id = row.get("ray_trial_id")
-        if not ray_id:
-            raise AdsearchError(f"trial {row['number']} of study {record.name!r} has no ray_trial_id in study.db, "
-                                "so its checkpoint cannot be found")
-        dirs = sorted(p for p in root.glob(f"*{ray_id}*") if p.is_dir() and f"_{ray_id}_" in f"_{p.name}_")
-    if not dirs:
-        raise AdsearchError(f"no Ray trial directory with a checkpoint for trial {trial_label(row)} under {root}")
-    return dirs[-1]
-
-
-def load_trial_checkpoint(record: StudyRecord, row: dict) -> dict:
-    """The trial's last checkpoint (a plain dict: model, widths, epoch, ...), checked to be the
-    one its reported metrics come from."""
-    directory = trial_directory(record, row)
-    checkpoints = sorted(directory.glob(f"checkpoint_*/{CHECKPOINT_FILE}"), key=lambda p: p.parent.name)
-    if not checkpoints:
-        raise AdsearchError(f"trial {trial_label(row)} has no checkpoint in {directory}")
-    path = checkpoints[-1]
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
-        raise AdsearchError(f"cannot read checkpoint {path}: {_reason(exc)}") from None
-    if row.get("epoch") is not None and checkpoint.get("epoch") != row["epoch"]:
-        raise AdsearchError(f"the last checkpoint of trial {trial_label(row)} ({path}) is from epoch "
-                            f"{checkpoint.get('epoch')}, but its reported metrics are from epoch {row['epoch']}")
-    if row.get("widths") is not None and list(checkpoint["widths"]) != list(row["widths"]):
-        raise AdsearchError(f"the checkpoint {path} has widths {list(checkpoint['widths'])}, but trial "
-                            f"{trial_label(row)} reported {row['widths']}")
-    return checkpoint
-
-
-def trial_spec(record: StudyRecord, row: dict):
+def trial_spec(record: StudyRecord, row: TrialRow):
     """The spec the trial ran: the study's with the trial's sampled values put in."""
     from adsearch.spec import apply_params
 
-    if row["role"] == "baseline":
+    if row.is_baseline:
         return record.spec.without_pruning()
-    params = {k[len("param:"):]: v for k, v in row.items() if k.startswith("param:") and v is not None}
-    return apply_params(record.spec, params)
+    return apply_params(record.spec, {k: v for k, v in row.settings.items() if v is not None})
 
 
 def _rebuild(spec, checkpoint: dict) -> tuple[nn.Module, object]:
@@ -184,22 +144,21 @@ def _rebuild(spec, checkpoint: dict) -> tuple[nn.Module, object]:
     return model.eval(), data
 
 
-def _describe(record: StudyRecord, row: dict, spec, checkpoint: dict, data, fmt: str, path: Path) -> dict:
-    metrics = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency_ms", "params_ratio",
-               "macs_ratio", "train_macs_ratio", "accuracy_drop", "rounds")
+def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, fmt: str, path: Path) -> dict:
+    kept = [m for m in METRICS if m not in ("wall_s", "epoch")]  # what the network is, not how long it took
     return {
         "study": record.name,
-        "trial": row["number"],
+        "trial": row.number,
         "format": fmt,
         "file": path.name,
         "arch": spec.model.model_dump(mode="json"),
         "widths": list(checkpoint["widths"]),
-        "base_widths": row.get("base_widths"),
+        "base_widths": row.base_widths,
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
         "dataset": spec.data.dataset,
-        "settings": {k[len("param:"):]: v for k, v in row.items() if k.startswith("param:")},
-        "metrics": {k: row.get(k) for k in metrics if row.get(k) is not None},
+        "settings": dict(row.settings),
+        "metrics": {k: row.metrics[k] for k in kept if row.metrics.get(k) is not None},
         "epoch": checkpoint.get("epoch"),
         "spec_digest": record.spec.digest(),
     }
@@ -324,18 +283,7 @@ def load_model(path: Path | str, map_location: str | torch.device = "cpu"):
         raise
     except Exception as exc:  # noqa: BLE001 - torch, TorchScript and onnxruntime each fail their own way
         hint = f" (it describes one: load {path.with_suffix('')})" if path.suffix == ".json" else ""
-        raise AdsearchError(f"{path} is not a model written by adsearch export{hint}: {_reason(exc)}") from None
-
-
-def _reason(exc: Exception) -> str:
-    """The part of a torch/onnx error a user can act on: with `weights_only`, torch.load first
-    suggests turning it off (unsafe, and no help for a file that is not a checkpoint); the cause
-    follows 'WeightsUnpickler error:'."""
-    text = str(exc).strip()
-    if "WeightsUnpickler error:" in text:
-        text = text.split("WeightsUnpickler error:", 1)[1].strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first.split(". ")[0].rstrip(".")
+        raise AdsearchError(f"{path} is not a model written by adsearch export{hint}: {one_line(exc)}") from None
 
 
 def _models_in(directory: Path) -> str:
@@ -375,7 +323,7 @@ def held_out_accuracy(model, study_dir: Path | str, number: int, batch_size: int
     from adsearch.data import load_data
 
     record = read_study(study_dir)
-    spec = trial_spec(record, trial_row(record, number))
+    spec = trial_spec(record, record.row(number))
     data = load_data(spec.data, spec.seed)
     hits = seen = 0
     for x, y in data.test_batches(batch_size):
@@ -416,5 +364,5 @@ def _check_onnx_graph(path: Path) -> str:
     try:
         onnx.checker.check_model(onnx.load(str(path), format="protobuf"))
     except Exception as exc:  # noqa: BLE001 - a protobuf DecodeError or onnx's ValidationError
-        raise AdsearchError(f"{path} is not a valid ONNX graph (onnx.checker): {_reason(exc)}") from None
+        raise AdsearchError(f"{path} is not a valid ONNX graph (onnx.checker): {one_line(exc)}") from None
     return "onnx.checker: the graph is valid (install onnxruntime to measure its accuracy)"

@@ -1,22 +1,20 @@
 """Pareto analysis of a study's trial rows: dominance, fronts, hypervolume, the recommended trade-off.
 
-Pure functions over the plain-dict rows of a study (see `adsearch.report`); no I/O. A row takes
-part in a front only when its `state` is COMPLETE and every objective value is a finite number;
-other rows (failed, running, missing a metric) get no rank. Objectives are given as
-`adsearch.spec.Objective` models, `(metric, mode)` pairs or bare metric names (natural mode from
-`adsearch.spec.METRICS`). Values are compared in the units they have: nothing is normalised.
+Pure functions over a study's `adsearch.rows.TrialRow`s; no I/O. A row takes part in a front only
+when its `state` is COMPLETE and every objective value is a finite number; other rows (failed,
+running, missing a metric) get no rank. Objectives are given as `adsearch.spec.Objective` models,
+`(metric, mode)` pairs or bare metric names (natural mode from `adsearch.metrics.OBJECTIVES`). Values are compared in the units they have: nothing is normalised.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from adsearch.spec import METRICS
+from adsearch.metrics import OBJECTIVES, finite as _finite
+from adsearch.rows import TrialRow
 
 ObjectiveLike = Any
 """An `Objective`, a `(metric, mode)` pair, or a metric name."""
@@ -36,7 +34,7 @@ def objective_pairs(objectives: Sequence[ObjectiveLike]) -> list[tuple[str, str]
             metric, mode = obj.metric, getattr(obj, "mode", None)
         else:
             metric, mode = obj
-        mode = mode or METRICS.get(metric)
+        mode = mode or OBJECTIVES.get(metric)
         if mode not in ("max", "min"):
             raise ValueError(f"objective {metric!r}: mode must be 'max' or 'min', got {mode!r}")
         pairs.append((metric, mode))
@@ -45,23 +43,19 @@ def objective_pairs(objectives: Sequence[ObjectiveLike]) -> list[tuple[str, str]
     return pairs
 
 
-def _finite(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _minimised(row: dict, pairs: list[tuple[str, str]]) -> tuple[float, ...] | None:
+def _minimised(row: TrialRow, pairs: list[tuple[str, str]]) -> tuple[float, ...] | None:
     """The row's objective values turned into minimisation (max objectives negated), or None."""
-    values = [row.get(metric) for metric, _ in pairs]
+    values = [row.metrics.get(metric) for metric, _ in pairs]
     if not all(_finite(v) for v in values):
         return None
     return tuple(-float(v) if mode == "max" else float(v) for v, (_, mode) in zip(values, pairs))
 
 
-def _eligible(rows: Sequence[dict], pairs) -> tuple[list[int], np.ndarray]:
+def _eligible(rows: Sequence[TrialRow], pairs) -> tuple[list[int], np.ndarray]:
     """Indices of COMPLETE rows with finite objective values, and their minimised values."""
     index, points = [], []
     for i, row in enumerate(rows):
-        if row.get("state") != "COMPLETE":
+        if not row.complete:
             continue
         point = _minimised(row, pairs)
         if point is not None:
@@ -70,7 +64,7 @@ def _eligible(rows: Sequence[dict], pairs) -> tuple[list[int], np.ndarray]:
     return index, np.asarray(points, dtype=float).reshape(len(points), len(pairs))
 
 
-def dominates(a: dict, b: dict, objectives: Sequence[ObjectiveLike]) -> bool:
+def dominates(a: TrialRow, b: TrialRow, objectives: Sequence[ObjectiveLike]) -> bool:
     """Whether row `a` is no worse than row `b` in every objective and better in at least one.
 
     A row without a finite value for every objective neither dominates nor is dominated.
@@ -82,7 +76,7 @@ def dominates(a: dict, b: dict, objectives: Sequence[ObjectiveLike]) -> bool:
     return all(x <= y for x, y in zip(pa, pb)) and any(x < y for x, y in zip(pa, pb))
 
 
-def nondominated_sort(rows: Sequence[dict], objectives: Sequence[ObjectiveLike]) -> list[int | None]:
+def nondominated_sort(rows: Sequence[TrialRow], objectives: Sequence[ObjectiveLike]) -> list[int | None]:
     """The non-domination rank of every row (0: the Pareto front, 1: the front once 0 is removed,
     ...), aligned with `rows`; None for rows that take no part (not COMPLETE, or a value missing).
 
@@ -107,12 +101,12 @@ def nondominated_sort(rows: Sequence[dict], objectives: Sequence[ObjectiveLike])
     return ranks
 
 
-def pareto_front(rows: Sequence[dict], objectives: Sequence[ObjectiveLike]) -> list[int]:
+def pareto_front(rows: Sequence[TrialRow], objectives: Sequence[ObjectiveLike]) -> list[int]:
     """Indices (ascending) of the non-dominated rows among the COMPLETE rows with finite values."""
     return [i for i, rank in enumerate(nondominated_sort(rows, objectives)) if rank == 0]
 
 
-def hypervolume(rows: Sequence[dict], objectives: Sequence[ObjectiveLike], reference: Sequence[float]) -> float:
+def hypervolume(rows: Sequence[TrialRow], objectives: Sequence[ObjectiveLike], reference: Sequence[float]) -> float:
     """The volume of objective space dominated by the rows' Pareto front and bounded by `reference`.
 
     `reference` holds one value per objective in the metric's own units (e.g. `(0.0, baseline
@@ -151,15 +145,15 @@ def _volume(points: np.ndarray, ref: np.ndarray) -> float:
     return float(sum(depth[i] * _volume(pts[: i + 1, :-1], ref[:-1]) for i in range(n) if depth[i] > 0))
 
 
-def baseline_index(rows: Sequence[dict]) -> int | None:
+def baseline_index(rows: Sequence[TrialRow]) -> int | None:
     """The index of the first completed baseline row with a finite accuracy, or None."""
     for i, row in enumerate(rows):
-        if row.get("role") == "baseline" and row.get("state") == "COMPLETE" and _finite(row.get("accuracy")):
+        if row.is_baseline and row.complete and row.has("accuracy"):
             return i
     return None
 
 
-def recommended(rows: Sequence[dict], max_accuracy_drop: float) -> int | None:
+def recommended(rows: Sequence[TrialRow], max_accuracy_drop: float) -> int | None:
     """The recommended trade-off: the index of the completed search row with the fewest params
     whose accuracy is at least the baseline's minus `max_accuracy_drop` (a fraction, 0.01 = one
     point). Ties go to the higher accuracy, then the lower trial number.
@@ -169,16 +163,15 @@ def recommended(rows: Sequence[dict], max_accuracy_drop: float) -> int | None:
     base = baseline_index(rows)
     if base is None:
         return None
-    floor = rows[base]["accuracy"] - max_accuracy_drop - 1e-12  # accuracies are fractions k/n
+    floor = rows[base].metrics["accuracy"] - max_accuracy_drop - 1e-12  # accuracies are fractions k/n
     best, best_key = None, None
     for i, row in enumerate(rows):
-        acc, params = row.get("accuracy"), row.get("params")
-        if row.get("role") != "search" or row.get("state") != "COMPLETE":
+        acc, params = row.metrics.get("accuracy"), row.metrics.get("params")
+        if row.is_baseline or not row.complete:
             continue
         if not (_finite(acc) and _finite(params)) or acc < floor:
             continue
-        number = row.get("number")
-        key = (params, -acc, number if _finite(number) else i)
+        key = (params, -acc, row.number)
         if best_key is None or key < best_key:
             best, best_key = i, key
     return best

@@ -1,34 +1,38 @@
-"""A study as it lies on disk: `reports/<name>/` read back, for the report, `ls`, `show` and `export`;
-and what may be written or deleted there.
+"""The study directory `reports/<name>/`: the one place that knows its files, and reading it back.
 
-`read_study(directory)` returns a `StudyRecord`: the spec as run (`spec.yaml`), one row per trial
-(the baseline from `baseline.json` as number -1, every Optuna trial from `study.db`) and the
-study's state: 'running' while the pid in `.lock` is alive, 'done' once the baseline and all
-`search.trials` trials are COMPLETE or FAIL, else 'interrupted'. Reading never writes, so it is
-safe on a study another process is still running. A file of the study that cannot be read is a
-`StudyDirError` naming it.
+`StudyDir` alone knows the paths in a study directory, its lock, its spec file and marker, the
+storage URL of `study.db`, the final checkpoint of each trial (`trials/<number>.pt`), atomic writes
+and what may be deleted there. `read_study(directory)` returns a `StudyRecord`: the spec as run,
+one `TrialRow` per trial (the baseline from `baseline.json` as number -1, every Optuna trial from
+`study.db`) and the study's state: 'running' while the pid in `.lock` is alive, 'done' once the
+baseline and all `search.trials` trials are COMPLETE or FAIL, else 'interrupted'. Reading never
+writes, so it is safe on a study another process is still running. A file of the study that cannot
+be read is a `StudyDirError` naming it.
 
 A folder is a study when it holds the marker `.adsearch-study` next to `spec.yaml` (studies from
-before the marker: a `spec.yaml` that adsearch wrote). `remove_study` deletes only such a folder,
-and only the files adsearch writes there (`WRITTEN`); anything else in it stops the deletion.
+before the marker: a `spec.yaml` that adsearch wrote). `StudyDir.remove` deletes only such a
+folder, and only the files adsearch writes there (`WRITTEN`); anything else in it stops the deletion.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import re
 import shutil
 import sqlite3
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from adsearch.errors import AdsearchError, StudyDirError
-from adsearch.spec import SpecError, StudySpec, decode_choice, parse_spec
+import yaml
+
+from adsearch.errors import AdsearchError, StudyDirError, one_line
+from adsearch.rows import BASELINE, TrialRow, baseline_row, find, search_row
+from adsearch.spec import SpecError, StudySpec, parse_spec
 
 SPEC_FILE = "spec.yaml"
 BASELINE_FILE = "baseline.json"
@@ -36,172 +40,15 @@ DB_FILE = "study.db"
 LOCK_FILE = ".lock"
 MARKER_FILE = ".adsearch-study"
 """Written with spec.yaml when a study starts: this folder is a study that adsearch made."""
+TRIALS_DIR = "trials"
+"""Each finished trial's final checkpoint, by trial number (export and reload read these)."""
+MODELS_DIR = "models"
 SPEC_HEADER = "# adsearch study spec, digest "
 """The first line of every spec.yaml adsearch writes (then the spec's digest)."""
-WRITTEN = frozenset({SPEC_FILE, MARKER_FILE, BASELINE_FILE, DB_FILE, LOCK_FILE, "ray", "trials.csv", "pareto.csv",
-                     "report.md", "report.html", "plots", "models"})
+WRITTEN = frozenset({SPEC_FILE, MARKER_FILE, BASELINE_FILE, DB_FILE, LOCK_FILE, "ray", TRIALS_DIR, "trials.csv",
+                     "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR})
 """Everything adsearch writes directly in a study directory (also SQLite's side files of study.db
 and the temporary files of atomic writes, `.<name>.<...>.tmp`); nothing else is deleted there."""
-
-RECORDED = ("accuracy", "top5", "loss", "params", "macs", "train_macs", "latency_ms", "wall_s",
-            "params_ratio", "macs_ratio", "train_macs_ratio", "accuracy_drop", "epoch", "rounds",
-            "widths", "base_widths", "gpu_ids")
-"""The result keys kept per trial (Optuna user attributes, then trials.csv)."""
-TRACE = ("history", "compressions")
-"""Kept per trial too (user attributes, not table columns): per-epoch records and compression rounds."""
-
-FINISHED = ("COMPLETE", "FAIL")
-
-
-@dataclass
-class StudyRecord:
-    """One study read from disk."""
-
-    directory: Path
-    spec: StudySpec
-    rows: list[dict]
-    state: str
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def baseline(self) -> dict | None:
-        """The baseline row, if the baseline has finished."""
-        return next((r for r in self.rows if r["role"] == "baseline"), None)
-
-    @property
-    def search_rows(self) -> list[dict]:
-        return [r for r in self.rows if r["role"] == "search"]
-
-    @property
-    def trials_done(self) -> int:
-        """Search trials that are COMPLETE or FAIL."""
-        return sum(r["state"] in FINISHED for r in self.search_rows)
-
-    @property
-    def trials_total(self) -> int:
-        return self.spec.search.trials
-
-
-# --- finding studies -------------------------------------------------------------------------
-
-
-def find_studies(reports_dir: Path | str) -> list[Path]:
-    """The study directories (those holding a spec.yaml) directly under `reports_dir`, by name."""
-    reports_dir = Path(reports_dir)
-    if not reports_dir.is_dir():
-        return []
-    return sorted(p for p in reports_dir.iterdir() if (p / SPEC_FILE).is_file())
-
-
-def _no_study(directory: Path) -> StudyDirError:
-    parent = directory.parent
-    names = [p.name for p in find_studies(parent)]
-    where = f"studies in {parent}: {', '.join(names)}" if names else f"no studies in {parent}"
-    return StudyDirError(f"no study at {directory} (no {SPEC_FILE}); {where}")
-
-
-def load_study_spec(directory: Path | str) -> StudySpec:
-    """The spec a study ran with, read from its `spec.yaml`.
-
-    Raises:
-        StudyDirError: no study there (the message lists the studies next to it), a spec.yaml
-            that cannot be read, or one that no longer validates.
-    """
-    directory = Path(directory)
-    path = directory / SPEC_FILE
-    if not path.is_file():
-        raise _no_study(directory)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyDirError(f"cannot read {path}: {_reason(exc)}") from None
-    try:
-        return parse_spec(text, str(path))
-    except SpecError as exc:
-        raise StudyDirError(f"{path} no longer validates (written by another version of adsearch, or edited?):\n"
-                            f"{exc}\nrun that study with the adsearch version that wrote it, or start it again "
-                            f"with `adsearch run SPEC --fresh`") from None
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception as one short line, for a message that names the file it came from."""
-    text = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
-
-
-# --- what adsearch made, and deleting it ------------------------------------------------------
-
-
-def is_study(directory: Path | str) -> bool:
-    """Whether `directory` is a study adsearch made: its marker and spec.yaml, or (a study from
-    before the marker) a spec.yaml that starts with the header adsearch writes."""
-    directory = Path(directory)
-    spec = directory / SPEC_FILE
-    if not spec.is_file():
-        return False
-    if (directory / MARKER_FILE).is_file():
-        return True
-    try:
-        with spec.open() as f:
-            return f.readline().startswith(SPEC_HEADER)
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _written_by_us(name: str) -> bool:
-    return (name in WRITTEN or name.startswith(f"{DB_FILE}-")  # SQLite's -journal, -wal, -shm
-            or (name.startswith(".") and name.endswith(".tmp")))  # an atomic write cut short
-
-
-def foreign_entries(directory: Path | str) -> list[str]:
-    """The names in `directory` that adsearch does not write there, sorted."""
-    return sorted(p.name for p in Path(directory).iterdir() if not _written_by_us(p.name))
-
-
-def check_removable(directory: Path | str) -> None:
-    """Raise unless `remove_study(directory)` may delete it; nothing is touched either way.
-
-    Raises:
-        StudyDirError: it is not a study adsearch made, it holds files adsearch did not write
-            (each named), or a live process runs it.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise StudyDirError(f"{directory} is not a folder; adsearch deletes only study folders it made")
-    if not is_study(directory):
-        held = sorted(p.name for p in directory.iterdir())
-        what = f"it holds {', '.join(held[:5])}{', ...' if len(held) > 5 else ''}" if held else "it is empty"
-        raise StudyDirError(
-            f"{directory} is not an adsearch study (no {MARKER_FILE} and {SPEC_FILE}; {what}), so --fresh will not "
-            f"delete it; move it away yourself, or give the study another name or --reports folder")
-    foreign = foreign_entries(directory)
-    if foreign:
-        raise StudyDirError(
-            f"study {directory} also holds files adsearch did not write ({', '.join(foreign[:5])}"
-            f"{', ...' if len(foreign) > 5 else ''}), so --fresh will not delete it; move them out of the "
-            f"folder, then run again")
-    pid = lock_pid(directory)
-    if pid is not None and pid != os.getpid() and pid_alive(pid):
-        raise StudyDirError(f"study {directory} is running (pid {pid}); stop it before --fresh")
-
-
-def remove_study(directory: Path | str) -> None:
-    """Delete the study in `directory`: the files adsearch wrote there, then the folder itself.
-
-    Raises:
-        StudyDirError: see `check_removable`; then nothing is deleted.
-    """
-    directory = Path(directory)
-    check_removable(directory)
-    for path in sorted(directory.iterdir(), key=lambda p: p.name == MARKER_FILE):  # the marker last
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    directory.rmdir()
 
 
 def atomic_write(path: Path, content: str | Callable[[Path], None]) -> Path:
@@ -215,7 +62,7 @@ def atomic_write(path: Path, content: str | Callable[[Path], None]) -> Path:
         if callable(content):
             content(Path(tmp))
         else:
-            Path(tmp).write_text(content)
+            Path(tmp).write_text(content, encoding="utf-8")
         os.chmod(tmp, 0o644)  # mkstemp makes it private; study files are for reading
         os.replace(tmp, path)
     except BaseException:
@@ -224,70 +71,406 @@ def atomic_write(path: Path, content: str | Callable[[Path], None]) -> Path:
     return path
 
 
-# --- rows ------------------------------------------------------------------------------------
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
 
 
-def storage_url(directory: Path) -> str:
-    return f"sqlite:///{(Path(directory) / DB_FILE).resolve()}"
+def spec_text(spec: StudySpec) -> str:
+    """The spec as YAML, as spec.yaml holds it below its header."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
 
 
-def collect_rows(directory: Path | str, spec: StudySpec) -> list[dict]:
-    """The study's trials as table rows: the baseline (number -1) and every Optuna trial.
+class StudyDir:
+    """`reports/<name>/`: its files, its lock, its spec, its trial checkpoints."""
 
-    A row holds number, role ('baseline' or 'search'), state (Optuna's: COMPLETE, FAIL, RUNNING,
-    ...), error, one `param:<path>` per search dimension (decoded: lists as lists), every key of
-    `RECORDED` and `TRACE`, and for search trials `ray_trial_id` (which Ray trial directory ran it).
-    """
-    directory = Path(directory)
-    rows: list[dict] = []
-    params_cols = [f"param:{p}" for p in spec.search.space]
-    baseline_path = directory / BASELINE_FILE
-    if baseline_path.exists():
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"StudyDir({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # --- paths -------------------------------------------------------------------------------
+
+    @property
+    def spec_file(self) -> Path:
+        return self.path / SPEC_FILE
+
+    @property
+    def baseline_file(self) -> Path:
+        return self.path / BASELINE_FILE
+
+    @property
+    def db_file(self) -> Path:
+        return self.path / DB_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
+
+    @property
+    def marker_file(self) -> Path:
+        return self.path / MARKER_FILE
+
+    @property
+    def ray_dir(self) -> Path:
+        """Where Ray Tune keeps its experiments (`baseline`, `search`); only the study module looks inside."""
+        return self.path / "ray"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path / MODELS_DIR
+
+    @property
+    def storage_url(self) -> str:
+        """Optuna's storage URL for study.db."""
+        return f"sqlite:///{self.db_file.resolve()}"
+
+    def checkpoint_path(self, number: int) -> Path:
+        """Where trial `number`'s final checkpoint is kept: trials/baseline.pt, trials/<number>.pt."""
+        return self.path / TRIALS_DIR / ("baseline.pt" if number == BASELINE else f"{number}.pt")
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def write(self, name: str, content: str | Callable[[Path], None]) -> Path:
+        """Write `name` (a path relative to the study) atomically; see `atomic_write`."""
+        return atomic_write(self.path / name, content)
+
+    def start(self, spec: StudySpec) -> None:
+        """Make a new study's folder: its spec.yaml and the marker that says adsearch made it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write(MARKER_FILE, json.dumps({"study": spec.name, "spec_digest": spec.digest()}) + "\n")
+        self.write(SPEC_FILE, f"{SPEC_HEADER}{spec.digest()}\n" + spec_text(spec))
+
+    def mark(self, spec: StudySpec) -> None:
+        """Give a study from before the marker its marker."""
+        if not self.marker_file.exists():
+            self.write(MARKER_FILE, json.dumps({"study": spec.name}) + "\n")
+
+    def save_baseline(self, metrics: dict) -> None:
+        self.write(BASELINE_FILE, json.dumps(metrics, indent=2))
+
+    def save_checkpoint(self, number: int, state: dict) -> Path:
+        """Keep trial `number`'s final state (a plain dict: model, widths, epoch, ...) atomically."""
+        import torch
+
+        return atomic_write(self.checkpoint_path(number), lambda p: torch.save(state, p))
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read_spec(self) -> StudySpec:
+        """The spec the study ran with, read from its `spec.yaml`.
+
+        Raises:
+            StudyDirError: no study there (the message lists the studies next to it), a spec.yaml
+                that cannot be read, or one that no longer validates.
+        """
+        path = self.spec_file
+        if not path.is_file():
+            parent = self.path.parent
+            names = [p.name for p in find_studies(parent)]
+            where = f"studies in {parent}: {', '.join(names)}" if names else f"no studies in {parent}"
+            raise StudyDirError(f"no study at {self.path} (no {SPEC_FILE}); {where}")
         try:
-            b = json.loads(baseline_path.read_text())
-            if not isinstance(b, dict):
-                raise ValueError(f"expected a JSON object, got {type(b).__name__}")
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StudyDirError(f"cannot read {path}: {one_line(exc)}") from None
+        try:
+            return parse_spec(text, str(path))
+        except SpecError as exc:
+            raise StudyDirError(f"{path} no longer validates (written by another version of adsearch, or edited?):\n"
+                                f"{exc}\nrun that study with the adsearch version that wrote it, or start it again "
+                                f"with `adsearch run SPEC --fresh`") from None
+
+    def read_baseline(self) -> dict | None:
+        """The baseline's recorded results, or None before it has finished.
+
+        Raises:
+            StudyDirError: baseline.json is there but cannot be read.
+        """
+        path = self.baseline_file
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         except (OSError, ValueError) as exc:
-            raise StudyDirError(f"cannot read {baseline_path}: {_reason(exc)}; the baseline's result is lost: "
-                                f"delete the file and `adsearch resume {directory}` runs the baseline again") from None
-        rows.append({"number": -1, "role": "baseline", "state": "COMPLETE", "error": "",
-                     **{c: None for c in params_cols}, **b})
-    for t in optuna_trials(directory, spec.name):
-        row = {"number": t.number, "role": "search", "state": t.state.name,
-               "error": t.user_attrs.get("error", "")}
-        for path in spec.search.space:
-            value = t.params.get(path)
-            row[f"param:{path}"] = decode_choice(spec.search.space[path], value) if value is not None else None
-        for key in RECORDED + TRACE:
-            row[key] = t.user_attrs.get(key)
-        row["ray_trial_id"] = t.user_attrs.get("ray_trial_id")
-        rows.append(row)
-    return rows
+            raise StudyDirError(f"cannot read {path}: {one_line(exc)}; the baseline's result is lost: "
+                                f"delete the file and `adsearch resume {self.path}` runs the baseline again") from None
+        return data
+
+    def load_checkpoint(self, row: TrialRow) -> dict:
+        """Trial `row`'s final checkpoint, checked to be the one its reported metrics come from.
+
+        Raises:
+            AdsearchError: no checkpoint kept for it, an unreadable one, or one from another epoch
+                or with other widths than the trial reported.
+        """
+        import torch
+
+        path = self.checkpoint_path(row.number)
+        if not path.is_file():
+            raise AdsearchError(f"trial {row.label} has no final checkpoint ({path} is missing); studies run before "
+                                "adsearch kept them there cannot export it: run the study again")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+            raise AdsearchError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
+        epoch = row.metrics.get("epoch")
+        if epoch is not None and checkpoint.get("epoch") != epoch:
+            raise AdsearchError(f"the checkpoint of trial {row.label} ({path}) is from epoch "
+                                f"{checkpoint.get('epoch')}, but its reported metrics are from epoch {epoch}")
+        if row.widths is not None and list(checkpoint["widths"]) != list(row.widths):
+            raise AdsearchError(f"the checkpoint {path} has widths {list(checkpoint['widths'])}, but trial "
+                                f"{row.label} reported {row.widths}")
+        return checkpoint
+
+    def is_study(self) -> bool:
+        """Whether this is a study adsearch made: its marker and spec.yaml, or (a study from
+        before the marker) a spec.yaml that starts with the header adsearch writes."""
+        if not self.spec_file.is_file():
+            return False
+        if self.marker_file.is_file():
+            return True
+        try:
+            with self.spec_file.open() as f:
+                return f.readline().startswith(SPEC_HEADER)
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    # --- the lock ------------------------------------------------------------------------------
+
+    def lock_pid(self) -> int | None:
+        """The pid written in the study's `.lock`, or None without a (readable) lock."""
+        try:
+            text = self.lock_file.read_text()
+        except OSError:
+            return None
+        match = re.search(r"\d+", text)
+        return int(match.group()) if match else None
+
+    def owner(self) -> int | None:
+        """The pid of the live process running the study, or None."""
+        pid = self.lock_pid()
+        return pid if pid is not None and pid_alive(pid) else None
+
+    def check_not_running(self) -> None:
+        """Raise `AdsearchError` if another live process runs this study."""
+        owner = self.owner()
+        if owner is not None and owner != os.getpid():
+            raise AdsearchError(f"study {self.path} is already running (pid {owner}); wait for it to finish or "
+                                f"stop it (kill {owner}), then `adsearch resume {self.path}`")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold `.lock` (our pid) while the study runs; a stale lock is taken over."""
+        while True:
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                self.check_not_running()
+                self.lock_file.unlink(missing_ok=True)  # stale: its process is gone
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        try:
+            yield
+        finally:
+            self.lock_file.unlink(missing_ok=True)
+
+    # --- may a spec run here ------------------------------------------------------------------
+
+    def check_can_run(self, spec: StudySpec, *, fresh: bool = False) -> bool:
+        """Check, before anything is written, that `spec` may run here; True if a study of this
+        spec is here to resume (never with `fresh`, which deletes it first).
+
+        Raises:
+            StudyDirError: the folder exists and is not a study (or, with `fresh`, is not one that
+                may be deleted: see `check_removable`); its spec.yaml cannot be read.
+            AdsearchError: a live process runs the study; its spec changed since it began.
+        """
+        if not self.path.exists():
+            return False
+        if not self.path.is_dir():
+            raise StudyDirError(f"{self.path} is a file, not a study folder; choose another study name or --reports")
+        self.check_not_running()
+        if fresh:
+            self.check_removable()
+            return False
+        if not self.spec_file.exists():
+            leftovers = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+            if leftovers:
+                raise StudyDirError(
+                    f"{self.path} exists and is not an adsearch study (it holds {', '.join(leftovers[:5])}); "
+                    "choose another study name or --reports directory")
+            return False
+        if not self.is_study():
+            raise StudyDirError(f"{self.path} holds a {SPEC_FILE} that adsearch did not write (no {MARKER_FILE}), so "
+                                "it is not a study to resume; choose another study name or --reports directory")
+        before = self.read_spec()
+        if before.digest() != spec.digest():
+            diff = "".join(difflib.unified_diff(spec_text(before).splitlines(True), spec_text(spec).splitlines(True),
+                                                f"{self.spec_file} (as started)", "the spec now"))
+            raise AdsearchError(
+                f"the spec changed since study {spec.name!r} began, so it cannot resume:\n{diff}"
+                f"run with --fresh to start it again (deletes {self.path}), or give the study a new name")
+        collect_rows(self, before)  # its baseline.json and study.db must read, before Ray starts
+        return True
+
+    # --- deleting ------------------------------------------------------------------------------
+
+    def foreign_entries(self) -> list[str]:
+        """The names here that adsearch does not write, sorted."""
+        return sorted(p.name for p in self.path.iterdir() if not _written_by_us(p.name))
+
+    def check_removable(self) -> None:
+        """Raise unless `remove` may delete this folder; nothing is touched either way.
+
+        Raises:
+            StudyDirError: it is not a study adsearch made, it holds files adsearch did not write
+                (each named), or a live process runs it.
+        """
+        directory = self.path
+        if not directory.is_dir():
+            raise StudyDirError(f"{directory} is not a folder; adsearch deletes only study folders it made")
+        if not self.is_study():
+            held = sorted(p.name for p in directory.iterdir())
+            what = f"it holds {', '.join(held[:5])}{', ...' if len(held) > 5 else ''}" if held else "it is empty"
+            raise StudyDirError(
+                f"{directory} is not an adsearch study (no {MARKER_FILE} and {SPEC_FILE}; {what}), so --fresh will "
+                f"not delete it; move it away yourself, or give the study another name or --reports folder")
+        foreign = self.foreign_entries()
+        if foreign:
+            raise StudyDirError(
+                f"study {directory} also holds files adsearch did not write ({', '.join(foreign[:5])}"
+                f"{', ...' if len(foreign) > 5 else ''}), so --fresh will not delete it; move them out of the "
+                f"folder, then run again")
+        pid = self.lock_pid()
+        if pid is not None and pid != os.getpid() and pid_alive(pid):
+            raise StudyDirError(f"study {directory} is running (pid {pid}); stop it before --fresh")
+
+    def remove(self) -> None:
+        """Delete the study: the files adsearch wrote here, then the folder itself.
+
+        Raises:
+            StudyDirError: see `check_removable`; then nothing is deleted.
+        """
+        self.check_removable()
+        for path in sorted(self.path.iterdir(), key=lambda p: p.name == MARKER_FILE):  # the marker last
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        self.path.rmdir()
 
 
-def optuna_trials(directory: Path | str, study_name: str) -> list:
-    """The Optuna trials in `directory`'s study.db, or none while the search has not made its
-    storage or its study yet. Never writes: Optuna creates its tables when it opens a storage that
-    lacks them, which would race the study that is making them, so a storage is opened only once
-    it is complete (`_storage_ready`).
+def _written_by_us(name: str) -> bool:
+    return (name in WRITTEN or name.startswith(f"{DB_FILE}-")  # SQLite's -journal, -wal, -shm
+            or (name.startswith(".") and name.endswith(".tmp")))  # an atomic write cut short
+
+
+def find_studies(reports_dir: Path | str) -> list[Path]:
+    """The study directories (those holding a spec.yaml) directly under `reports_dir`, by name."""
+    reports_dir = Path(reports_dir)
+    if not reports_dir.is_dir():
+        return []
+    return sorted(p for p in reports_dir.iterdir() if (p / SPEC_FILE).is_file())
+
+
+# --- reading a study back ----------------------------------------------------------------------
+
+
+@dataclass
+class StudyRecord:
+    """One study read from disk."""
+
+    study_dir: StudyDir
+    spec: StudySpec
+    rows: list[TrialRow]
+    state: str
+
+    @property
+    def directory(self) -> Path:
+        return self.study_dir.path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def baseline(self) -> TrialRow | None:
+        """The baseline row, if the baseline has finished."""
+        return next((r for r in self.rows if r.is_baseline), None)
+
+    @property
+    def search_rows(self) -> list[TrialRow]:
+        return [r for r in self.rows if not r.is_baseline]
+
+    @property
+    def trials_done(self) -> int:
+        """Search trials that are COMPLETE or FAIL."""
+        return sum(r.finished for r in self.search_rows)
+
+    @property
+    def trials_total(self) -> int:
+        return self.spec.search.trials
+
+    def row(self, number: int) -> TrialRow:
+        """The row of trial `number` (-1: the baseline).
+
+        Raises:
+            AdsearchError: no such trial; the message lists the trials there are.
+        """
+        row = find(self.rows, number)
+        if row is not None:
+            return row
+        there = ", ".join("baseline (-1)" if r.is_baseline else str(r.number) for r in self.rows)
+        raise AdsearchError(f"study {self.name!r} has no trial {number}; "
+                            + (f"its trials: {there}" if there else "it has no trials yet"))
+
+
+def collect_rows(study_dir: StudyDir | Path | str, spec: StudySpec) -> list[TrialRow]:
+    """The study's trials as rows: the baseline (number -1) once it has finished, then every
+    Optuna trial of the search by number."""
+    study_dir = _as_dir(study_dir)
+    baseline = study_dir.read_baseline()
+    rows = [baseline_row(baseline)] if baseline is not None else []
+    return rows + [search_row(t, spec) for t in optuna_trials(study_dir, spec.name)]
+
+
+def optuna_trials(study_dir: StudyDir | Path | str, study_name: str) -> list:
+    """The Optuna trials in study.db, or none while the search has not made its storage or its
+    study yet. Never writes: Optuna creates its tables when it opens a storage that lacks them,
+    which would race the study that is making them, so a storage is opened only once it is
+    complete (`_storage_ready`).
 
     Raises:
         StudyDirError: study.db is there but cannot be read as an Optuna storage.
     """
-    directory = Path(directory)
-    if not _storage_ready(directory / DB_FILE):
+    study_dir = _as_dir(study_dir)
+    if not _storage_ready(study_dir.db_file):
         return []
     import optuna
 
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage_url(directory))
+        study = optuna.load_study(study_name=study_name, storage=study_dir.storage_url)
         return study.get_trials(deepcopy=False)
     except KeyError:  # the storage is complete but the search has not made its study yet
         return []
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds for a bad file
-        raise StudyDirError(f"cannot read {directory / DB_FILE} as an Optuna storage ({_reason(exc)}); "
+        raise StudyDirError(f"cannot read {study_dir.db_file} as an Optuna storage ({one_line(exc)}); "
                             "the study's other files are untouched") from None
 
 
@@ -307,71 +490,34 @@ def _storage_ready(path: Path) -> bool:
         return True
 
 
-# --- state -----------------------------------------------------------------------------------
-
-
-def lock_pid(directory: Path | str) -> int | None:
-    """The pid written in the study's `.lock`, or None without a (readable) lock."""
-    try:
-        text = (Path(directory) / LOCK_FILE).read_text()
-    except OSError:
-        return None
-    match = re.search(r"\d+", text)
-    return int(match.group()) if match else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
-
-
-def study_state(directory: Path | str, spec: StudySpec | None = None, rows: list[dict] | None = None) -> str:
+def study_state(study_dir: StudyDir | Path | str, spec: StudySpec | None = None,
+                rows: list[TrialRow] | None = None) -> str:
     """'running' (the pid in `.lock` is alive), 'done' (the baseline, if the spec runs one, and
     `search.trials` search trials are all COMPLETE or FAIL) or 'interrupted' (anything else)."""
-    directory = Path(directory)
-    pid = lock_pid(directory)
-    if pid is not None and pid_alive(pid):
+    study_dir = _as_dir(study_dir)
+    if study_dir.owner() is not None:
         return "running"
-    spec = spec if spec is not None else load_study_spec(directory)
-    rows = rows if rows is not None else collect_rows(directory, spec)
-    has_baseline = any(r["role"] == "baseline" and r["state"] in FINISHED for r in rows)
-    done = sum(r["role"] == "search" and r["state"] in FINISHED for r in rows)
+    spec = spec if spec is not None else study_dir.read_spec()
+    rows = rows if rows is not None else collect_rows(study_dir, spec)
+    has_baseline = any(r.is_baseline and r.finished for r in rows)
+    done = sum(not r.is_baseline and r.finished for r in rows)
     if (has_baseline or not spec.search.baseline) and done >= spec.search.trials:
         return "done"
     return "interrupted"
 
 
-def read_study(directory: Path | str) -> StudyRecord:
+def read_study(directory: StudyDir | Path | str) -> StudyRecord:
     """Read study `directory` (e.g. `reports/quickstart`): spec, rows and state.
 
     Raises:
         StudyDirError: no study there (the message lists the studies next to it), or a file of
             it that cannot be read (named).
     """
-    directory = Path(directory)
-    spec = load_study_spec(directory)
-    rows = collect_rows(directory, spec)
-    return StudyRecord(directory=directory, spec=spec, rows=rows, state=study_state(directory, spec, rows))
+    study_dir = _as_dir(directory)
+    spec = study_dir.read_spec()
+    rows = collect_rows(study_dir, spec)
+    return StudyRecord(study_dir=study_dir, spec=spec, rows=rows, state=study_state(study_dir, spec, rows))
 
 
-def trial_label(row: dict) -> str:
-    return "baseline" if row["role"] == "baseline" else str(row["number"])
-
-
-def trial_row(record: StudyRecord, number: int) -> dict:
-    """The row of trial `number` (-1: the baseline).
-
-    Raises:
-        AdsearchError: no such trial; the message lists the trials there are.
-    """
-    for row in record.rows:
-        if row["number"] == number:
-            return row
-    there = ", ".join(("baseline (-1)" if r["role"] == "baseline" else str(r["number"])) for r in record.rows)
-    raise AdsearchError(f"study {record.name!r} has no trial {number}; "
-                        + (f"its trials: {there}" if there else "it has no trials yet"))
+def _as_dir(directory: StudyDir | Path | str) -> StudyDir:
+    return directory if isinstance(directory, StudyDir) else StudyDir(directory)

@@ -1,10 +1,11 @@
 """The study report as one self-contained HTML page: Plotly plots, a sortable trials table, the spec.
 
-`html_page(spec, rows, front, best, state, spec_text)` returns the page as text. It opens offline:
+`html_page(view, spec_text)` renders a `adsearch.view.ReportView` as text. It opens offline:
 plotly.js is inlined once (what Plotly's `include_plotlyjs=True` inlines) and every figure is a
 JSON document in a `<script type="application/json" data-plot=ID>` tag, drawn into the element
 with that id on load. Each trace's `customdata` holds the trial number of each point, so a figure
-can be checked against `trials.csv` by reading its JSON.
+can be checked against `trials.csv` by reading its JSON. Rows of the trials table have the id
+`trial-<label>` ('trial-baseline', 'trial-0', ...).
 """
 
 from __future__ import annotations
@@ -17,35 +18,29 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 
-from adsearch.pareto import baseline_index, objective_pairs, pareto_front
-from adsearch.report import (
-    PLOTS, _drop, against_baseline, _finite, _recommendation, _trial_name, _with_factor, count, factor, percent, points, seconds, value, widths,
-)
-from adsearch.spec import StudySpec
+from adsearch.metrics import COSTS, against_baseline, count, finite, percent, points, seconds, value, widths
+from adsearch.rows import TrialRow
+from adsearch.view import ReportView
 
 TEMPLATE = "plotly_white"
 COLORS = {"trials": "#7f9cc0", "front": "#e8710a", "baseline": "#c5221f", "recommended": "#188038"}
 
 
-def html_page(spec: StudySpec, rows: list[dict], front: list[int], best: int | None, state: str,
-              spec_text: str) -> str:
-    """The HTML report of a study (rows sorted as in trials.csv, `front`/`best` indices into them)."""
-    figures = {f"pareto-{metric}": pareto_figure(rows, metric, spec, front, best)
-               for metric in PLOTS if metric == "params" or any(_finite(r.get(metric)) for r in rows)}
-    profile = width_profile_figure(rows, front, best)
+def html_page(view: ReportView, spec_text: str) -> str:
+    """The HTML report of the study in `view`; `spec_text` is shown as the spec it ran with."""
+    figures = {f"pareto-{cost}": pareto_figure(view, cost) for cost in view.costs}
+    profile = width_profile_figure(view)
     if profile is not None:
         figures["widths"] = profile
-    densities = density_figure(rows, best, front)
+    densities = density_figure(view)
     if densities is not None:
         figures["density"] = densities
-    params = list(spec.search.space)
-    b = baseline_index(rows)
-    baseline = rows[b] if b is not None else None
+    state = view.state
     body = [
-        f"<h1>Study <code>{_e(spec.name)}</code> <span class='state {state}'>{state}</span></h1>",
-        f"<p>{_summary(spec, rows, state)}</p>",
+        f"<h1>Study <code>{_e(view.name)}</code> <span class='state {state}'>{state}</span></h1>",
+        f"<p>{_summary(view)}</p>",
         "<h2>Recommended trade-off</h2>",
-        f"<p>{_inline(_recommendation(spec, rows, best, baseline, params))}</p>",
+        f"<p>{_inline(view.recommendation)}</p>",
         "<h2>Accuracy against cost</h2>",
         "<p>Hover a point for the trial's settings. Orange: the Pareto set over the study's objectives "
         "(the line joins those not beaten in the plotted pair); star: the baseline; green ring: the "
@@ -61,58 +56,53 @@ def html_page(spec: StudySpec, rows: list[dict], front: list[int], best: int | N
                  "<p>Mean activation density of each layer group per epoch; pick a trial in the menu. "
                  "Crosses and dotted lines mark the compression points (hover for the widths).</p>",
                  _plot_div("density")]
-    body += ["<h2>All trials</h2>", "<p>Click a column to sort. ★: on the Pareto front.</p>",
-             _trials_table(rows, params, set(front), best, baseline)]
-    failed = [r for r in rows if r.get("state") == "FAIL"]
-    if failed:
-        body += ["<h2>Failed trials</h2>", _failed_table(failed, params)]
+    body += ["<h2>All trials</h2>", "<p>Click a column to sort. ★: on the Pareto front.</p>", _trials_table(view)]
+    if view.failed:
+        body += ["<h2>Failed trials</h2>", _failed_table(view)]
     body += ["<h2>Spec</h2>", f"<pre class='spec'>{_e(spec_text)}</pre>"]
     scripts = "\n".join(f"<script type='application/json' data-plot='plot-{name}'>{_json(fig)}</script>"
                         for name, fig in figures.items())
-    return PAGE.format(title=_e(f"adsearch: {spec.name} ({state})"), style=STYLE, body="\n".join(body),
+    return PAGE.format(title=_e(f"adsearch: {view.name} ({state})"), style=STYLE, body="\n".join(body),
                        plotly=get_plotlyjs(), figures=scripts, script=SCRIPT)
 
 
 # --- figures ---------------------------------------------------------------------------------
 
 
-def pareto_figure(rows: list[dict], metric: str, spec: StudySpec, front: list[int], best: int | None) -> go.Figure:
-    """Accuracy (%) against `metric` (log axis): the trials, the Pareto set (joined where it is also
-    the front of this pair), the baseline and the recommended trial; customdata = trial numbers."""
-    label = PLOTS.get(metric, metric)
+def pareto_figure(view: ReportView, cost: str) -> go.Figure:
+    """Accuracy (%) against `cost` (log axis): the plottable trials, the Pareto set (joined where it
+    is also the front of this pair), the baseline and the recommended trial; customdata = trial numbers."""
+    label = COSTS.get(cost, cost)
+    rows, best = view.rows, view.best
     fig = go.Figure()
-    usable = [i for i, r in enumerate(rows) if r.get("state") == "COMPLETE" and _finite(r.get("accuracy"))
-              and _finite(r.get(metric)) and r[metric] > 0]
-    b = baseline_index(rows)
-    baseline = rows[b] if b is not None else None
-    params = _param_names(rows)
-    on_front = set(front)
+    usable = view.plottable(cost)
+    on_front = set(view.front)
 
     def trace(name: str, idx: Sequence[int], *, hover: bool = True, labels: bool = False, **kw) -> None:
-        hovers = dict(hovertext=[_hover(rows[i], params, baseline) for i in idx],
+        hovers = dict(hovertext=[_hover(view, rows[i]) for i in idx],
                       hovertemplate="%{hovertext}<extra></extra>") if hover else dict(hoverinfo="skip")
         fig.add_trace(go.Scatter(
-            name=name, x=[rows[i][metric] for i in idx], y=[100 * rows[i]["accuracy"] for i in idx],
-            customdata=[[rows[i].get("number")] for i in idx],
-            text=[_trial_name(rows[i]) for i in idx] if labels else None, **hovers, **kw))
+            name=name, x=[rows[i].metrics[cost] for i in idx], y=[100 * rows[i].metrics["accuracy"] for i in idx],
+            customdata=[[rows[i].number] for i in idx],
+            text=[rows[i].label for i in idx] if labels else None, **hovers, **kw))
 
-    others = [i for i in usable if i not in on_front and rows[i].get("role") != "baseline"]
+    others = [i for i in usable if i not in on_front and not rows[i].is_baseline]
     trace("trials", others, mode="markers", marker=dict(color=COLORS["trials"], size=8, opacity=0.7))
-    in_view = [usable[k] for k in pareto_front([rows[i] for i in usable], [("accuracy", "max"), (metric, "min")])]
-    joined = sorted((i for i in in_view if i in on_front), key=lambda i: rows[i][metric])
+    joined = [i for i in view.pair_front(cost) if i in on_front]
     trace("front (this pair)", joined, hover=False, mode="lines",
           line=dict(color=COLORS["front"], width=1.5, shape="hv"))
-    pareto_set = sorted((i for i in front if i in usable), key=lambda i: rows[i][metric])
+    pareto_set = sorted((i for i in view.front if i in usable), key=lambda i: rows[i].metrics[cost])
     trace("Pareto set", pareto_set, labels=True, mode="markers+text", textposition="top center",
           marker=dict(color=COLORS["front"], size=10, line=dict(width=1, color="white")))
-    if baseline is not None and b in usable:
-        trace("baseline", [b], mode="markers", marker=dict(symbol="star", size=16, color=COLORS["baseline"]))
-        floor = 100 * (baseline["accuracy"] - spec.report.max_accuracy_drop)
+    base = next((i for i in usable if rows[i] is view.baseline), None)
+    if base is not None:
+        trace("baseline", [base], mode="markers", marker=dict(symbol="star", size=16, color=COLORS["baseline"]))
+        floor = 100 * (view.baseline.metrics["accuracy"] - view.max_drop)
         fig.add_hline(y=floor, line=dict(color=COLORS["baseline"], dash="dash", width=1),
-                      annotation_text=f"baseline − {points(spec.report.max_accuracy_drop)} pts",
+                      annotation_text=f"baseline − {points(view.max_drop)} pts",
                       annotation_position="bottom left")
     if best is not None and best in usable:
-        trace(f"recommended: trial {_trial_name(rows[best])}", [best], mode="markers",
+        trace(f"recommended: trial {rows[best].label}", [best], mode="markers",
               marker=dict(symbol="circle-open", size=20, color=COLORS["recommended"], line=dict(width=3)))
     if not usable:
         fig.add_annotation(text="no completed trials yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
@@ -122,34 +112,33 @@ def pareto_figure(rows: list[dict], metric: str, spec: StudySpec, front: list[in
     return fig
 
 
-def width_profile_figure(rows: list[dict], front: list[int], best: int | None) -> go.Figure | None:
-    """Channels per layer group of the Pareto search trials (and the recommended one) and the baseline."""
-    b = baseline_index(rows)
-    base_widths = None
-    if b is not None:
-        base_widths = rows[b].get("widths") or rows[b].get("base_widths")
-    chosen = [i for i in front if rows[i].get("role") == "search" and rows[i].get("widths")]
-    if best is not None and best not in chosen and rows[best].get("widths"):
+def width_profile_figure(view: ReportView) -> go.Figure | None:
+    """Channels per layer group of the Pareto search trials (and the recommended one) and the
+    baseline's; None when no trial has widths."""
+    rows, best = view.rows, view.best
+    base_widths = (view.baseline.widths or view.baseline.base_widths) if view.baseline is not None else None
+    chosen = [i for i in view.front if not rows[i].is_baseline and rows[i].widths]
+    if best is not None and best not in chosen and rows[best].widths:
         chosen.append(best)
     if not chosen and not base_widths:
         return None
-    base_widths = base_widths or next((rows[i].get("base_widths") for i in chosen if rows[i].get("base_widths")), None)
-    n = len(base_widths or rows[chosen[0]]["widths"])
-    names = _group_names(rows, n)
+    base_widths = base_widths or next((rows[i].base_widths for i in chosen if rows[i].base_widths), None)
+    n = len(base_widths or rows[chosen[0]].widths)
+    names = view.group_names(n)
     fig = go.Figure()
     if base_widths:
         fig.add_trace(go.Scatter(name="baseline", x=names, y=base_widths, mode="lines+markers",
                                  customdata=[[-1]] * n, line=dict(color="black", dash="dash", width=2),
                                  hovertemplate="baseline<br>%{x}: %{y} channels<extra></extra>"))
-    for k, i in enumerate(sorted(chosen, key=lambda i: rows[i].get("params") or 0)):
+    for i in sorted(chosen, key=lambda i: rows[i].metric("params") or 0):
         r = rows[i]
-        ws = r["widths"]
+        ws = r.widths
         share = [f"{w / bw:.1%} of {bw}" if base_widths and bw else "" for w, bw in zip(ws, base_widths or ws)]
         fig.add_trace(go.Scatter(
-            name=f"trial {_trial_name(r)}" + (" (recommended)" if i == best else ""), x=names[:len(ws)], y=ws,
-            mode="lines+markers", customdata=[[r.get("number"), s] for s in share],
+            name=f"trial {r.label}" + (" (recommended)" if i == best else ""), x=names[:len(ws)], y=ws,
+            mode="lines+markers", customdata=[[r.number, s] for s in share],
             line=dict(width=4 if i == best else 1.5, color=COLORS["recommended"] if i == best else None),
-            hovertemplate=f"trial {_e(_trial_name(r))}<br>%{{x}}: %{{y}} channels (%{{customdata[1]}})<extra></extra>"))
+            hovertemplate=f"trial {_e(r.label)}<br>%{{x}}: %{{y}} channels (%{{customdata[1]}})<extra></extra>"))
     fig.update_layout(template=TEMPLATE, height=420, margin=dict(t=40, r=20, b=50, l=60),
                       title="channels per layer group", xaxis=dict(title="layer group"),
                       yaxis=dict(type="log", title="channels (log scale)"))
@@ -161,35 +150,36 @@ DENSITY_TRIALS = 60
 trial first, then the others by number (every curve is embedded in the page)."""
 
 
-def density_figure(rows: list[dict], best: int | None, front: Sequence[int] = ()) -> go.Figure | None:
+def density_figure(view: ReportView) -> go.Figure | None:
     """Per-trial density curves (one line per layer group) with a menu to pick the trial; the
-    compression points marked by crosses and dotted lines."""
-    traced = [i for i, r in enumerate(rows) if r.get("history")]
+    compression points marked by crosses and dotted lines. None when no trial has a history."""
+    rows, best, front = view.rows, view.best, view.front
+    traced = [i for i, r in enumerate(rows) if r.history]
     if not traced:
         return None
     if len(traced) > DENSITY_TRIALS:
-        first = [i for i in traced if rows[i].get("role") == "baseline" or i in front or i == best]
+        first = [i for i in traced if rows[i].is_baseline or i in front or i == best]
         traced = sorted(first + [i for i in traced if i not in first][: max(0, DENSITY_TRIALS - len(first))])
-    shown = best if best in traced else next((i for i in traced if rows[i].get("role") == "search"), traced[0])
+    shown = best if best in traced else next((i for i in traced if not rows[i].is_baseline), traced[0])
     fig = go.Figure()
     owner: list[int] = []  # the row index of every trace
     for i in traced:
         r = rows[i]
-        history = [h for h in r["history"] if isinstance(h.get("density"), dict)]
+        history = [h for h in r.history if isinstance(h.get("density"), dict)]
         groups = list(history[-1]["density"]) if history else []
         for g, group in enumerate(groups):
             fig.add_trace(go.Scatter(
                 name=group, x=[h["epoch"] for h in history], y=[h["density"].get(group) for h in history],
-                mode="lines+markers", visible=i == shown, legendgroup=group, customdata=[[r.get("number")]] * len(history),
+                mode="lines+markers", visible=i == shown, legendgroup=group, customdata=[[r.number]] * len(history),
                 line=dict(color=qualitative.Plotly[g % len(qualitative.Plotly)], width=1.5), marker=dict(size=4),
-                hovertemplate=f"trial {_e(_trial_name(r))}, {_e(group)}<br>epoch %{{x}}: density %{{y:.3f}}<extra></extra>"))
+                hovertemplate=f"trial {_e(r.label)}, {_e(group)}<br>epoch %{{x}}: density %{{y:.3f}}<extra></extra>"))
             owner.append(i)
-        marks = [(c, group) for c in r.get("compressions") or [] for group in groups if group in (c.get("density") or {})]
+        marks = [(c, group) for c in r.compressions for group in groups if group in (c.get("density") or {})]
         if marks:
             fig.add_trace(go.Scatter(
                 name="compression", x=[c["epoch"] for c, _ in marks], y=[c["density"][g] for c, g in marks],
                 mode="markers", visible=i == shown, marker=dict(symbol="x", size=10, color="black"),
-                customdata=[[r.get("number")]] * len(marks),
+                customdata=[[r.number]] * len(marks),
                 text=[_compression_hover(c, groups, g) for c, g in marks], hovertemplate="%{text}<extra></extra>"))
             owner.append(i)
     buttons = [dict(label=_menu_label(rows[i]), method="update",
@@ -199,16 +189,16 @@ def density_figure(rows: list[dict], best: int | None, front: Sequence[int] = ()
     fig.update_layout(template=TEMPLATE, height=440, margin=dict(t=90, r=20, b=50, l=60),
                       title=dict(text=_density_title(rows[shown]), x=0.5, xanchor="center"),
                       shapes=_compression_lines(rows[shown]),
-                      xaxis=dict(title="epoch", dtick=1 if len(rows[shown]["history"]) <= 30 else None),
+                      xaxis=dict(title="epoch", dtick=1 if len(rows[shown].history) <= 30 else None),
                       yaxis=dict(title="activation density", rangemode="tozero"),
                       updatemenus=[dict(buttons=buttons, active=traced.index(shown), x=0, xanchor="left",
                                         y=1.2, yanchor="top", direction="down")])
     return fig
 
 
-def _compression_lines(row: dict) -> list[dict]:
+def _compression_lines(row: TrialRow) -> list[dict]:
     return [dict(type="line", xref="x", yref="paper", x0=c["epoch"], x1=c["epoch"], y0=0, y1=1,
-                 line=dict(color="grey", dash="dot", width=1)) for c in row.get("compressions") or []]
+                 line=dict(color="grey", dash="dot", width=1)) for c in row.compressions]
 
 
 def _compression_hover(c: dict, groups: list[str], group: str) -> str:
@@ -219,117 +209,91 @@ def _compression_hover(c: dict, groups: list[str], group: str) -> str:
             f"{c['density'][group]:.3f}, {change}<br>params after: {count(c.get('params'))}")
 
 
-def _density_title(row: dict) -> str:
-    rounds = len(row.get("compressions") or [])
-    return f"trial {_trial_name(row)}: {rounds} compression round{'s' if rounds != 1 else ''}"
+def _density_title(row: TrialRow) -> str:
+    rounds = len(row.compressions)
+    return f"trial {row.label}: {rounds} compression round{'s' if rounds != 1 else ''}"
 
 
-def _menu_label(row: dict) -> str:
-    return f"trial {_trial_name(row)} ({percent(row.get('accuracy'))}, {count(row.get('params'))} params)"
+def _menu_label(row: TrialRow) -> str:
+    return f"trial {row.label} ({percent(row.metric('accuracy'))}, {count(row.metric('params'))} params)"
 
 
-def _group_names(rows: list[dict], n: int) -> list[str]:
-    """The layer group names (from a trial's density records) if they match `n` widths."""
-    for r in rows:
-        for h in reversed(r.get("history") or []):
-            names = list((h.get("density") or {}).keys())
-            if len(names) == n:
-                return names
-    return [f"group {k + 1}" for k in range(n)]
-
-
-def _param_names(rows: list[dict]) -> list[str]:
-    return list(dict.fromkeys(k[len("param:"):] for r in rows for k in r if k.startswith("param:")))
-
-
-def _hover(row: dict, params: list[str], baseline: dict | None) -> str:
-    lines = [f"<b>trial {_e(_trial_name(row))}</b>"]
-    if row.get("role") == "search":
-        lines += [f"{_e(p)} = {_e(value(row.get(f'param:{p}')))}" for p in params]
-    drop = _drop(row, baseline)
-    lines.append(f"accuracy {percent(row.get('accuracy'))}"
-                 + (f" ({against_baseline(drop, 'pts')} the baseline)" if row.get("role") == "search" and _finite(drop) else ""))
-    for metric, label in (("params", "params"), ("macs", "MACs"), ("train_macs", "train MACs")):
-        lines.append(f"{label} {_e(_with_factor(row, metric, baseline))}")
-    lines.append(f"widths {_e(widths(row.get('widths')))}")
+def _hover(view: ReportView, row: TrialRow) -> str:
+    lines = [f"<b>trial {_e(row.label)}</b>"]
+    if not row.is_baseline:
+        lines += [f"{_e(p)} = {_e(value(row.settings.get(p)))}" for p in view.paths]
+    drop = view.drop(row)
+    lines.append(f"accuracy {percent(row.metric('accuracy'))}"
+                 + (f" ({against_baseline(drop, 'pts')} the baseline)" if not row.is_baseline and drop is not None
+                    else ""))
+    for cost, label in (("params", "params"), ("macs", "MACs"), ("train_macs", "train MACs")):
+        lines.append(f"{label} {_e(view.cost_text(row, cost))}")
+    lines.append(f"widths {_e(widths(row.widths))}")
     return "<br>".join(lines)
 
 
 # --- tables ----------------------------------------------------------------------------------
 
 
-def _trials_table(rows: list[dict], params: list[str], front: set[int], best: int | None,
-                  baseline: dict | None) -> str:
-    header = ["trial", "state", *params, "accuracy", "drop (pts)", "params", "fewer params", "MACs", "train MACs",
+def _trials_table(view: ReportView) -> str:
+    header = ["trial", "state", *view.paths, "accuracy", "drop (pts)", "params", "fewer params", "MACs", "train MACs",
               "fewer train MACs", "wall time", "rounds", "widths", "front", "error"]
     out = ["<div class='scroll'><table class='sortable' id='trials'><thead><tr>"
            + "".join(f"<th title='sort'>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
-    for i, r in enumerate(rows):
-        drop = _drop(r, baseline)
+    for r in view.rows:
+        drop, search, on_front = view.drop(r), not r.is_baseline, view.on_front(r)
         cells = [
-            (_trial_name(r), r.get("number")),
-            (r.get("state", ""), None),
-            *((value(r.get(f"param:{p}")), _sort_value(r.get(f"param:{p}"))) for p in params),
-            (percent(r.get("accuracy")), r.get("accuracy")),
-            (points(drop) if r.get("role") == "search" else "", drop),
-            (count(r.get("params")), r.get("params")),
-            (factor(r, "params", baseline) if r.get("role") == "search" else "", _inverse(r.get("params_ratio"))),
-            (count(r.get("macs")), r.get("macs")),
-            (count(r.get("train_macs")), r.get("train_macs")),
-            (factor(r, "train_macs", baseline) if r.get("role") == "search" else "", _inverse(r.get("train_macs_ratio"))),
-            (seconds(r.get("wall_s")), r.get("wall_s")),
-            (value(r.get("rounds")), r.get("rounds")),
-            (widths(r.get("widths")), None),
-            ("★" if i in front else "", 1 if i in front else 0),
-            (r.get("error") or "", None),
+            (r.label, r.number),
+            (r.state, None),
+            *((value(r.settings.get(p)), r.settings.get(p)) for p in view.paths),
+            (percent(r.metric("accuracy")), r.metric("accuracy")),
+            (points(drop) if search else "", drop),
+            (count(r.metric("params")), r.metric("params")),
+            (view.fewer(r, "params"), view.inverse_ratio(r, "params")),
+            (count(r.metric("macs")), r.metric("macs")),
+            (count(r.metric("train_macs")), r.metric("train_macs")),
+            (view.fewer(r, "train_macs"), view.inverse_ratio(r, "train_macs")),
+            (seconds(r.metric("wall_s")), r.metric("wall_s")),
+            (value(r.metric("rounds")), r.metric("rounds")),
+            (widths(r.widths), None),
+            ("★" if on_front else "", 1 if on_front else 0),
+            (r.error, None),
         ]
-        classes = " ".join(c for c, on in (("front", i in front), ("best", i == best),
-                                           ("failed", r.get("state") == "FAIL")) if on)
-        out.append(f"<tr id='trial-{_e(_trial_name(r))}' class='{classes}'>"
+        classes = " ".join(c for c, on in (("front", on_front), ("best", view.is_recommended(r)),
+                                           ("failed", r.state == "FAIL")) if on)
+        out.append(f"<tr id='trial-{_e(r.label)}' class='{classes}'>"
                    + "".join(_td(text, key) for text, key in cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
 
 
-def _failed_table(failed: list[dict], params: list[str]) -> str:
-    out = ["<table id='failed'><thead><tr><th>trial</th>" + "".join(f"<th>{_e(p)}</th>" for p in params)
+def _failed_table(view: ReportView) -> str:
+    out = ["<table id='failed'><thead><tr><th>trial</th>" + "".join(f"<th>{_e(p)}</th>" for p in view.paths)
            + "<th>error</th></tr></thead><tbody>"]
-    for r in failed:
-        out.append(f"<tr><td>{_e(_trial_name(r))}</td>"
-                   + "".join(f"<td>{_e(value(r.get(f'param:{p}')))}</td>" for p in params)
-                   + f"<td class='error'>{_e(r.get('error') or '(no message)')}</td></tr>")
+    for r in view.failed:
+        out.append(f"<tr><td>{_e(r.label)}</td>"
+                   + "".join(f"<td>{_e(value(r.settings.get(p)))}</td>" for p in view.paths)
+                   + f"<td class='error'>{_e(r.error or '(no message)')}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
 
 def _td(text, key) -> str:
-    attr = f" data-v='{key!r}'" if _finite(key) else ""
+    """A table cell; `key`, when a finite number, is what the column sorts by (`data-v`)."""
+    attr = f" data-v='{key!r}'" if finite(key) else ""
     return f"<td{attr}>{_e(text)}</td>"
-
-
-def _sort_value(v):
-    return v if _finite(v) else None
-
-
-def _inverse(ratio):
-    return 1 / ratio if _finite(ratio) and ratio > 0 else None
 
 
 # --- text ------------------------------------------------------------------------------------
 
 
-def _summary(spec: StudySpec, rows: list[dict], state: str) -> str:
-    search = [r for r in rows if r.get("role") == "search"]
-    complete = sum(r.get("state") == "COMPLETE" for r in search)
-    failed = sum(r.get("state") == "FAIL" for r in search)
-    other = len(search) - complete - failed
-    objectives = ", ".join(f"{m} ({mode})" for m, mode in objective_pairs(spec.search.objectives))
-    text = (f"{complete + failed} of {spec.search.trials} search trials done: {complete} complete, {failed} failed"
-            + (f", {other} {'running' if state == 'running' else 'unfinished'}" if other else "")
-            + f". Objectives: {objectives}. Sampler: {spec.search.sampler}. Spec digest <code>{spec.digest()}</code>.")
-    if state == "running":
+def _summary(view: ReportView) -> str:
+    spec = view.spec
+    text = (f"{view.summary()}. Objectives: {view.objectives_text}. Sampler: {spec.search.sampler}. "
+            f"Spec digest <code>{spec.digest()}</code>.")
+    if view.state == "running":
         text += " <b>The study is still running</b>: this report shows the trials finished so far."
-    elif state == "interrupted":
+    elif view.state == "interrupted":
         text += (" <b>The study was interrupted</b> before all its trials finished; "
                  "<code>adsearch resume</code> goes on with it.")
     return text

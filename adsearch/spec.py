@@ -12,8 +12,10 @@ import hashlib
 import json
 import os
 import re
+import types
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -28,28 +30,7 @@ from pydantic import (
 )
 
 from adsearch.errors import AdsearchError
-
-METRICS: dict[str, str] = {
-    "accuracy": "max",
-    "top5": "max",
-    "params": "min",
-    "macs": "min",
-    "train_macs": "min",
-    "latency_ms": "min",
-    "wall_s": "min",
-    "params_ratio": "min",
-    "macs_ratio": "min",
-    "train_macs_ratio": "min",
-    "accuracy_drop": "min",
-}
-"""Metric names usable as objectives, with the direction that is better."""
-
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "tinyimagenet", "imagefolder")
-FILE_DATASETS = ("cifar10", "cifar100", "tinyimagenet", "imagefolder")
-"""Datasets read from `data.root` on disk (the others are built in)."""
-DATA_ENV = "ADSEARCH_DATA"
-CACHE_ENV = "ADSEARCH_CACHE"
-"""Environment variable holding the default `data.root` (else ~/data)."""
+from adsearch.metrics import OBJECTIVES
 
 
 class _Model(BaseModel):
@@ -103,8 +84,15 @@ class ModelSpec(_Model):
         return layers
 
 
+def _registered_datasets(schema: dict) -> None:
+    from adsearch.data import list_datasets  # imports torch: only when a schema is asked for
+
+    schema["enum"] = list_datasets()
+
+
 class DataSpec(_Model):
-    dataset: Literal[DATASETS] = Field("digits", description="registered dataset")  # type: ignore[valid-type]
+    dataset: str = Field("digits", description="registered dataset (adsearch.data.register_dataset)",
+                         json_schema_extra=_registered_datasets)
     root: str | None = Field(
         None, description="file datasets: the folder holding the dataset (e.g. ~/data with cifar-10-batches-py "
         "in it) or the dataset's own folder; default $ADSEARCH_DATA, else ~/data (imagefolder: required)"
@@ -134,6 +122,14 @@ class DataSpec(_Model):
     num_samples: int = Field(512, ge=16, description="synthetic only: samples in all")
     num_classes: int = Field(4, ge=2, description="synthetic only: number of classes")
 
+    @field_validator("dataset")
+    @classmethod
+    def dataset_is_registered(cls, dataset: str) -> str:
+        from adsearch.data import check_dataset  # the registry is the vocabulary (data imports torch)
+
+        check_dataset(dataset)
+        return dataset
+
     @field_validator("on_device", mode="before")
     @classmethod
     def on_device_is_auto_or_a_boolean(cls, value):
@@ -143,10 +139,12 @@ class DataSpec(_Model):
 
     @model_validator(mode="after")
     def root_fits_the_dataset(self):
-        if self.dataset not in FILE_DATASETS:
+        from adsearch.data import file_datasets
+
+        if self.dataset not in file_datasets():
             if self.root is not None or self.download:
                 key = "root" if self.root is not None else "download"
-                raise ValueError(f"data.{key}: applies to datasets read from disk ({', '.join(FILE_DATASETS)}); "
+                raise ValueError(f"data.{key}: applies to datasets read from disk ({', '.join(file_datasets())}); "
                                  f"{self.dataset} is built in")
             return self
         if self.download and not self.dataset.startswith("cifar"):
@@ -155,6 +153,8 @@ class DataSpec(_Model):
             raise ValueError(f"data.download: true works for cifar10 and cifar100 only; for {self.dataset}, {how}")
         if self.root is None and self.dataset == "imagefolder":
             raise ValueError("data.root: imagefolder needs a root: the folder holding train/ and val/ class folders")
+        from adsearch.data import CACHE_ENV, DATA_ENV
+
         root = self.root if self.root is not None else os.environ.get(DATA_ENV) or "~/data"
         cache_dir = self.cache_dir if self.cache_dir is not None else os.environ.get(CACHE_ENV) or "~/.cache/adsearch"
         # absolute, so that trials (whose working directory is their own) find the same folders
@@ -295,13 +295,13 @@ class PruningSpec(_Model):
 
 
 class Objective(_Model):
-    metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]
+    metric: Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
     mode: Literal["max", "min"] | None = Field(None, description="default: the metric's natural one")
 
     @model_validator(mode="after")
     def mode_from_metric(self):
         if self.mode is None:
-            self.mode = METRICS[self.metric]
+            self.mode = OBJECTIVES[self.metric]
         return self
 
 
@@ -463,36 +463,31 @@ def _yaml_lines(text: str) -> dict[tuple, int]:
 def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
     """The line of the longest prefix of `loc` that the YAML holds."""
     loc = tuple(loc)
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        loc = loc[:-1]
-    return None
-
-
-_BRANCH_TAGS = {"SGDSpec", "AdamSpec", "ValuesDim", "DistributionDim", "sgd", "adam", "adamw"}
-
-
-def _clean_loc(loc: tuple) -> tuple:
-    """Drop the union-branch tags pydantic puts in error locations."""
-    return tuple(p for p in loc if not (isinstance(p, str) and (p in _BRANCH_TAGS or "[" in p)))
+    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
 
 
 _FIELD_IN_MESSAGE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+): (.*)$", re.S)
 
 
-def _format_error(err: dict, lines: dict[tuple, int] | None, prefix: tuple = ()) -> str:
-    loc = prefix + _clean_loc(err["loc"])
+def _where(loc: tuple, lines: dict[tuple, int] | None) -> str:
+    """`dotted.path (line N)` for `loc` (the line where the YAML has it)."""
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    line = _line_of(lines, loc) if lines else None
+    return f"{path} (line {line})" if line else path
+
+
+def _format_error(err: dict, lines: dict[tuple, int] | None) -> str:
+    place = schema_at(err["loc"], error_loc=True)
+    loc = place.path + place.rest
     msg = err["msg"].removeprefix("Value error, ")
     named = _FIELD_IN_MESSAGE.match(msg)
     if named and tuple(named.group(1).split("."))[: len(loc)] == loc:
         # a cross-field rule that names the field it is about: report it there, with its line
         loc, msg = tuple(named.group(1).split(".")), named.group(2)
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    line = _line_of(lines, loc) if lines else None
-    where = f"{path} (line {line})" if line else path
+    where = _where(loc, lines)
     if err["type"] == "extra_forbidden":
-        msg = "unknown key; " + _allowed_keys(tuple(err["loc"])[:-1]) if loc else msg
+        known = place.models and len(place.rest) == 1  # the walk stopped at the unknown key itself
+        msg = "unknown key; " + (f"allowed: {', '.join(place.keys)}" if known else "see `adsearch schema`")
     elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
         given = err["input"]
         if repr(given) not in msg and f"got {given}" not in msg:
@@ -500,35 +495,104 @@ def _format_error(err: dict, lines: dict[tuple, int] | None, prefix: tuple = ())
     return f"{where}: {msg}"
 
 
-def _allowed_keys(loc: tuple) -> str:
-    """'allowed: a, b, c' for the model at pydantic's raw `loc` (branch tags kept; best effort)."""
-    models: list[type[BaseModel]] = [StudySpec]
-    in_container = False
-    for part in loc:
-        fields = {name: f for m in models for name, f in m.model_fields.items()}
-        if isinstance(part, str) and part in _BRANCH_TAGS:  # the union branch the value took
-            models = [m for m in models if part == m.__name__ or part in _name_tags(m)]
-        elif isinstance(part, str) and part in fields and not in_container:
-            ann = fields[part].annotation
-            models = _model_types(ann)
-            in_container = any(getattr(a, "__origin__", None) in (list, dict) for a in (ann, *getattr(ann, "__args__", ())))
-        elif not (in_container or isinstance(part, int)):  # a list index or a mapping key: same models
-            return "see `adsearch schema`"
+# --- the schema walker ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaPlace:
+    """Where a path leads in the spec schema (`schema_at`): `path`, the parts walked (an error
+    location's union-branch tags left out); `models`, the section there (its model, or each branch
+    of a union whose branch is not known; none at a value); `rest`, the parts the walk could not
+    follow (from a key the section lacks, or past a value)."""
+
+    path: tuple
+    models: tuple = ()
+    rest: tuple = ()
+
+    @property
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys(name for model in self.models for name in model.model_fields))
+
+    def problem(self) -> str | None:
+        """Why the path names no field of the spec (a section, an unknown key, a value's part), or None."""
+        here, keys = ".".join(str(p) for p in self.path) or "the spec", ", ".join(self.keys)
+        if self.rest and self.models:
+            return f"no field {self.rest[0]!r} in {here}; available: {keys}"
+        if self.rest:
+            return f"{here} is a value, not a section"
+        return f"{here} is a section; name one of its fields: {keys}" if self.models else None
+
+
+def schema_at(path: str | tuple, data: Any = None, *, error_loc: bool = False) -> SchemaPlace:
+    """Walk the `StudySpec` schema along `path`, through nested models, Optional, Annotated and unions.
+
+    `path` is a dotted field path ("train.optimizer.lr", or its parts as a tuple), or with `error_loc`
+    a pydantic error location, whose list indices and mapping keys are walked too and whose union
+    branch tags (a discriminated union's `Tag`s) choose the branch. Elsewhere a union's branch is the
+    one its `Discriminator` picks from `data` (the spec document or a `StudySpec`), else all count.
+    """
+    parts = tuple(path.split(".")) if isinstance(path, str) else tuple(p for p in path if p != "[key]")
+    walked: list = []
+    tp, value = StudySpec, data
+    for i, part in enumerate(parts):
+        tp, branches, models = _peel(tp, value)
+        origin, args = get_origin(tp), get_args(tp)
+        if branches and error_loc:  # pydantic names the branch taken
+            tp = branches.get(part)
+            if tp is None:  # a branch that is a value ('int', "literal['M']")
+                return SchemaPlace(tuple(walked), (), parts[i + 1:])
+        elif error_loc and origin in (list, tuple, dict) and args:  # a list index or a mapping key
+            walked.append(part)
+            tp = args[part] if origin is tuple and isinstance(part, int) and part < len(args) else args[-1]
+            value = _child(value, part)
         else:
-            in_container = False
-        if not models:
-            return "see `adsearch schema`"
-    return "allowed: " + ", ".join(dict.fromkeys(f for m in models for f in m.model_fields))
+            fields = {name: f for model in reversed(models) for name, f in model.model_fields.items()}
+            if part not in fields:
+                return SchemaPlace(tuple(walked), tuple(models), parts[i:])
+            walked.append(part)
+            field = fields[part]
+            tp = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            value = _child(value, part, field)
+    return SchemaPlace(tuple(walked), tuple(_peel(tp, value)[2]))
 
 
-def _name_tags(model: type[BaseModel]) -> tuple:
-    """The values of a model's `name: Literal[...]` discriminator field, if it has one."""
-    field = model.model_fields.get("name")
-    return getattr(field.annotation, "__args__", ()) if field is not None else ()
+def _peel(tp, value=None) -> tuple[Any, dict, list[type[BaseModel]]]:
+    """`tp` without Annotated and Optional: (the type, a union's branches by tag, the models there).
+
+    A branch's tag is its `Tag`, else its type's name, as in pydantic's error locations. The models
+    are `tp` if it is one, else the union branch that its `Discriminator` picks from `value`, else all.
+    """
+    discriminator = None
+    while get_origin(tp) is Annotated:
+        discriminator = next((m for m in tp.__metadata__ if isinstance(m, Discriminator)), discriminator)
+        tp = tp.__origin__
+    if get_origin(tp) not in (Union, types.UnionType):
+        return tp, {}, [tp] if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+    members = [m for m in get_args(tp) if m is not type(None)]
+    if len(members) == 1:
+        return _peel(members[0], value)
+    branches = {}
+    for member in members:
+        base = _peel(member)[0]
+        tags = [t.tag for t in getattr(member, "__metadata__", ()) if isinstance(t, Tag)]
+        branches[tags[0] if tags else getattr(base, "__name__", str(base))] = base
+    how = getattr(discriminator, "discriminator", None)
+    try:
+        tag = (how(value) if callable(how) else _child(value, how)) if how and value is not None else None
+    except Exception:  # noqa: BLE001 - a value the union itself rejects
+        tag = None
+    chosen = [branches[tag]] if isinstance(tag, str) and tag in branches else branches.values()
+    return tp, branches, list(dict.fromkeys(m for branch in chosen for m in _peel(branch)[2]))
 
 
-def _validation_problems(exc: ValidationError, lines, prefix: tuple = ()) -> list[str]:
-    return [_format_error(e, lines, prefix) for e in exc.errors()]
+def _child(value, part, field=None) -> Any:
+    """Item or field `part` of a spec value (None: not known); a field left out is its default."""
+    if value is None or isinstance(value, BaseModel):
+        return getattr(value, str(part), None)
+    try:
+        return value[part]
+    except (KeyError, IndexError, TypeError):
+        return None if field is None or field.is_required() else field.get_default(call_default_factory=True)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -592,7 +656,8 @@ def validate_spec(data: dict, source: str = "<spec>", lines: dict | None = None)
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
         # the space's values can only be checked against a valid spec, its paths always
-        raise SpecError(source, _validation_problems(exc, lines) + _space_path_problems(data, lines)) from None
+        problems = [_format_error(err, lines) for err in exc.errors()]
+        raise SpecError(source, problems + _space_problems(data, lines)) from None
     problems = _space_problems(spec, lines)
     if problems:
         raise SpecError(source, problems)
@@ -600,13 +665,6 @@ def validate_spec(data: dict, source: str = "<spec>", lines: dict | None = None)
 
 
 # --- the search space -------------------------------------------------------------------------
-
-
-def get_path(data: dict, path: str):
-    node: Any = data
-    for part in path.split("."):
-        node = node[part]
-    return node
 
 
 def set_path(data: dict, path: str, value) -> dict:
@@ -625,87 +683,40 @@ def set_path(data: dict, path: str, value) -> dict:
     return data
 
 
-def _field_problem(spec: StudySpec, path: str) -> str | None:
-    """Why `path` does not name a field of `spec`, or None if it does."""
-    node: Any = spec
-    walked: list[str] = []
-    for part in path.split("."):
-        fields = type(node).model_fields if isinstance(node, BaseModel) else None
-        if fields is None:
-            return f"{'.'.join(walked)} is a value, not a section"
-        if part not in fields:
-            here = ".".join(walked) or "the spec"
-            return f"no field {part!r} in {here}; available: {', '.join(fields)}"
-        node = getattr(node, part)
-        walked.append(part)
-    if isinstance(node, BaseModel):
-        return f"{path} is a section; name one of its fields: {', '.join(type(node).model_fields)}"
-    return None
-
-
-def _class_field_problem(path: str) -> str | None:
-    """Why `path` names no field of the spec schema (any branch of a union counts), or None."""
-    models: list[type[BaseModel]] = [StudySpec]
-    walked: list[str] = []
-    for part in path.split("."):
-        if not models:
-            return f"{'.'.join(walked)} is a value, not a section"
-        fields = {name: f for m in models for name, f in m.model_fields.items()}
-        if part not in fields:
-            here = ".".join(walked) or "the spec"
-            return f"no field {part!r} in {here}; available: {', '.join(fields)}"
-        models = [a for a in _model_types(fields[part].annotation)]
-        walked.append(part)
-    return None
-
-
-def _model_types(annotation) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in getattr(annotation, "__args__", ()) for m in _model_types(arg)]
-
-
-def _space_path_problems(data: dict, lines: dict | None) -> list[str]:
-    search = data.get("search") if isinstance(data, dict) else None
-    space = search.get("space") if isinstance(search, dict) else None
-    if not isinstance(space, dict):
-        return []
-    problems = []
-    for path in space:
-        reason = _class_field_problem(str(path))
-        if reason:
-            line = _line_of(lines, ("search", "space", path)) if lines else None
-            where = f"search.space.{path}" + (f" (line {line})" if line else "")
-            problems.append(f"{where}: {reason}")
+def _space_problems(data: dict | StudySpec, lines: dict | None) -> list[str]:
+    """Each search-space path that names no field of the spec; once the spec is valid (`data` a
+    `StudySpec`), also each value of a dimension that does not fit its field."""
+    if isinstance(data, StudySpec):
+        space = data.search.space
+    else:
+        search = data.get("search") if isinstance(data, dict) else None
+        space = search.get("space") if isinstance(search, dict) else None
+        space = space if isinstance(space, dict) else {}
+    problems: list[str] = []
+    for path, dim in space.items():
+        where = _where(("search", "space", path), lines)
+        if str(path).split(".")[0] == "search" or path == "name":
+            problems.append(f"{where}: cannot search over {path!r}")
+        elif problem := schema_at(str(path), data).problem():
+            problems.append(f"{where}: {problem}")
+        elif isinstance(data, StudySpec):
+            problems += [f"{where}: {p}" for p in _space_value_problems(data, path, dim)]
     return problems
 
 
-def _space_problems(spec: StudySpec, lines: dict | None) -> list[str]:
+def _space_value_problems(spec: StudySpec, path: str, dim: Dimension) -> list[str]:
     problems: list[str] = []
     base = spec.model_dump(mode="json")
-    for path, dim in spec.search.space.items():
-        prefix = ("search", "space", path)
-        where = ".".join(prefix[:2]) + f".{path}"
-        line = _line_of(lines, prefix) if lines else None
-        where = f"{where} (line {line})" if line else where
-        if path.split(".")[0] == "search" or path == "name":
-            problems.append(f"{where}: cannot search over {path!r}")
-            continue
-        reason = _field_problem(spec, path)
-        if reason:
-            problems.append(f"{where}: {reason}")
-            continue
-        candidates = dim.values if isinstance(dim, ValuesDim) else _probe_values(dim)
-        for value in candidates:
-            try:
-                StudySpec.model_validate(set_path(base, path, value))
-            except ValidationError as exc:
-                for err in exc.errors():
-                    loc = ".".join(str(p) for p in _clean_loc(err["loc"]))
-                    msg = err["msg"].removeprefix("Value error, ")
-                    problems.append(f"{where}: value {value!r} is not allowed ({loc}: {msg})")
-                if isinstance(dim, DistributionDim):
-                    break  # one bad draw tells the range does not fit; the listed values are each checked
+    for value in dim.values if isinstance(dim, ValuesDim) else _probe_values(dim):
+        try:
+            StudySpec.model_validate(set_path(base, path, value))
+        except ValidationError as exc:
+            for err in exc.errors():
+                place = schema_at(err["loc"], error_loc=True)
+                loc = ".".join(str(p) for p in place.path + place.rest)
+                problems.append(f"value {value!r} is not allowed ({loc}: {err['msg'].removeprefix('Value error, ')})")
+            if isinstance(dim, DistributionDim):
+                break  # one bad draw tells the range does not fit; the listed values are each checked
     return problems
 
 
@@ -715,11 +726,7 @@ def _probe_values(dim: DistributionDim) -> list:
     distribution over an integer field is caught here rather than in every trial."""
     inner = dim.low + dim.step if dim.step is not None else (dim.low + dim.high) / 2
     values = [dim.low, dim.high] + ([inner] if inner < dim.high else [])
-    return list(dict.fromkeys(_cast(dim, v) for v in values))
-
-
-def _cast(dim: DistributionDim, value: float):
-    return int(value) if dim.distribution == "int_uniform" else value
+    return list(dict.fromkeys(int(v) if dim.distribution == "int_uniform" else v for v in values))
 
 
 def encode_choice(value) -> Any:

@@ -1,5 +1,6 @@
 """What several test modules share: the tiny digits spec, the CLI as a subprocess, a child process
-that is always killed, the brute-force Pareto front, and study.db read back with Optuna.
+that is always killed, the brute-force Pareto front, study.db read back with Optuna, and trial
+rows made by hand (`trial_row`, the hand-made study `hand_made_rows` of `HAND_MADE_SPEC`).
 
 Fixtures built on these (one Ray per session, one thread, the tiny study run once) are in the
 root `conftest.py`.
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Iterator
 
 import optuna
+
+from adsearch.rows import BASELINE, TrialRow
 
 TINY_SPEC = """\
 name: {name}
@@ -107,3 +110,66 @@ def brute_force_front(rows, objectives: list[tuple[str, str]], key: str | None =
 
     front = {i for i in done if not any(dominates(rows[j], rows[i]) for j in done if j != i)}
     return front if key is None else {int(rows[i][key]) for i in front}
+
+
+# --- trial rows made by hand --------------------------------------------------------------------
+
+
+def trial_row(number: int, *, role: str = "search", state: str = "COMPLETE", error: str = "",
+              settings: dict | None = None, **result) -> TrialRow:
+    """A `TrialRow` from keyword results (`accuracy=0.9, params=100, widths=[8, 16]`; None: missing)."""
+    return TrialRow.from_result(number, result, role=role, state=state, error=error, settings=settings)
+
+
+HAND_MADE_SPEC = """
+name: hand-made
+search:
+  trials: 6
+  objectives: [{metric: accuracy, mode: max}, {metric: params, mode: min}]
+  space:
+    pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}
+report: {max_accuracy_drop: 0.01}
+"""
+HAND_MADE_BASE = {"accuracy": 0.98, "top5": 1.0, "params": 1_150_000, "macs": 9_500_000, "train_macs": 41.0e9,
+                  "latency_ms": 2.0, "wall_s": 125.0, "rounds": 0, "base_widths": [64, 128, 256]}
+"""The hand-made study's baseline results."""
+
+
+def hand_made_trial(number: int, density: float, accuracy, params, widths, *, state: str = "COMPLETE",
+                    error: str = "") -> TrialRow:
+    """A search trial of the hand-made study: MACs in proportion to params, training MACs half
+    fixed, ratios and the accuracy drop recorded against `HAND_MADE_BASE`; a trial that is not
+    COMPLETE has no results."""
+    base = HAND_MADE_BASE
+    settings = {"pruning.target_density": density}
+    if state != "COMPLETE":
+        return trial_row(number, state=state, error=error, settings=settings, base_widths=base["base_widths"])
+    macs = base["macs"] * params / base["params"]
+    train_macs = base["train_macs"] * (0.5 + 0.5 * params / base["params"])
+    return trial_row(number, settings=settings, accuracy=accuracy, top5=1.0, params=params, macs=macs,
+                     train_macs=train_macs, latency_ms=1.0, wall_s=80.0 + number, rounds=2,
+                     params_ratio=params / base["params"], macs_ratio=macs / base["macs"],
+                     train_macs_ratio=train_macs / base["train_macs"], accuracy_drop=base["accuracy"] - accuracy,
+                     widths=widths, base_widths=base["base_widths"])
+
+
+def hand_made_rows() -> list[TrialRow]:
+    """The hand-made study: a baseline (98.0%, 1.15M params) and five search trials, in no order:
+
+    | trial | density | accuracy | params | note |
+    | 3 | 0.3 | 95.0% | 23.0k | fewest params, 3 points down: on the front |
+    | 0 | 0.9 | 97.9% | 400k | 0.1 point down: on the front |
+    | 1 | 0.7 | 97.5% | 115k | 0.5 points down, 10x fewer: on the front, recommended |
+    | 4 | 0.9 | 97.0% | 500k | dominated by trial 0 |
+    | 2 | 0.5 | — | — | FAIL (CUDA out of memory) |
+    """
+    baseline = trial_row(BASELINE, role="baseline", **HAND_MADE_BASE, params_ratio=1.0, macs_ratio=1.0,
+                         train_macs_ratio=1.0, accuracy_drop=0.0, widths=HAND_MADE_BASE["base_widths"])
+    return [
+        hand_made_trial(3, 0.3, 0.95, 23_000, [8, 16, 32]),
+        hand_made_trial(0, 0.9, 0.979, 400_000, [40, 80, 160]),
+        hand_made_trial(1, 0.7, 0.975, 115_000, [24, 40, 80]),
+        hand_made_trial(4, 0.9, 0.97, 500_000, [44, 88, 170]),
+        hand_made_trial(2, 0.5, None, None, None, state="FAIL", error="RuntimeError: CUDA out of memory | step 3"),
+        baseline,  # out of order on purpose: the tables put it first
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adsearch.data import TensorBatches, list_datasets, load_data
+from adsearch.data import TensorBatches, check_dataset, file_datasets, list_datasets, load_data
 from adsearch.errors import AdsearchError
 from adsearch.spec import DataSpec
 
@@ -85,5 +85,14 @@ def test_synthetic_class_brightens_its_quadrant():
 
 def test_unknown_dataset_lists_the_registered_ones():
     assert {"digits", "synthetic"} <= set(list_datasets())
-    with pytest.raises(AdsearchError, match="unknown dataset 'digit'; did you mean digits.* available: "):
-        load_data(DataSpec.model_construct(dataset="digit"))
+    with pytest.raises(AdsearchError, match="unknown dataset 'digit'; did you mean 'digits'\\? available: 'cifar10', "):
+        load_data(DataSpec.model_construct(dataset="digit"))  # a spec built without validation
+    with pytest.raises(ValueError) as info:
+        check_dataset("mnist")  # nothing close
+    assert str(info.value) == ("unknown dataset 'mnist'; available: 'cifar10', 'cifar100', 'digits', "
+                               "'imagefolder', 'synthetic', 'tinyimagenet'")
+    check_dataset("synthetic")
+
+
+def test_datasets_read_from_disk_are_flagged_in_the_registry():
+    assert file_datasets() == ["cifar10", "cifar100", "tinyimagenet", "imagefolder"]

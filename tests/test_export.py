@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -48,13 +49,6 @@ def export_fails(study: Path, *args) -> str:
     return proc.stderr
 
 
-def ray_trial_dir(study: Path, number: int) -> Path:
-    """The Ray trial directory under ray/search/ that ran search trial `number`."""
-    ray_id = load_study(study).trials[number].user_attrs["ray_trial_id"]
-    (directory,) = (study / "ray" / "search").glob(f"*{ray_id}*")
-    return directory
-
-
 # --- exporting and loading back ------------------------------------------------------------------
 
 
@@ -77,12 +71,12 @@ def test_export_of_the_recommended_trial_and_the_baseline_through_the_cli(tiny_s
     assert best is not None, "the fixture's study (seed 0, CPU) has a trial within 1 point of the baseline"
     proc = adsearch("export", tiny_study, "--pick", "recommended", "--verify", cwd=tiny_study.parent)
     assert proc.returncode == 0, proc.stderr
-    number = record.rows[best]["number"]
+    number = record.rows[best].number
     assert f"exported trial {number} of tiny (state_dict): {tiny_study / 'models' / f'trial-{number}.pt'}" in proc.stdout
     assert "(as reported)" in proc.stdout
     base = export_trial(tiny_study, number=-1)
     assert base.path.name == "baseline.pt" and base.info["widths"] == [16, 32]
-    assert held_out_accuracy(load_model(base.path), tiny_study, -1) == pytest.approx(record.baseline["accuracy"])
+    assert held_out_accuracy(load_model(base.path), tiny_study, -1) == pytest.approx(record.baseline.metrics["accuracy"])
 
 
 def test_out_writes_there_and_not_in_models(tiny_study_copy, tmp_path):
@@ -130,7 +124,7 @@ def test_no_recommended_trial_lists_the_completed_ones(tiny_study_copy):
     baseline_file = tiny_study_copy / "baseline.json"
     baseline = json.loads(baseline_file.read_text())
     # a baseline more accurate than every trial by more than report.max_accuracy_drop (0.01)
-    baseline["accuracy"] = max(r["accuracy"] for r in record.search_rows) + 0.02
+    baseline["accuracy"] = max(r.metrics["accuracy"] for r in record.search_rows) + 0.02
     baseline_file.write_text(json.dumps(baseline))
     assert export_fails(tiny_study_copy, "--pick", "recommended") == (
         "error: study 'tiny' has no recommended trade-off (no completed search trial within 1.0 points of the "
@@ -159,14 +153,14 @@ def test_an_unfinished_or_failed_trial_is_not_exported(tiny_study_copy):
 
 
 def test_a_missing_or_unreadable_checkpoint_is_named(tiny_study_copy):
-    trial_1 = ray_trial_dir(tiny_study_copy, 1)
-    for checkpoint in trial_1.glob("checkpoint_*"):
-        for f in checkpoint.iterdir():
-            f.unlink()
-        checkpoint.rmdir()
-    assert export_fails(tiny_study_copy, "--trial", "1") == f"error: trial 1 has no checkpoint in {trial_1}\n"
+    shutil.rmtree(tiny_study_copy / "ray")  # export never looks inside Ray's folders
+    missing = tiny_study_copy / "trials" / "1.pt"
+    missing.unlink()
+    assert export_fails(tiny_study_copy, "--trial", "1") == (
+        f"error: trial 1 has no final checkpoint ({missing} is missing); studies run before adsearch kept them "
+        "there cannot export it: run the study again\n")
 
-    last = sorted(ray_trial_dir(tiny_study_copy, 0).glob("checkpoint_*/trial.pt"))[-1]
+    last = tiny_study_copy / "trials" / "0.pt"
     last.write_bytes(last.read_bytes()[:1000])  # cut short, as by a full disk
     err = export_fails(tiny_study_copy, "--trial", "0")
     # then torch's reason, on the same line, without its advice to load with weights_only=False
@@ -258,8 +252,9 @@ def test_onnx_export_is_a_valid_graph_that_reproduces_accuracy(tiny_study, onnx_
         import onnxruntime  # noqa: F401
     except ImportError:
         return
-    row = read_study(tiny_study).rows[2]
-    assert held_out_accuracy(load_model(onnx_export.path), tiny_study, 1) == pytest.approx(row["accuracy"], abs=1 / 360)
+    row = read_study(tiny_study).row(1)
+    assert held_out_accuracy(load_model(onnx_export.path), tiny_study, 1) == pytest.approx(row.metrics["accuracy"],
+                                                                                          abs=1 / 360)
 
 
 def test_verify_checks_onnx_with_the_checker_when_onnxruntime_is_missing(tiny_study, onnx_export, monkeypatch, tmp_path):

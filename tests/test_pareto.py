@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 import pytest
-from helpers import brute_force_front
+from helpers import brute_force_front, trial_row
 
 from adsearch.pareto import dominates, hypervolume, nondominated_sort, pareto_front, recommended
 from adsearch.spec import Objective
@@ -15,16 +16,27 @@ ACC_PARAMS = [("accuracy", "max"), ("params", "min")]
 
 
 def row(number, accuracy, params, *, state="COMPLETE", role="search", **more):
-    return {"number": number, "role": role, "state": state, "accuracy": accuracy, "params": params, **more}
+    return trial_row(number, role=role, state=state, accuracy=accuracy, params=params, **more)
 
 
-def random_rows(seed: int, n: int = 40) -> list[dict]:
+def with_metrics(r, **metrics):
+    """`r` with some metrics changed (None: removed)."""
+    changed = {**r.metrics, **metrics}
+    return replace(r, metrics={k: v for k, v in changed.items() if v is not None})
+
+
+def flat(rows) -> list[dict]:
+    """Rows as the brute force reads them (number, state, one key per metric)."""
+    return [r.flat() for r in rows]
+
+
+def random_rows(seed: int, n: int = 40) -> list:
     rng = random.Random(seed)
     rows = [row(k, rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]), rng.randint(1, 12) * 1000,
                 macs=rng.randint(1, 8) * 1e6, latency_ms=rng.uniform(1, 5)) for k in range(n)]
-    rows[3] = {**rows[3], "state": "FAIL", "accuracy": 0.99, "params": 1}  # would dominate everything
-    rows[5] = {**rows[5], "accuracy": None, "params": 1}
-    rows[7] = {**rows[7], "macs": float("nan"), "params": 1}
+    rows[3] = with_metrics(replace(rows[3], state="FAIL"), accuracy=0.99, params=1)  # would dominate everything
+    rows[5] = with_metrics(rows[5], accuracy=None, params=1)
+    rows[7] = with_metrics(rows[7], macs=float("nan"), params=1)
     return rows
 
 
@@ -33,7 +45,7 @@ def test_dominates_by_hand():
     assert dominates(a, b, ACC_PARAMS)  # better in both
     assert not dominates(b, a, ACC_PARAMS)
     assert not dominates(a, c, ACC_PARAMS) and not dominates(c, a, ACC_PARAMS)  # a trade-off
-    assert not dominates(a, dict(a), ACC_PARAMS)  # equal is not better
+    assert not dominates(a, replace(a), ACC_PARAMS)  # equal is not better
     assert dominates(row(3, 0.9, 50), a, ACC_PARAMS)  # equal in one, better in the other
     assert dominates(c, a, [("accuracy", "max")]) and dominates(a, c, [("params", "min")])
     assert dominates(b, a, [("accuracy", "min"), ("params", "max")])  # modes flip it
@@ -58,7 +70,7 @@ def test_objectives_as_models_pairs_or_names_agree():
 def test_pareto_front_matches_brute_force(seed, objectives):
     rows = random_rows(seed)
     front = pareto_front(rows, objectives)
-    assert set(front) == brute_force_front(rows, objectives, key=None)
+    assert set(front) == brute_force_front(flat(rows), objectives, key=None)
     assert front == sorted(front) and 3 not in front and 5 not in front
     if any(m == "macs" for m, _ in objectives):
         assert 7 not in front
@@ -70,12 +82,12 @@ def test_nondominated_sort_peels_fronts(seed):
     objectives = [("accuracy", "max"), ("params", "min"), ("macs", "min")]
     ranks = nondominated_sort(rows, objectives)
     assert ranks[3] is None and ranks[5] is None
-    remaining = [r if ranks[i] is not None else {**r, "state": "FAIL"} for i, r in enumerate(rows)]
+    remaining = [r if ranks[i] is not None else replace(r, state="FAIL") for i, r in enumerate(rows)]
     level = 0
-    while any(r["state"] == "COMPLETE" for r in remaining):
-        front = brute_force_front(remaining, objectives, key=None)
+    while any(r.complete for r in remaining):
+        front = brute_force_front(flat(remaining), objectives, key=None)
         assert front == {i for i, k in enumerate(ranks) if k == level}
-        remaining = [{**r, "state": "FAIL"} if i in front else r for i, r in enumerate(remaining)]
+        remaining = [replace(r, state="FAIL") if i in front else r for i, r in enumerate(remaining)]
         level += 1
 
 
@@ -109,7 +121,7 @@ def test_hypervolume_matches_grid_count(dims, seed):
     names = ["params", "macs", "train_macs", "wall_s"][:dims]
     ref = (7,) * dims
     points = [tuple(rng.randint(0, 7) for _ in range(dims)) for _ in range(12)]
-    rows = [{"number": i, "state": "COMPLETE", **dict(zip(names, p))} for i, p in enumerate(points)]
+    rows = [trial_row(i, **dict(zip(names, p))) for i, p in enumerate(points)]
     inside = [p for p in points if all(x < r for x, r in zip(p, ref))]
     assert hypervolume(rows, [(m, "min") for m in names], ref) == pytest.approx(_cells_dominated(inside, ref))
 
@@ -120,8 +132,7 @@ def test_hypervolume_handles_200_points_in_4d_quickly():
     for i in range(200):  # points on a sphere: every one is on the front
         v = [abs(rng.gauss(0, 1)) + 1e-3 for _ in range(4)]
         norm = sum(x * x for x in v) ** 0.5
-        rows.append({"number": i, "state": "COMPLETE", **dict(zip(["params", "macs", "train_macs", "wall_s"],
-                                                                  [x / norm for x in v]))})
+        rows.append(trial_row(i, **dict(zip(["params", "macs", "train_macs", "wall_s"], [x / norm for x in v]))))
     objectives = [(m, "min") for m in ["params", "macs", "train_macs", "wall_s"]]
     assert len(pareto_front(rows, objectives)) == 200
     volume = hypervolume(rows, objectives, (1.0, 1.0, 1.0, 1.0))
@@ -139,7 +150,7 @@ def test_recommended_fewest_params_within_the_drop():
         row(5, None, 5),
     ]
     assert recommended(rows, 0.01) == 5  # index 5 holds trial 4
-    assert rows[recommended(rows, 0.01)]["number"] == 4
+    assert rows[recommended(rows, 0.01)].number == 4
     assert recommended(rows, 0.02) == 3  # trial 2 now qualifies
     assert recommended(rows, 0.0) == 5  # only trial 4 is at least as accurate as the baseline
 
@@ -150,6 +161,3 @@ def test_recommended_ties_go_to_the_lower_number_and_none_when_nothing_qualifies
     assert recommended([base, row(0, 0.5, 100), row(1, 0.7, 100)], 0.01) is None
     assert recommended([row(0, 0.9, 100)], 0.01) is None  # no baseline
     assert recommended([base], 0.01) is None  # the baseline is not a recommendation
-    # the study's progress lines pass rows without numbers
-    assert recommended([{"role": "baseline", "state": "COMPLETE", "accuracy": 0.9, "params": 10},
-                        {"role": "search", "state": "COMPLETE", "accuracy": 0.9, "params": 5}], 0.0) == 1

@@ -1,5 +1,6 @@
-"""The study directory (adsearch.records): what counts as a study, what --fresh may delete, and a
-study whose files cannot be read, through the library and the command line as a user meets it."""
+"""The study directory (adsearch.records): what counts as a study, what --fresh may delete, the
+trial checkpoints kept by number, and a study whose files cannot be read, through the library and
+the command line as a user meets it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import sqlite3
 import pytest
 from helpers import adsearch, tiny_spec
 
-from adsearch.errors import StudyDirError
-from adsearch.records import MARKER_FILE, foreign_entries, is_study, optuna_trials, read_study, remove_study
+from adsearch.errors import AdsearchError, StudyDirError
+from adsearch.records import MARKER_FILE, StudyDir, optuna_trials, read_study
 
 
 def snapshot(folder) -> dict:
@@ -48,36 +49,36 @@ def test_fresh_refuses_a_study_that_holds_a_users_file(tiny_study_copy, tmp_path
 
 
 def test_remove_study_deletes_a_study_adsearch_made_and_nothing_else(tiny_study_copy, tmp_path):
-    assert is_study(tiny_study_copy) and (tiny_study_copy / MARKER_FILE).is_file()
-    assert foreign_entries(tiny_study_copy) == []
+    study = StudyDir(tiny_study_copy)
+    assert study.is_study() and (tiny_study_copy / MARKER_FILE).is_file()
+    assert study.foreign_entries() == []
     (tiny_study_copy / ".report.md.x1y2.tmp").write_text("")  # an atomic write cut short is ours too
     neighbour = tiny_study_copy.parent / "other.txt"
     neighbour.write_text("kept")
-    remove_study(tiny_study_copy)
+    study.remove()
     assert not tiny_study_copy.exists() and neighbour.read_text() == "kept"
 
 
 def test_a_study_from_before_the_marker_is_still_a_study_but_a_hand_made_spec_yaml_is_not(tiny_study_copy):
     (tiny_study_copy / MARKER_FILE).unlink()
-    assert is_study(tiny_study_copy)  # its spec.yaml starts with the header adsearch writes
+    assert StudyDir(tiny_study_copy).is_study()  # its spec.yaml starts with the header adsearch writes
     spec = tiny_study_copy / "spec.yaml"
     spec.write_text(spec.read_text().split("\n", 1)[1])  # as if a user wrote it
-    assert not is_study(tiny_study_copy)
+    assert not StudyDir(tiny_study_copy).is_study()
     before = snapshot(tiny_study_copy)
     with pytest.raises(StudyDirError, match="is not an adsearch study"):
-        remove_study(tiny_study_copy)
+        StudyDir(tiny_study_copy).remove()
     assert snapshot(tiny_study_copy) == before
 
 
 def test_a_spec_yaml_adsearch_did_not_write_is_not_resumed(tmp_path):
     from adsearch.spec import parse_spec
-    from adsearch.study import check_directory
 
     text = tiny_spec("mine")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "spec.yaml").write_text(text)  # a user's own file of that name
     with pytest.raises(StudyDirError, match="holds a spec.yaml that adsearch did not write"):
-        check_directory(parse_spec(text), tmp_path / "mine")
+        StudyDir(tmp_path / "mine").check_can_run(parse_spec(text))
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["spec.yaml"]
 
 
@@ -86,7 +87,7 @@ def test_fresh_refuses_a_study_that_a_live_process_runs(tiny_study_copy):
 
     (tiny_study_copy / ".lock").write_text(f"{os.getppid()}\n")  # pytest's parent: alive, not us
     with pytest.raises(StudyDirError, match=rf"is running \(pid {os.getppid()}\); stop it before --fresh"):
-        remove_study(tiny_study_copy)
+        StudyDir(tiny_study_copy).remove()
     assert (tiny_study_copy / "study.db").is_file()
 
 
@@ -173,3 +174,31 @@ def test_resume_of_a_study_whose_spec_no_longer_validates_names_the_field(tiny_s
     message = str(raised.value)
     assert expected in message and "train.optimizer.lr (line" in message and "--fresh" in message
     assert snapshot(tiny_study_copy) == before
+
+
+# --- trial checkpoints, by trial number ----------------------------------------------------------
+
+
+def test_every_finished_trial_keeps_its_final_checkpoint_by_number(tiny_study):
+    record = read_study(tiny_study)
+    kept = sorted(p.name for p in (tiny_study / "trials").iterdir())
+    assert kept == sorted(["baseline.pt"] + [f"{r.number}.pt" for r in record.search_rows])
+    for row in record.rows:
+        checkpoint = record.study_dir.load_checkpoint(row)  # checks epoch and widths against the row
+        assert checkpoint["epoch"] == row.metrics["epoch"] == record.spec.train.epochs
+        assert list(checkpoint["widths"]) == row.widths
+
+
+def test_a_checkpoint_that_disagrees_with_its_trial_is_refused(tiny_study_copy):
+    import torch
+
+    record = read_study(tiny_study_copy)
+    row = record.search_rows[0]
+    path = record.study_dir.checkpoint_path(row.number)
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "epoch": 1}, path)
+    with pytest.raises(AdsearchError, match="is from epoch 1, but its reported metrics are from epoch"):
+        record.study_dir.load_checkpoint(row)
+    path.unlink()
+    with pytest.raises(AdsearchError, match=rf"trial {row.number} has no final checkpoint \({path} is missing\)"):
+        record.study_dir.load_checkpoint(row)

@@ -1,57 +1,22 @@
-"""The study report from hand-made rows: CSV tables that read back, the front, report.md, plots."""
+"""The study report from hand-made rows: CSV tables that read back, the front, report.md, plots,
+and the terminal text (`show`, `ls`, the progress lines). The HTML page: test_report_html.py."""
 
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import replace
 
 import pandas as pd
 import pytest
-from helpers import brute_force_front
+from helpers import HAND_MADE_SPEC, brute_force_front, hand_made_rows, trial_row
 
-from adsearch.report import against_baseline, count, percent, seconds, write_report
+from adsearch.metrics import METRICS
+from adsearch.report import write_report
+from adsearch.report_text import STUDY_HEADER, best_so_far, progress_line, study_line, study_text, trial_text
 from adsearch.spec import parse_spec
+from adsearch.view import report_view
 
-SPEC = """
-name: hand-made
-search:
-  trials: 6
-  objectives: [{metric: accuracy, mode: max}, {metric: params, mode: min}]
-  space:
-    pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}
-report: {max_accuracy_drop: 0.01}
-"""
-
-BASE = {"accuracy": 0.98, "top5": 1.0, "params": 1_150_000, "macs": 9_500_000, "train_macs": 41.0e9,
-        "latency_ms": 2.0, "wall_s": 125.0, "epochs": 10, "rounds": 0, "base_widths": [64, 128, 256]}
-
-
-def trial(number, density, accuracy, params, widths, *, state="COMPLETE", error=""):
-    row = {"number": number, "role": "search", "state": state, "error": error, "param:pruning.target_density": density}
-    if state != "COMPLETE":
-        return {**row, **{k: None for k in BASE if k != "base_widths"}, "widths": None,
-                "base_widths": BASE["base_widths"]}
-    macs = BASE["macs"] * params / BASE["params"]
-    train_macs = BASE["train_macs"] * (0.5 + 0.5 * params / BASE["params"])
-    return {**row, "accuracy": accuracy, "top5": 1.0, "params": params, "macs": macs, "train_macs": train_macs,
-            "latency_ms": 1.0, "wall_s": 80.0 + number, "epochs": 10, "rounds": 2,
-            "params_ratio": params / BASE["params"], "macs_ratio": macs / BASE["macs"],
-            "train_macs_ratio": train_macs / BASE["train_macs"], "accuracy_drop": BASE["accuracy"] - accuracy,
-            "widths": widths, "base_widths": BASE["base_widths"]}
-
-
-def hand_made_rows() -> list[dict]:
-    baseline = {"number": -1, "role": "baseline", "state": "COMPLETE", "error": "",
-                "param:pruning.target_density": None, **BASE, "params_ratio": 1.0, "macs_ratio": 1.0,
-                "train_macs_ratio": 1.0, "accuracy_drop": 0.0, "widths": BASE["base_widths"]}
-    return [
-        trial(3, 0.3, 0.95, 23_000, [8, 16, 32]),  # fewest params, 3 points down: on the front
-        trial(0, 0.9, 0.979, 400_000, [40, 80, 160]),  # 0.1 point down
-        trial(1, 0.7, 0.975, 115_000, [24, 40, 80]),  # 0.5 points down, 10x fewer: recommended
-        trial(4, 0.9, 0.97, 500_000, [44, 88, 170]),  # dominated by trial 0
-        trial(2, 0.5, None, None, None, state="FAIL", error="RuntimeError: CUDA out of memory | step 3"),
-        baseline,  # out of order on purpose: the tables put it first
-    ]
+SPEC = HAND_MADE_SPEC
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +33,11 @@ def test_trials_csv_reads_back_with_every_trial_and_column(written):
     df = pd.read_csv(study_dir / "trials.csv")
     assert list(df["number"]) == [-1, 0, 1, 2, 3, 4]  # baseline first, then by number
     assert list(df.columns[:5]) == ["number", "role", "state", "error", "param:pruning.target_density"]
-    assert {"accuracy", "params", "macs", "train_macs", "params_ratio", "accuracy_drop", "wall_s", "epochs",
+    assert {"accuracy", "params", "macs", "train_macs", "params_ratio", "accuracy_drop", "wall_s",
             "rounds"} <= set(df.columns)
     assert list(df.columns[-2:]) == ["widths", "base_widths"]
+    assert list(df.columns) == ["number", "role", "state", "error", "param:pruning.target_density", *METRICS,
+                                "gpu_ids", "widths", "base_widths"]  # no ray_trial_id, no unused epochs
     assert df.loc[df["number"] == 3, "params"].item() == 23_000
     assert json.loads(df.loc[df["number"] == 3, "widths"].item()) == [8, 16, 32]
     failed = df[df["state"] == "FAIL"]
@@ -115,8 +82,8 @@ def test_plots_are_png_files(written):
 
 def test_report_says_when_nothing_qualifies_and_while_running(tmp_path):
     spec = parse_spec(SPEC)
-    rows = [r for r in hand_made_rows() if r["number"] in (-1, 2, 3)]
-    rows.append({"number": 5, "role": "search", "state": "RUNNING", "error": ""})
+    rows = [r for r in hand_made_rows() if r.number in (-1, 2, 3)]
+    rows.append(trial_row(5, state="RUNNING"))
     write_report(tmp_path, spec, rows, state="running")
     text = (tmp_path / "report.md").read_text()
     assert text.startswith("# Study `hand-made`: running") and "1 running" in text
@@ -135,48 +102,61 @@ def test_report_of_no_completed_trials_still_has_a_plot(tmp_path):
     assert pd.read_csv(tmp_path / "trials.csv").empty
 
 
-def test_numbers_read_well():
-    assert (count(1_150_000), count(9.5e6), count(41.0e9), count(512), count(None)) == \
-        ("1.15M", "9.50M", "41.0G", "512", "—")
-    assert (percent(0.9861), seconds(12.34), seconds(185), seconds(3725)) == ("98.6%", "12.3 s", "3m 05s", "1h 02m")
-    assert [against_baseline(d) for d in (0.0028, -0.0028, 0.0004)] == ["0.3 points below", "0.3 points above",
-                                                                         "level with"]
 
 
-def _figures(html_text: str) -> dict[str, dict]:
-    return {name: json.loads(body) for name, body in
-            re.findall(r"<script type='application/json' data-plot='([\w-]+)'>(.*?)</script>", html_text, re.S)}
 
 
-def test_report_html_plots_the_front_marks_the_recommendation_and_lists_failures(written):
-    _, study_dir, files = written
-    text = files["report.html"].read_text()
-    figures = _figures(text)
-    assert set(figures) == {"plot-pareto-params", "plot-pareto-macs", "plot-pareto-train_macs", "plot-widths"}
-    for name in ("plot-pareto-params", "plot-pareto-macs", "plot-pareto-train_macs"):
-        traces = {t["name"]: t for t in figures[name]["data"]}
-        assert sorted(c[0] for c in traces["Pareto set"]["customdata"]) == [-1, 0, 1, 3]
-        assert traces["trials"]["customdata"] == [[4]]  # dominated; the failed trial 2 is not plotted
-        assert traces["recommended: trial 1"]["customdata"] == [[1]]
-        assert traces["baseline"]["customdata"] == [[-1]]
-    params = {t["name"]: t for t in figures["plot-pareto-params"]["data"]}
-    assert params["Pareto set"]["x"] == [23_000, 115_000, 400_000, 1_150_000]  # sorted by the cost
-    hover = params["Pareto set"]["hovertext"][0]
-    assert "<b>trial 3</b>" in hover and "pruning.target_density = 0.3" in hover and "50.0x fewer" in hover
-    widths = {t["name"]: t["y"] for t in figures["plot-widths"]["data"]}
-    assert widths == {"baseline": [64, 128, 256], "trial 3": [8, 16, 32], "trial 1 (recommended)": [24, 40, 80],
-                      "trial 0": [40, 80, 160]}
-    assert re.findall(r"<tr id='trial-(\w+)'", text) == ["baseline", "0", "1", "2", "3", "4"]
-    failed = text.split("<table id='failed'>")[1].split("</table>")[0]
-    assert "<td>2</td>" in failed and "RuntimeError: CUDA out of memory | step 3" in failed
-    assert "<span class='state done'>done</span>" in text and "<script src" not in text
+# --- the terminal: adsearch ls, adsearch show, the study's progress lines -------------------------
 
 
-def test_report_html_says_a_study_is_running(tmp_path):
-    spec = parse_spec(SPEC)
-    rows = [r for r in hand_made_rows() if r["number"] in (-1, 3)]
-    rows.append({"number": 5, "role": "search", "state": "RUNNING", "error": ""})
-    files = write_report(tmp_path, spec, rows, state="running")
-    text = files["report.html"].read_text()
-    assert "<span class='state running'>running</span>" in text and "1 running" in text
-    assert "The study is still running" in text
+@pytest.fixture
+def view():
+    return report_view(parse_spec(SPEC), hand_made_rows(), "done", "reports/hand-made")
+
+
+def test_ls_line_names_the_recommended_trial(view):
+    assert STUDY_HEADER == ("study", "state", "trials", "baseline", "recommended")
+    assert study_line(view) == ["hand-made", "done", "5/6", "98.0%", "trial 1: 97.5%, 115k (10.0x fewer) params"]
+    worse = [r for r in hand_made_rows() if r.number in (-1, 3)]  # 3 points down: nothing qualifies
+    assert study_line(report_view(view.spec, worse))[4] == "none within 1.0 pts"
+    no_baseline = [r for r in worse if not r.is_baseline]
+    assert study_line(report_view(view.spec, no_baseline))[2:] == ["1/6", "—", "—"]
+
+
+def test_show_lists_every_trial_marks_the_front_and_the_recommendation(view):
+    lines = study_text(view).splitlines()
+    assert lines[0] == "study hand-made: done (reports/hand-made)"
+    assert lines[1].startswith("search: 5 of 6 trials done (4 complete, 1 failed); sampler ")
+    assert lines[3].startswith("recommended: Trial 1: the fewest parameters") and "`" not in lines[3]
+    marks = {line.split()[1]: line.split()[0] for line in lines if line.startswith(("*", ">"))}
+    assert marks == {"baseline": "*", "0": "*", "1": "*>", "3": "*"}
+    assert "  trial 2: RuntimeError: CUDA out of memory | step 3" in lines
+
+
+def test_show_trial_gives_settings_ratios_and_widths(view):
+    text = trial_text(view, next(r for r in view.rows if r.number == 1))
+    assert text.splitlines()[:2] == ["trial 1 of study hand-made: COMPLETE (on the Pareto front)",
+                                     "settings: pruning.target_density = 0.7"]
+    assert "accuracy 97.5% (0.5 pts below the baseline)" in text
+    assert "params 115k (10.0x fewer), MACs 950k (10.0x fewer), train MACs 22.6G (1.8x fewer)" in text
+    assert "group 1  24     64        37.5%" in text  # 24 of 64 channels kept
+    failed = trial_text(view, next(r for r in view.rows if r.number == 2))
+    assert failed.splitlines()[-1] == "error: RuntimeError: CUDA out of memory | step 3"
+
+
+def test_progress_lines_show_each_trial_and_the_best_so_far():
+    rows = {r.number: r for r in hand_made_rows()}
+    baseline = rows[-1]
+    best = best_so_far(baseline, [rows[3], rows[1]], 0.01)
+    assert best == "97.5% at 10.0x fewer params"  # trial 1: 0.5 points down with 115k of 1.15M params
+    assert progress_line(rows[1], done=3, total=6, best=best) == (
+        "[3/6] target_density=0.7: accuracy 97.5%, params 115k (10.0x fewer), train MACs 1.8x fewer"
+        " | best so far: 97.5% at 10.0x fewer params")
+    assert progress_line(rows[2], done=4, total=6) == "[4/6] target_density=0.5: failed: RuntimeError: CUDA out " \
+                                                      "of memory | step 3"
+    assert best_so_far(baseline, [rows[3]], 0.01) == "none within 1.0 pts of the baseline yet"
+    assert best_so_far(None, [rows[1]], 0.01) == ""  # no baseline: no comparison
+    more = replace(rows[0], settings={"pruning.compress_at": [5, 10]},
+                   metrics={**rows[0].metrics, "params_ratio": 1.5})
+    assert progress_line(more, done=1, total=6).startswith("[1/6] compress_at=[5, 10]: accuracy 97.9%, "
+                                                            "params 400k (1.50x more)")

@@ -108,13 +108,13 @@ def numbers(t: dict) -> list[int]:
 def test_records_read_back_the_study_and_its_state(study_dir, interrupted_dir):
     record = read_study(study_dir)
     trials = pd.read_csv(study_dir / "trials.csv")
-    assert [r["number"] for r in record.rows] == [-1, 0, 1] == list(trials["number"])
+    assert [r.number for r in record.rows] == [-1, 0, 1] == list(trials["number"])
     assert record.state == "done" and (record.trials_done, record.trials_total) == (2, 2)
-    assert record.baseline["accuracy"] == pytest.approx(trials.loc[trials["number"] == -1, "accuracy"].item())
+    assert record.baseline.metrics["accuracy"] == pytest.approx(trials.loc[trials["number"] == -1, "accuracy"].item())
 
     other = read_study(interrupted_dir)
     assert other.state == "interrupted" and (other.trials_done, other.trials_total) == (3, 4)
-    assert other.rows[-1]["state"] == "FAIL" and other.rows[-1]["error"] == OOM
+    assert other.rows[-1].state == "FAIL" and other.rows[-1].error == OOM
 
 
 def test_a_study_is_running_while_the_pid_in_its_lock_is_alive(tiny_study_copy):
@@ -189,7 +189,7 @@ def test_html_report_is_self_contained_names_every_trial_and_plots_every_pareto_
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
     if best is not None:
         ring = trace(page.figures["plot-pareto-params"], "recommended")
-        assert numbers(ring) == [record.rows[best]["number"]]
+        assert numbers(ring) == [record.rows[best].number]
 
     widths = page.figures["plot-widths"]
     assert trace(widths, "baseline")["y"] == [16, 32]
@@ -262,7 +262,7 @@ def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
     assert line.split()[:4] == ["tiny", "done", "2/2", f"{100 * base['accuracy']:.1f}%"]
     record = read_study(study_dir)
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
-    expected = f"trial {record.rows[best]['number']}:" if best is not None else "none within 1.0 pts"
+    expected = f"trial {record.rows[best].number}:" if best is not None else "none within 1.0 pts"
     assert expected in line
 
     row = trials[(trials["role"] == "search") & (trials["rounds"] > 0)].iloc[0]

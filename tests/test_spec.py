@@ -16,10 +16,11 @@ from adsearch.spec import (
     apply_params,
     encode_choice,
     parse_spec,
+    schema_at,
     spec_warnings,
     validate_spec,
 )
-from adsearch.study import optuna_space
+from adsearch.searcher import optuna_space
 
 GOOD = """\
 name: demo
@@ -117,6 +118,37 @@ def test_unknown_key_in_a_union_branch_lists_that_branch_keys():
     assert problem == "train.optimizer.momentum (line 3): unknown key; allowed: name, lr, betas, weight_decay"
 
 
+def test_the_schema_walker_answers_the_keys_at_a_path():
+    assert schema_at("resources.per_trial").keys == ["cpu", "gpu"]
+    assert schema_at("resources.per_trial").problem() == ("resources.per_trial is a section; "
+                                                          "name one of its fields: cpu, gpu")
+    assert schema_at("resources.per_trial.cpu").problem() is None
+    assert schema_at("train.epochs.x").problem() == "train.epochs is a value, not a section"
+    assert schema_at("model.layers.0").problem() == "model.layers is a value, not a section"
+    # a discriminated union: the branch the data chose (a left-out optimizer is the default, sgd), else all
+    adam = {"train": {"optimizer": {"name": "adam"}}}
+    assert schema_at("train.optimizer", adam).keys == ["name", "lr", "betas", "weight_decay"]
+    assert schema_at("train.optimizer", {"train": {}}).keys == ["name", "lr", "momentum", "weight_decay", "nesterov"]
+    assert schema_at("train.optimizer").keys == ["name", "lr", "momentum", "weight_decay", "nesterov", "betas"]
+    assert schema_at("train.optimizer.momentum", adam).problem() == (
+        "no field 'momentum' in train.optimizer; available: name, lr, betas, weight_decay")
+
+
+def test_the_schema_walker_follows_an_error_location_through_items_and_branch_tags():
+    dim = schema_at(("search", "space", "pruning.min_channels", "DistributionDim"), error_loc=True)
+    assert dim.path == ("search", "space", "pruning.min_channels")  # the branch tag is left out
+    assert dim.keys == ["distribution", "low", "high", "step"]
+    assert schema_at(("search", "space", "x", "ValuesDim"), error_loc=True).keys == ["values"]
+    assert schema_at(("search", "space", "x"), error_loc=True).keys == ["values", "distribution", "low", "high", "step"]
+    assert schema_at(("search", "objectives", 0), error_loc=True).keys == ["metric", "mode"]
+    betas = schema_at(("train", "optimizer", "adamw", "betas", 1), error_loc=True)
+    assert betas.path == ("train", "optimizer", "betas", 1) and betas.models == ()
+    # a plain union's branch name ('int') is left out of the reported path too
+    problems = problems_of("name: x\nmodel: {arch: vgg, layers: [x]}\n")
+    assert problems == ["model.layers.0 (line 2): Input should be a valid integer, unable to parse string as an "
+                        "integer, got 'x'", "model.layers.0 (line 2): Input should be 'M', got 'x'"]
+
+
 def test_unknown_model_lists_available_names():
     (problem,) = problems_of("name: x\nmodel:\n  arch: vgg99\n")
     assert problem.startswith("model.arch (line 3): unknown model 'vgg99'")
@@ -126,11 +158,45 @@ def test_unknown_model_lists_available_names():
 def test_unknown_dataset_and_sampler_list_the_allowed_names():
     (dataset,) = problems_of("name: x\ndata: {dataset: cifar}\n")
     assert dataset.startswith("data.dataset (line 2): ") and "'digits'" in dataset and "'synthetic'" in dataset
-    assert "got 'cifar'" in dataset
+    assert "unknown dataset 'cifar'" in dataset
     (sampler,) = problems_of("name: x\nsearch:\n  sampler: cmaes\n")
     assert sampler.startswith("search.sampler (line 3): ")
     for name in ("nsga2", "tpe", "random", "grid", "cmaes"):
         assert f"'{name}'" in sampler
+
+
+def test_a_misspelt_dataset_gets_the_registered_name_it_is_closest_to():
+    (cifar,) = problems_of("name: x\nseed: 1\ndata:\n  dataset: cifar1O\n")
+    assert cifar.startswith("data.dataset (line 4): unknown dataset 'cifar1O'; did you mean 'cifar10'")
+    (digits,) = problems_of("name: x\ndata: {dataset: digts}\n")
+    assert digits == ("data.dataset (line 2): unknown dataset 'digts'; did you mean 'digits'? available: "
+                      "'cifar10', 'cifar100', 'digits', 'imagefolder', 'synthetic', 'tinyimagenet'")
+
+
+def test_a_dataset_registered_in_adsearch_data_is_accepted_by_the_spec():
+    from adsearch import data
+
+    @data.register_dataset
+    def squares(spec, seed):
+        return data.synthetic(spec, seed)
+
+    @data.register_dataset(files=True)
+    def scans(spec, seed):
+        raise AssertionError("not loaded here")
+
+    try:
+        spec = parse_spec("name: x\ndata: {dataset: squares, num_classes: 3}\n")
+        assert spec.data.dataset == "squares" and data.load_data(spec.data).num_classes == 3
+        # built in, so it takes no root; one registered as read from disk does
+        assert problems_of("name: x\ndata: {dataset: squares, root: /x}\n") == [
+            "data.root (line 2): applies to datasets read from disk "
+            "(cifar10, cifar100, tinyimagenet, imagefolder, scans); squares is built in"]
+        assert parse_spec("name: x\ndata: {dataset: scans, root: /data/scans}\n").data.root == "/data/scans"
+    finally:
+        del data._REGISTRY["squares"], data._REGISTRY["scans"]
+    assert "squares" not in data.list_datasets() and "scans" not in data.file_datasets()
+    (gone,) = problems_of("name: x\ndata: {dataset: squares}\n")
+    assert gone.startswith("data.dataset (line 2): unknown dataset 'squares'; available: ")
 
 
 def test_unknown_objective_metric_lists_the_metric_names():
@@ -181,6 +247,18 @@ def test_space_path_reported_even_when_the_rest_of_the_spec_is_invalid():
     assert len(problems) == 2
     assert problems[0].startswith("train.epochs (line 2): ")
     assert problems[1].startswith("search.space.pruning.nope (line 5): no field 'nope' in pruning")
+
+
+def test_space_path_is_checked_in_the_optimizer_the_spec_chose_even_when_the_spec_is_invalid():
+    problems = problems_of("name: x\ntrain: {epochs: 0, optimizer: {name: adam}}\nsearch:\n  space:\n"
+                           "    train.optimizer.momentum: {values: [0.5]}\n    train.optimizer: {values: [1]}\n")
+    assert problems == [
+        "train.epochs (line 2): Input should be greater than or equal to 1, got 0",
+        "search.space.train.optimizer.momentum (line 5): no field 'momentum' in train.optimizer; "
+        "available: name, lr, betas, weight_decay",
+        "search.space.train.optimizer (line 6): train.optimizer is a section; "
+        "name one of its fields: name, lr, betas, weight_decay",
+    ]
 
 
 def test_space_value_outside_the_field_bounds_is_rejected():

@@ -18,10 +18,10 @@ import torch
 from helpers import adsearch, adsearch_process, load_study, tiny_spec
 
 from adsearch.errors import AdsearchError, StudyDirError
-from adsearch.records import optuna_trials
+from adsearch.errors import StudyInterrupted
+from adsearch.records import LOCK_FILE, StudyDir, optuna_trials
 from adsearch.spec import parse_spec
-from adsearch.study import (CHECKPOINT_FILE, LOCK_FILE, StudyInterrupted, _start_directory, load_checkpoint,
-                            resume_study, run_study, study_lock)
+from adsearch.study import CHECKPOINT_FILE, load_checkpoint, resume_study, run_study
 
 def spec_text(name, *, epochs=3, trials=2, width=16, space="pruning.target_density: {values: [0.3, 0.95]}",
               gpu=0, concurrent=2, extra=""):
@@ -90,9 +90,9 @@ def test_kill_9_mid_trial_then_resume_completes_the_budget_exactly(tmp_path, ray
 def test_a_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(tmp_path, ray_session):
     spec = parse_spec(spec_text("diverge", epochs=2, space="train.optimizer.lr: {values: [0.05, 1.0e+9]}"))
     result = run_study(spec, reports_dir=tmp_path, say=lambda _: None)
-    rows = {r["param:train.optimizer.lr"]: r for r in result.rows if r["role"] == "search"}
-    assert rows[0.05]["state"] == "COMPLETE"
-    assert rows[1e9]["state"] == "FAIL" and "TrialDiverged" in rows[1e9]["error"] and "nan" in rows[1e9]["error"]
+    rows = {r.settings["train.optimizer.lr"]: r for r in result.rows if not r.is_baseline}
+    assert rows[0.05].state == "COMPLETE"
+    assert rows[1e9].state == "FAIL" and "TrialDiverged" in rows[1e9].error and "nan" in rows[1e9].error
     table = pd.read_csv(result.directory / "trials.csv")
     assert "TrialDiverged" in table[table["state"] == "FAIL"]["error"].iloc[0]
     study = load_study(result.directory, "diverge")
@@ -125,12 +125,12 @@ def test_a_running_study_is_locked_and_a_stale_lock_is_taken_over(tmp_path):
     try:
         (directory / LOCK_FILE).write_text(f"{sleeper.pid}\n")
         with pytest.raises(AdsearchError, match=f"already running \\(pid {sleeper.pid}\\)"):
-            with study_lock(directory):
+            with StudyDir(directory).lock():
                 pass
     finally:
         sleeper.kill()
         sleeper.wait()
-    with study_lock(directory):  # the process is gone: its lock is stale
+    with StudyDir(directory).lock():  # the process is gone: its lock is stale
         assert (directory / LOCK_FILE).read_text().strip() == str(os.getpid())
     assert not (directory / LOCK_FILE).exists()
 
@@ -223,7 +223,7 @@ def test_trials_a_crash_left_running_are_run_and_a_study_may_skip_its_baseline(t
                                                                          "  baseline: false")
     spec = parse_spec(text)
     study_dir = tmp_path / "orphans"
-    _start_directory(spec, study_dir)  # the study as a crash left it: begun, one trial handed out
+    StudyDir(study_dir).start(spec)  # the study as a crash left it: begun, one trial handed out
     study = optuna.create_study(storage=f"sqlite:///{study_dir / 'study.db'}", study_name="orphans",
                                 directions=["maximize", "minimize"])
     study.enqueue_trial({"train.optimizer.lr": 0.03})
@@ -239,7 +239,7 @@ def test_trials_a_crash_left_running_are_run_and_a_study_may_skip_its_baseline(t
     assert [h["epoch"] for h in trials[0].user_attrs["history"]] == [1, 2]
     lr = trials[1].params["train.optimizer.lr"]
     assert 0.01 <= lr <= 0.05 and lr == pytest.approx(round(lr / 0.01) * 0.01, abs=1e-12)  # on the step grid
-    assert not (study_dir / "baseline.json").exists() and [r["number"] for r in result.rows] == [0, 1]
+    assert not (study_dir / "baseline.json").exists() and [r.number for r in result.rows] == [0, 1]
     assert (study_dir / "report.md").is_file()
 
 

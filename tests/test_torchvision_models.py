@@ -17,7 +17,7 @@ from pruning_checks import check_against_masked, forward_backward, keep_all_plan
 from adsearch.compress import apply_plan, group_widths
 from adsearch.cost import count_macs, count_params
 from adsearch.density import DensityMonitor
-from adsearch.graph import UnsupportedModel, channel_groups
+from adsearch.graph import channel_groups
 from adsearch.models import check_arch, create_model, load_compressed, save_compressed
 from adsearch.spec import SpecError, parse_spec
 from adsearch.trainer import run_trial
@@ -114,25 +114,6 @@ def test_removal_agrees_with_torch_pruning_depgraph(built):
         torch.testing.assert_close(ours(x), theirs(x), atol=1e-6, rtol=0)
 
 
-def test_depthwise_convs_keep_inputs_and_outputs_together():
-    model = create_model("torchvision:mobilenet_v2", num_classes=10)
-    groups = channel_groups(model)
-    apply_plan(model, groups, random_plan(groups, group_widths(model, groups), seed=3))
-    depthwise = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
-    assert depthwise and all(m.groups == m.in_channels == m.out_channels for m in depthwise)
-    assert all(m.weight.shape[1] == 1 for m in depthwise)
-
-
-def test_densenet_concatenated_groups_sit_at_offsets():
-    model = create_model("torchvision:densenet121", num_classes=10)
-    groups = {g.name: g for g in channel_groups(model)}
-    growth = groups["features.denseblock1.denselayer1.conv2"]  # 32 new channels after the 64 of the stem
-    assert growth.slices["features.denseblock1.denselayer2.norm1"].offset == 64
-    assert growth.slices["features.denseblock1.denselayer2.conv1"].offset == 64
-    assert "features.denseblock1.denselayer6.relu1" in growth.monitors
-    last = groups["features.denseblock4.denselayer16.conv2"]  # the last 32 of norm5's 1024 channels
-    assert "features.norm5" in last.monitors  # counted where the functional ReLU reads norm5
-    assert (last.slices["features.norm5"].offset, last.slices["features.norm5"].width) == (992, 32)
 
 
 # --- the monitor and a ReLU module used twice -----------------------------------------------------
@@ -192,22 +173,6 @@ def test_unknown_torchvision_name_lists_close_matches():
         parse_spec("name: s\nmodel: {arch: 'torchvision:mobilenet_v9'}")
 
 
-def test_unsupported_op_names_module_and_op_and_suggests_method_none():
-    with pytest.raises(SpecError) as err:
-        parse_spec("name: s\nmodel: {arch: 'torchvision:convnext_tiny'}")
-    assert "module 'features.0.1': op permute" in str(err.value)
-    assert "pruning.method: none" in str(err.value)
-    assert parse_spec("name: s\nmodel: {arch: 'torchvision:convnext_tiny'}\npruning: {method: none}")
-
-
-def test_untraceable_model_names_the_module():
-    class Gate(nn.Module):
-        def forward(self, x):
-            return x if x.sum() > 0 else -x  # data-dependent control flow
-
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), Gate(), nn.Flatten(), nn.LazyLinear(2))
-    with pytest.raises(UnsupportedModel, match=r"module '2' \(Gate\) cannot be traced.*pruning.method: none"):
-        channel_groups(model)
 
 
 def test_run_with_an_unsupported_model_writes_nothing(tmp_path):

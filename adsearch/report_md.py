@@ -1,0 +1,76 @@
+"""`report.md`: a study's report as Markdown, rendered from its `adsearch.view.ReportView`."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+
+from adsearch.metrics import COSTS, count, percent, points, seconds, value, widths
+from adsearch.rows import TrialRow
+from adsearch.view import ReportView
+
+
+def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
+    """The Markdown report of the study in `view`.
+
+    Args:
+        view: the study (see `adsearch.view.report_view`).
+        plots: the plot files written, by their path relative to the study
+            ('plots/pareto_params.png', ...); None links every cost's plot.
+    """
+    spec, baseline = view.spec, view.baseline
+    out = [f"# Study `{spec.name}`: {view.state}", ""]
+    out += [f"{view.summary()}. Objectives: {view.objectives_text}. Spec digest `{spec.digest()}`.", ""]
+
+    out += ["## Baseline", ""]
+    if baseline is None:
+        out += ["No baseline (the same recipe without pruning) was run, so there are no ratios and no "
+                "recommended trade-off.", ""]
+    else:
+        out += _table(["accuracy", "params", "MACs", "train MACs", "wall time", "widths"],
+                      [[percent(baseline.metric("accuracy")), count(baseline.metric("params")),
+                        count(baseline.metric("macs")), count(baseline.metric("train_macs")),
+                        seconds(baseline.metric("wall_s")), widths(baseline.widths or baseline.base_widths)]]) + [""]
+
+    out += ["## Pareto front", ""]
+    if view.front:
+        out += [f"{len(view.front)} non-dominated trials over {view.objectives_text}, the baseline included when "
+                f"on the front; accuracy drop in percentage points below the baseline.", ""]
+        header = ["trial", *view.paths, "accuracy", "drop (pts)", "params", "MACs", "train MACs", "wall time",
+                  "widths"]
+        out += _table(header, [_front_cells(view, r) for r in view.front_rows]) + [""]
+    else:
+        out += ["No completed trial yet.", ""]
+
+    out += ["## Recommended trade-off", "", view.recommendation, ""]
+
+    if view.failed:
+        out += ["## Failed trials", ""]
+        out += _table(["trial", *view.paths, "error"],
+                      [[r.label, *(value(r.settings.get(p)) for p in view.paths), r.error or "(no message)"]
+                       for r in view.failed]) + [""]
+
+    out += ["## Plots", ""]
+    for cost, label in COSTS.items():
+        name = f"plots/pareto_{cost}.png"
+        if plots is None or name in plots:
+            out += [f"![accuracy against {label}]({name})", ""]
+    out += ["Interactive plots, per-layer widths and density curves: `report.html`. "
+            "All trials: `trials.csv`; the front: `pareto.csv`.", ""]
+    return "\n".join(out)
+
+
+def _front_cells(view: ReportView, r: TrialRow) -> list[str]:
+    return [r.label + (" (recommended)" if view.is_recommended(r) else ""),
+            *(value(r.settings.get(p)) for p in view.paths), percent(r.metric("accuracy")), points(view.drop(r)),
+            view.cost_text(r, "params"), view.cost_text(r, "macs"), view.cost_text(r, "train_macs"),
+            seconds(r.metric("wall_s")), widths(r.widths)]
+
+
+def _cell_text(text) -> str:
+    """Text safe inside a Markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(_cell_text(c) for c in r) + " |" for r in body]

@@ -1,0 +1,165 @@
+"""A study as plain text for a terminal or a log: `adsearch ls`, `adsearch show`, the study's
+per-trial progress lines.
+
+`study_line`, `study_text` and `trial_text` render a `adsearch.view.ReportView` (or a study read
+from disk, `records.StudyRecord`, whose view they take); `progress_line` and `best_so_far` render
+the rows a running search has seen so far. Nothing here decides what is on the front, what is
+recommended or how states are counted: that is the view's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from adsearch.metrics import against_baseline, count, percent, points, seconds, value, widths
+from adsearch.pareto import recommended
+from adsearch.rows import TrialRow
+from adsearch.view import ReportView, cost_text, fewer, plain, view_of
+
+STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended")
+"""The columns of `adsearch ls`, one `study_line` per study."""
+
+
+def text_table(header: Sequence[str], body: Sequence[Sequence]) -> list[str]:
+    """Plain aligned columns (two spaces apart), for a terminal or a log."""
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in body]
+    width = [max(len(r[k]) for r in cells) for k in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in cells]
+
+
+def _view(study) -> ReportView:
+    return study if isinstance(study, ReportView) else view_of(study)
+
+
+# --- adsearch ls -----------------------------------------------------------------------------
+
+
+def study_line(study) -> list[str]:
+    """One `adsearch ls` row (`STUDY_HEADER`) of a view or a `StudyRecord`: name, state, search
+    trials done/total, the baseline's accuracy, the recommended trade-off."""
+    view = _view(study)
+    best, baseline = view.recommended, view.baseline
+    if best is not None:
+        pick = f"trial {best.label}: {percent(best.metric('accuracy'))}, {view.cost_text(best, 'params')} params"
+    else:
+        pick = "—" if baseline is None else f"none within {points(view.max_drop)} pts"
+    return [view.name, view.state, f"{view.counts.done}/{view.spec.search.trials}",
+            percent(baseline.metric("accuracy")) if baseline is not None else "—", pick]
+
+
+# --- adsearch show ---------------------------------------------------------------------------
+
+
+def study_text(study) -> str:
+    """`adsearch show reports/<name>`: the study at a glance, every trial, the failures."""
+    view = _view(study)
+    spec, baseline, directory = view.spec, view.baseline, view.directory
+    out = [f"study {spec.name}: {view.state} ({directory})",
+           f"search: {view.counts.done} of {spec.search.trials} trials done ({view.counts_text()}); "
+           f"sampler {spec.search.sampler}; objectives {view.objectives_text}"]
+    if baseline is not None:
+        out.append(f"baseline: accuracy {percent(baseline.metric('accuracy'))}, params {count(baseline.metric('params'))}, "
+                   f"MACs {count(baseline.metric('macs'))}, train MACs {count(baseline.metric('train_macs'))}, "
+                   f"widths {widths(baseline.widths or baseline.base_widths)}")
+    else:
+        out.append("baseline: none yet")
+    out.append("recommended: " + plain(view.recommendation))
+    out += ["", f"trials (* on the Pareto front over {view.objectives_text}, > recommended):"]
+    header = ["", "trial", "state", *(p.rsplit(".", 1)[-1] for p in view.paths), "accuracy", "drop", "params",
+              "MACs", "train MACs", "rounds", "widths"]
+    body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state,
+             *(value(r.settings.get(p)) for p in view.paths), percent(r.metric("accuracy")),
+             "" if r.is_baseline else points(view.drop(r)), view.cost_text(r, "params"),
+             count(r.metric("macs")), count(r.metric("train_macs")), value(r.metric("rounds")), widths(r.widths)]
+            for r in view.rows]
+    out += text_table(header, body)
+    if view.failed:
+        out += ["", "failed:"] + [f"  trial {r.label}: {r.error or '(no message)'}" for r in view.failed]
+    out += ["", f"one trial: adsearch show {directory} --trial N; the report: {directory / 'report.html'}"
+            if directory is not None else ""]
+    return "\n".join(out).rstrip()
+
+
+def trial_text(study, row: TrialRow) -> str:
+    """`adsearch show reports/<name> --trial N`: settings, metrics, widths, rounds, per-epoch history
+    of `row`, a trial of the study (a view or a `StudyRecord`)."""
+    view = _view(study)
+    unfinished = not row.finished and view.state != "running"
+    out = [f"trial {row.label} of study {view.name}: {row.state}"
+           + (" (on the Pareto front)" if view.on_front(row) else "")
+           + (f" (unfinished: the study is {view.state})" if unfinished else "")]
+    if row.is_baseline:
+        out.append("settings: the base spec with pruning off")
+    else:
+        out.append("settings: " + (view.settings_text(row) or "none"))
+    if row.state == "FAIL":
+        out.append(f"error: {row.error or '(no message recorded)'}")
+    if not row.has("accuracy"):
+        return "\n".join(out + ["no results yet" if row.state != "FAIL" else ""]).rstrip()
+    drop = view.drop(row)
+    out.append(f"accuracy {percent(row.metric('accuracy'))}"
+               + (f" ({against_baseline(drop, 'pts')} the baseline)" if not row.is_baseline and drop is not None else "")
+               + f", top-5 {percent(row.metric('top5'))}, loss {value(row.metric('loss'))}")
+    out.append(f"params {view.cost_text(row, 'params')}, MACs {view.cost_text(row, 'macs')}, "
+               f"train MACs {view.cost_text(row, 'train_macs')}, latency {value(row.metric('latency_ms'))} ms, "
+               f"wall time {seconds(row.metric('wall_s'))}")
+    ws, base = row.widths or [], row.base_widths or []
+    groups = view.group_names(len(ws), row)
+    out += ["", f"widths ({len(ws)} layer groups):"]
+    out += text_table(["group", "width", "baseline", "kept"],
+                      [[g, w, bw, f"{w / bw:.1%}" if bw else ""] for g, w, bw in zip(groups, ws, base or ws)])
+    compressions = row.compressions
+    out += ["", f"compression rounds: {len(compressions)}"]
+    if compressions:
+        out += text_table(["round", "epoch", "widths before", "widths after", "params after", "MACs after"],
+                          [[c.get("round"), c.get("epoch"), widths(c.get("widths_before")), widths(c.get("widths_after")),
+                            count(c.get("params")), count(c.get("macs"))] for c in compressions])
+    if row.history:
+        out += ["", "history (density: mean activation density per layer group):"]
+        cut = {c.get("epoch") for c in compressions}
+        out += text_table(["epoch", "lr", "train loss", "loss", "accuracy", "params", "MACs", "widths", "density"],
+                          [[f"{h.get('epoch')}{'*' if h.get('epoch') in cut else ''}", value(h.get("lr")),
+                            value(h.get("train_loss")), value(h.get("loss")), percent(h.get("accuracy")),
+                            count(h.get("params")), count(h.get("macs")), widths(h.get("widths")),
+                            " ".join(f"{d:.2f}" for d in (h.get("density") or {}).values())] for h in row.history])
+        if cut:
+            out.append("* compressed after this epoch")
+    return "\n".join(out)
+
+
+# --- the study's progress, one line per finished trial ------------------------------------------
+
+
+def progress_line(row: TrialRow, *, done: int, total: int, best: str = "") -> str:
+    """The line a running search prints when trial `row` finishes, e.g.
+    '[3/8] compress_at=[5, 10], target_density=0.5: accuracy 97.5%, params 115k (10.0x fewer),
+    train MACs 1.80x fewer | best so far: 97.5% at 10.0x fewer params'.
+
+    Args:
+        row: the trial (its `settings` as sampled, its metrics with the recorded ratios; a failed
+            one with its `error`).
+        done: search trials finished so far (this one included); total: the budget.
+        best: `best_so_far(...)`; '' leaves the part out.
+    """
+    settings = ", ".join(f"{path.rsplit('.', 1)[-1]}={value(v)}" for path, v in row.settings.items())
+    if row.complete:
+        train = fewer(row, "train_macs", None) or count(row.metric("train_macs"))
+        what = (f"accuracy {percent(row.metric('accuracy'))}, params {cost_text(row, 'params', None)}, "
+                f"train MACs {train}")
+    else:
+        what = f"failed: {row.error or 'unknown error'}"
+    return f"[{done}/{total}] {settings}: {what}" + (f" | best so far: {best}" if best else "")
+
+
+def best_so_far(baseline: TrialRow | None, rows: Sequence[TrialRow], max_accuracy_drop: float) -> str:
+    """The recommended trade-off among the search trials `rows` so far, for `progress_line`:
+    '97.5% at 10.0x fewer params', 'none within 1.0 pts of the baseline yet', or '' without a
+    baseline (`pareto.recommended` decides, as for the report)."""
+    if baseline is None:
+        return ""
+    every = [baseline, *rows]
+    i = recommended(every, max_accuracy_drop)
+    if i is None:
+        return f"none within {points(max_accuracy_drop)} pts of the baseline yet"
+    r = every[i]
+    return f"{percent(r.metric('accuracy'))} at {fewer(r, 'params', baseline) or count(r.metric('params'))} params"

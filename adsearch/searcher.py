@@ -1,0 +1,226 @@
+"""The Optuna side of a study: its search space, its sampler, the searcher Ray Tune asks, and
+counting its trials in Optuna's storage.
+
+This is the only module of adsearch that reads private attributes of Ray Tune or Optuna. Each is
+read through one accessor below (`_optuna_trials` ... `_trial_of`), and `tests/test_searcher.py`
+checks every one of them on a real `OptunaSearch` and Optuna storage, naming the attribute and
+`CHECKED_ON` when one is gone or has changed kind. `pyproject.toml` pins both packages to the
+versions that test passed on; take a new version only after it passes again.
+
+The private attributes (checked on ray 2.60.0 and optuna 5.0.0):
+
+- `ray.tune.search.optuna.OptunaSearch._ot_trials`: dict, Ray trial id -> the `optuna.Trial`
+  asked for it. `Searcher` reads it, and puts the trials a crash left running back into it.
+- `OptunaSearch._ot_study`: the `optuna.Study` it asks and tells.
+- `OptunaSearch._completed_trials`: set of the Ray trial ids already told to Optuna.
+- `optuna.Study._storage`: the study's `BaseStorage`, to read one trial's state at once.
+- `optuna.Trial._trial_id` and `optuna.trial.FrozenTrial._trial_id`: the storage's id of a trial.
+- the `optuna.Trial(study, trial_id)` constructor (public, but documented as not for direct use),
+  to take over a trial a crash left RUNNING.
+"""
+
+from __future__ import annotations
+
+import optuna
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from adsearch.rows import RECORDED, TRACE, plain
+from adsearch.spec import StudySpec, ValuesDim, encode_choice
+
+CHECKED_ON = {"ray": "2.60.0", "optuna": "5.0.0"}
+TRIAL_KEY = "adsearch_trial"
+"""Added to each config the searcher hands out: the Optuna trial number, by which the trial keeps
+its final checkpoint in the study directory (not a spec path; the trainable takes it out)."""
+
+
+# --- the private attributes of Ray Tune and Optuna: read here and nowhere else ------------------
+
+
+def _optuna_trials(searcher: OptunaSearch) -> dict[str, optuna.Trial]:
+    """Ray trial id -> the Optuna trial the searcher asked for it (`OptunaSearch._ot_trials`)."""
+    return searcher._ot_trials
+
+
+def _optuna_study(searcher: OptunaSearch) -> optuna.Study:
+    """The Optuna study the searcher asks and tells (`OptunaSearch._ot_study`)."""
+    return searcher._ot_study
+
+
+def _completed_ids(searcher: OptunaSearch) -> set[str]:
+    """The Ray trial ids already told to Optuna (`OptunaSearch._completed_trials`)."""
+    return searcher._completed_trials
+
+
+def _storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage of `study` (`Study._storage`)."""
+    return study._storage
+
+
+def _internal_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The storage's id of `trial` (`Trial._trial_id`, `FrozenTrial._trial_id`), not its number."""
+    return trial._trial_id
+
+
+def _trial_of(study: optuna.Study, internal_id: int) -> optuna.Trial:
+    """A live `optuna.Trial` for the stored trial `internal_id`, to tell it later."""
+    return optuna.Trial(study, internal_id)
+
+
+# --- the search space and the sampler --------------------------------------------------------
+
+
+def optuna_space(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """`search.space` as Optuna distributions: a list of values is categorical (each value encoded
+    by `spec.encode_choice`), the rest int or float ranges (log for `log_uniform`)."""
+    space = {}
+    for path, dim in spec.search.space.items():
+        if isinstance(dim, ValuesDim):
+            space[path] = optuna.distributions.CategoricalDistribution([encode_choice(v) for v in dim.values])
+        elif dim.distribution == "int_uniform":
+            space[path] = optuna.distributions.IntDistribution(int(dim.low), int(dim.high), step=int(dim.step or 1))
+        else:
+            space[path] = optuna.distributions.FloatDistribution(
+                dim.low, dim.high, log=dim.distribution == "log_uniform", step=dim.step)
+    return space
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """The sampler named in the spec, always set explicitly and seeded by the study's seed."""
+    s, seed = spec.search, spec.seed
+    if s.sampler == "nsga2":
+        # a population of a third of the budget lets small studies evolve at least twice
+        return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, s.trials // 3)), seed=seed)
+    if s.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if s.sampler == "grid":
+        grid = {p: [encode_choice(v) for v in d.values] for p, d in s.space.items()}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+# --- the searcher that Ray Tune asks ------------------------------------------------------------
+
+
+class Searcher(OptunaSearch):
+    """OptunaSearch that keeps each trial's metrics as user attributes and fails errored trials.
+
+    Ray passes an errored trial's last intermediate result; told as is, Optuna would record the
+    trial COMPLETE with half-trained metrics, so an error always goes to Optuna as FAIL.
+    """
+
+    _orphans: list | None = None  # Optuna trials a crash left RUNNING, not yet handed out; None: not looked for
+    _error_texts: dict[str, str]  # Ray trial id -> the error its last result reported (made by `_errors`)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        ot_trials = _optuna_trials(self)
+        orphan = self._next_orphan()
+        if orphan is not None:  # a trial Optuna handed out just before a crash, unknown to Ray
+            ot_trials[trial_id] = orphan
+            orphan.set_user_attr("ray_trial_id", trial_id)
+            return {**orphan.params, TRIAL_KEY: orphan.number}
+        config = super().suggest(trial_id)
+        if trial_id in ot_trials and isinstance(config, dict):
+            ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+            config = {**config, TRIAL_KEY: ot_trials[trial_id].number}
+        return config
+
+    def _next_orphan(self):
+        """After a restore: Optuna trials still RUNNING whose Ray trial the restored Ray lost."""
+        if self._orphans is None:
+            ot_trials, study = _optuna_trials(self), _optuna_study(self)
+            known = set(ot_trials)
+            known_numbers = {t.number for t in ot_trials.values()}
+            self._orphans = [
+                _trial_of(study, _internal_id(t))
+                for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+                if t.user_attrs.get("ray_trial_id") not in known and t.number not in known_numbers
+            ]
+        return self._orphans.pop(0) if self._orphans else None
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if "error" in result:
+            self._errors[trial_id] = result["error"]
+        super().on_trial_result(trial_id, result)
+
+    @property
+    def _errors(self) -> dict:
+        if "_error_texts" not in self.__dict__:
+            self._error_texts = {}
+        return self._error_texts
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        ot_trial = _optuna_trials(self).get(trial_id)
+        if ot_trial is None or self._finished(ot_trial):
+            # told before a crash, then re-run from its last checkpoint by the restored Ray
+            _completed_ids(self).add(trial_id)
+            return
+        if error:
+            reason = self._errors.pop(trial_id, "the trial's process failed; see its error.txt under ray/search/")
+            ot_trial.set_user_attr("error", reason)
+        if result and not error:
+            for key in RECORDED + TRACE:
+                if key in result:
+                    ot_trial.set_user_attr(key, plain(result[key]))
+        super().on_trial_complete(trial_id, None if error else result, error)
+
+    def _finished(self, ot_trial) -> bool:
+        return _storage_of(_optuna_study(self)).get_trial(_internal_id(ot_trial)).state.is_finished()
+
+    def save(self, checkpoint_path: str):
+        orphans, self._orphans = self._orphans, None  # recomputed against the storage on restore
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self._orphans = orphans
+
+
+# --- the study in Optuna's storage -----------------------------------------------------------
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage at `url` (made if missing); raises what SQLAlchemy or Optuna raise."""
+    return optuna.storages.RDBStorage(url)
+
+
+def failed_count(storage: str | optuna.storages.BaseStorage, study_name: str) -> int:
+    """How many trials of the study have failed. Raises KeyError if it has no Optuna study yet."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    return len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.FAIL]))
+
+
+def finished_count(storage: str | optuna.storages.BaseStorage, study_name: str) -> int:
+    """How many trials of the study have finished (complete, failed or pruned)."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    return sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
+def set_metric_names(storage: optuna.storages.BaseStorage, study_name: str, names: list[str]) -> None:
+    """Name the study's objectives in its storage, as its readers (and optuna-dashboard) show them."""
+    optuna.load_study(study_name=study_name, storage=storage).set_metric_names(names)
+
+
+class FailureLimit(tune.Stopper, tune.Callback):
+    """Stops the whole search once `limit` trials have failed, as Optuna's storage counts them.
+
+    Counting in the storage (not in memory) keeps failures from before a resume in the count. The
+    storage is read at the first check and again after each trial error (Ray tells the searcher,
+    which records the FAIL, before it tells callbacks), so the stop follows the failure that
+    reaches the limit at once, whatever the timing.
+    """
+
+    def __init__(self, limit: int | None, url: str, study_name: str):
+        self.limit, self.url, self.study_name = limit, url, study_name
+        self._stale, self._reached = True, False
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._stale = True
+
+    def stop_all(self) -> bool:
+        if self.limit is not None and self._stale and not self._reached:
+            self._stale = False
+            self._reached = failed_count(self.url, self.study_name) >= self.limit
+        return self._reached

@@ -1,0 +1,270 @@
+"""One view of a study, computed once: what every writer of the report renders.
+
+`report_view(spec, rows, state)` (or `view_of(record)` for a study read from disk) sorts the rows
+(the baseline first), finds the baseline, the Pareto front over `search.objectives`, the
+recommended trade-off and the state counts, and writes the recommendation. The Markdown, HTML,
+PNG and terminal writers (`report_md`, `report_html`, `plots`, `report_text`) only render a
+`ReportView`; none of them decides again which trials are on the front, which is recommended, how
+states are counted, which points can be plotted or how a trial compares with the baseline.
+
+A trial's ratios against the baseline and its accuracy drop are taken as the trial recorded them
+(`<cost>_ratio`, `accuracy_drop`); only `compared` computes one when it is missing.
+
+Pure: no file I/O, no plotting library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from adsearch.metrics import (
+    COSTS, against_baseline, count, finite, percent, points, seconds, times_fewer, value, widths, with_ratios,
+)
+from adsearch.pareto import baseline_index, objective_pairs, pareto_front, recommended
+from adsearch.rows import TrialRow, sort_rows
+from adsearch.spec import StudySpec
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    """The search trials by state: the one count every writer shows.
+
+    `complete` and `failed` are the COMPLETE and FAIL search trials (together: the trials done);
+    `unfinished` every other search trial (RUNNING, WAITING, ...). The baseline is not counted.
+    """
+
+    complete: int = 0
+    failed: int = 0
+    unfinished: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.failed
+
+
+def state_counts(rows: Sequence[TrialRow]) -> StateCounts:
+    """The search trials of `rows` counted by state (see `StateCounts`)."""
+    search = [r for r in rows if not r.is_baseline]
+    complete = sum(r.state == "COMPLETE" for r in search)
+    failed = sum(r.state == "FAIL" for r in search)
+    return StateCounts(complete=complete, failed=failed, unfinished=len(search) - complete - failed)
+
+
+# --- a trial against the baseline ---------------------------------------------------------------
+
+
+def compared(row: TrialRow, key: str, baseline: TrialRow | None) -> float | None:
+    """The row's `key` against the baseline (`<cost>_ratio`, trial / baseline, or `accuracy_drop`,
+    baseline minus trial): as the trial recorded it, else computed from its metrics and the
+    baseline's (`metrics.with_ratios`); None when neither gives a finite number."""
+    v = row.metric(key)
+    if v is None and baseline is not None and row is not baseline:
+        v = with_ratios(row.metrics, baseline.metrics).get(key)
+    return v if finite(v) else None
+
+
+def fewer(row: TrialRow, cost: str, baseline: TrialRow | None) -> str:
+    """'50.0x fewer' (or '1.50x more') for the row's `cost` against the baseline; '' for the
+    baseline itself and when unknown."""
+    return "" if row.is_baseline else times_fewer(compared(row, f"{cost}_ratio", baseline))
+
+
+def cost_text(row: TrialRow, cost: str, baseline: TrialRow | None) -> str:
+    """The row's `cost` with how many times fewer than the baseline: '23.0k (50.0x fewer)'."""
+    f = fewer(row, cost, baseline)
+    return count(row.metric(cost)) + (f" ({f})" if f else "")
+
+
+def settings_text(row: TrialRow, paths: Sequence[str], quote: str = "") -> str:
+    """The row's values of the searched `paths`: 'pruning.target_density = 0.3, ...' ('' for none);
+    each path between `quote`s."""
+    return ", ".join(f"{quote}{p}{quote} = {value(row.settings.get(p))}" for p in paths)
+
+
+# --- the view ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """A study as the report shows it. Indices (`front`, `best`, `plottable`, ...) are into `rows`."""
+
+    spec: StudySpec
+    state: str
+    """'done', 'running' or 'interrupted'."""
+    rows: list[TrialRow]
+    """The baseline first, then the search trials by number."""
+    baseline: TrialRow | None
+    """The completed baseline with an accuracy, or None (then no ratios and no recommendation)."""
+    paths: list[str]
+    """The searched spec paths, in the spec's order."""
+    objectives: list[tuple[str, str]]
+    """`search.objectives` as (metric, mode) pairs."""
+    front: list[int]
+    """The Pareto front over the objectives among the COMPLETE rows, the baseline included."""
+    best: int | None
+    """The recommended trade-off (`pareto.recommended`), or None."""
+    counts: StateCounts
+    recommendation: str
+    """The recommended trade-off (or why there is none) in one paragraph, Markdown-flavoured
+    (`**bold**`, `` `code` ``); `plain` strips the marks."""
+    directory: Path | None = None
+
+    # --- what the study holds ----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def max_drop(self) -> float:
+        """`report.max_accuracy_drop`: how far below the baseline a recommendation may be."""
+        return self.spec.report.max_accuracy_drop
+
+    @property
+    def objectives_text(self) -> str:
+        """'accuracy (max), params (min)'."""
+        return ", ".join(f"{m} ({mode})" for m, mode in self.objectives)
+
+    @property
+    def recommended(self) -> TrialRow | None:
+        return self.rows[self.best] if self.best is not None else None
+
+    @property
+    def front_rows(self) -> list[TrialRow]:
+        return [self.rows[i] for i in self.front]
+
+    @property
+    def search_rows(self) -> list[TrialRow]:
+        return [r for r in self.rows if not r.is_baseline]
+
+    @property
+    def failed(self) -> list[TrialRow]:
+        """The failed search trials (the rows `counts.failed` counts)."""
+        return [r for r in self.search_rows if r.state == "FAIL"]
+
+    @property
+    def costs(self) -> list[str]:
+        """The costs (`metrics.COSTS`) plotted against accuracy: params always, the others when
+        some trial has them."""
+        return [m for m in COSTS if m == "params" or any(r.has(m) for r in self.rows)]
+
+    def on_front(self, row: TrialRow) -> bool:
+        return any(self.rows[i].number == row.number for i in self.front)
+
+    def is_recommended(self, row: TrialRow) -> bool:
+        return self.best is not None and self.rows[self.best].number == row.number
+
+    def counts_text(self) -> str:
+        """'4 complete, 1 failed, 1 running' (from `counts`; the unfinished part only when there are
+        some, called 'unfinished' unless the study runs)."""
+        c = self.counts
+        text = f"{c.complete} complete, {c.failed} failed"
+        if c.unfinished:
+            text += f", {c.unfinished} {'running' if self.state == 'running' else 'unfinished'}"
+        return text
+
+    def summary(self) -> str:
+        """'5 of 6 search trials done: 4 complete, 1 failed, 1 running'."""
+        return f"{self.counts.done} of {self.spec.search.trials} search trials done: {self.counts_text()}"
+
+    # --- a trial against the baseline ----------------------------------------------------------
+
+    def drop(self, row: TrialRow) -> float | None:
+        """The accuracy drop of `row` below the baseline (a fraction; negative: above it)."""
+        return compared(row, "accuracy_drop", self.baseline)
+
+    def fewer(self, row: TrialRow, cost: str) -> str:
+        """See `fewer`."""
+        return fewer(row, cost, self.baseline)
+
+    def cost_text(self, row: TrialRow, cost: str) -> str:
+        """See `cost_text`."""
+        return cost_text(row, cost, self.baseline)
+
+    def inverse_ratio(self, row: TrialRow, cost: str) -> float | None:
+        """baseline / trial for `cost` (50.0 for 50x fewer), or None: a number to sort by."""
+        r = compared(row, f"{cost}_ratio", self.baseline)
+        return 1 / r if r is not None and r > 0 else None
+
+    # --- plots ---------------------------------------------------------------------------------
+
+    def plottable(self, cost: str) -> list[int]:
+        """The rows a plot of accuracy against `cost` (log axis) can show: COMPLETE, with a finite
+        accuracy and a finite `cost` above zero."""
+        return [i for i, r in enumerate(self.rows)
+                if r.complete and r.has("accuracy") and r.has(cost) and r.metrics[cost] > 0]
+
+    def pair_front(self, cost: str) -> list[int]:
+        """The plottable rows not beaten in (accuracy max, `cost` min), ordered by `cost`."""
+        usable = self.plottable(cost)
+        sub = [self.rows[i] for i in usable]
+        front = [usable[k] for k in pareto_front(sub, [("accuracy", "max"), (cost, "min")])]
+        return sorted(front, key=lambda i: self.rows[i].metrics[cost])
+
+    def group_names(self, n: int, row: TrialRow | None = None) -> list[str]:
+        """The names of `n` layer groups, from the density records of `row` (if given) or of any
+        trial that has `n` of them; 'group 1', 'group 2', ... when none has."""
+        for r in ([row] if row is not None else []) + self.rows:
+            for h in reversed(r.history):
+                names = list((h.get("density") or {}).keys())
+                if len(names) == n:
+                    return names
+        return [f"group {k + 1}" for k in range(n)]
+
+    def settings_text(self, row: TrialRow, quote: str = "") -> str:
+        """See `settings_text`, over the study's searched paths."""
+        return settings_text(row, self.paths, quote)
+
+
+def plain(text: str) -> str:
+    """Markdown-flavoured text (`ReportView.recommendation`) without its ** and ` marks."""
+    return text.replace("**", "").replace("`", "")
+
+
+def report_view(spec: StudySpec, rows: Sequence[TrialRow], state: str = "done",
+                directory: Path | str | None = None) -> ReportView:
+    """The view of a study from its spec, its rows (any order) and its state."""
+    rows = sort_rows(rows)
+    b = baseline_index(rows)
+    baseline = rows[b] if b is not None else None
+    best = recommended(rows, spec.report.max_accuracy_drop)
+    paths = list(spec.search.space)
+    return ReportView(
+        spec=spec, state=state, rows=rows, baseline=baseline, paths=paths,
+        objectives=objective_pairs(spec.search.objectives),
+        front=pareto_front(rows, spec.search.objectives), best=best, counts=state_counts(rows),
+        recommendation=_recommendation(spec, rows, best, baseline, paths),
+        directory=Path(directory) if directory is not None else None)
+
+
+def view_of(record) -> ReportView:
+    """The view of a study read from disk (`records.StudyRecord`: spec, rows, state, directory)."""
+    return report_view(record.spec, record.rows, record.state, record.directory)
+
+
+def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, baseline: TrialRow | None,
+                    paths: list[str]) -> str:
+    limit = spec.report.max_accuracy_drop
+    if baseline is None:
+        return "None: there is no baseline to compare against."
+    base_acc = percent(baseline.metric("accuracy"))
+    if best is None:
+        text = (f"**None qualifies**: no completed search trial is within {points(limit)} points of the "
+                f"baseline's accuracy ({base_acc}).")
+        done = [r for r in rows if not r.is_baseline and r.complete and r.has("accuracy")]
+        if done:
+            top = max(done, key=lambda r: r.metrics["accuracy"])
+            text += (f" The most accurate is trial {top.label} at {percent(top.metric('accuracy'))} with "
+                     f"{cost_text(top, 'params', baseline)} params.")
+        return text
+    r = rows[best]
+    chosen = settings_text(r, paths, quote="`")
+    drop = compared(r, "accuracy_drop", baseline)
+    return (f"**Trial {r.label}**: the fewest parameters with accuracy within {points(limit)} points "
+            f"of the baseline. Accuracy {percent(r.metric('accuracy'))} ({against_baseline(drop)} "
+            f"the baseline's {base_acc}); params {cost_text(r, 'params', baseline)}; "
+            f"MACs {cost_text(r, 'macs', baseline)}; training MACs {cost_text(r, 'train_macs', baseline)}; "
+            f"wall time {seconds(r.metric('wall_s'))}; widths {widths(r.widths)}"
+            + (f". Searched: {chosen}." if chosen else "."))
