@@ -17,6 +17,7 @@ import yaml
 from rich.console import Console
 
 from adsearch.errors import AdsearchError, DataError, StudyDirError, StudyInterrupted
+from adsearch.metrics import METRICS, count, percent, seconds, widths
 from adsearch.spec import SpecError, json_schema, load_spec, spec_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -101,16 +102,19 @@ def train(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
     s = read_spec(spec, set_)
     result = run_trial(s, report=lambda metrics, _: out.print(_epoch_line(metrics)))
     compiles = [h["compile_s"] for h in result["history"] if "compile_s" in h]
-    compiled = f" ({len(compiles)} compile(s): {sum(compiles):.1f} s)" if compiles else ""
-    out.print(f"done: accuracy {result['accuracy']:.2%}, params {result['params']:,}, "
-              f"MACs {result['macs']:,}, train MACs {result['train_macs']:.3g}, "
-              f"{result['wall_s']:.1f} s{compiled}, widths {result['widths']}")
+    compiled = f" ({len(compiles)} compile(s): {seconds(sum(compiles))})" if compiles else ""
+    shown = ", ".join(f"{METRICS[k].label} {METRICS[k].text(result[k])}" for k in DONE_METRICS)
+    out.print(f"done: {shown}{compiled}, widths {widths(result['widths'])}")
+
+
+DONE_METRICS = ("accuracy", "params", "macs", "train_macs", "wall_s")
+"""What `adsearch train` says of the trained network, written as the metrics table writes them."""
 
 
 def _epoch_line(m: dict) -> str:
     dens = " ".join(f"{v:.2f}" for v in m["density"].values())
-    return (f"epoch {m['epoch']:>3}  loss {m['train_loss']:.4f}  acc {m['accuracy']:.2%}  "
-            f"params {m['params']:,}  MACs {m['macs']:,}  widths {m['widths']}  density [{dens}]")
+    return (f"epoch {m['epoch']:>3}  loss {m['train_loss']:.4f}  acc {percent(m['accuracy'])}  "
+            f"params {count(m['params'])}  MACs {count(m['macs'])}  widths {widths(m['widths'])}  density [{dens}]")
 
 
 # --- reading studies: report, ls, show, export ----------------------------------------------

@@ -43,9 +43,9 @@ def check_arch(name: str) -> None:
         return _check_torchvision(name[len(TORCHVISION):])
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint} available: {', '.join(list_models())}, "
-                         f"or {TORCHVISION}<name> for a torchvision classification model")
+        hint = f" did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown model {name!r};{hint} available: {', '.join(map(repr, list_models()))}, "
+                         f"or '{TORCHVISION}<name>' for a torchvision classification model")
 
 
 def create_model(

@@ -1,7 +1,8 @@
 """The study spec: Pydantic models, YAML loading with line-numbered errors, the search space.
 
 A spec is plain data. `load_spec(path)` reads YAML with `safe_load`, validates the whole
-document and raises `SpecError` listing every problem as `dotted.path (line N): message`.
+document and raises `SpecError` listing every problem as `dotted.path (line N): message`
+(`adsearch.schema` finds the line and walks the models for the path).
 `apply_params(spec, params)` puts sampled values into a spec and validates it again as a whole.
 """
 
@@ -11,11 +12,8 @@ import copy
 import hashlib
 import json
 import os
-import re
-import types
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -31,6 +29,7 @@ from pydantic import (
 
 from adsearch.errors import AdsearchError
 from adsearch.metrics import OBJECTIVES
+from adsearch.schema import format_error, path_and_line, schema_at, yaml_lines
 
 
 class _Model(BaseModel):
@@ -153,7 +152,8 @@ class DataSpec(_Model):
             raise ValueError(f"data.download: true works for cifar10 and cifar100 only; for {self.dataset}, {how}")
         if self.root is None and self.dataset == "imagefolder":
             raise ValueError("data.root: imagefolder needs a root: the folder holding train/ and val/ class folders")
-        from adsearch.data import CACHE_ENV, DATA_ENV
+        from adsearch.data import DATA_ENV
+        from adsearch.image_cache import CACHE_ENV
 
         root = self.root if self.root is not None else os.environ.get(DATA_ENV) or "~/data"
         cache_dir = self.cache_dir if self.cache_dir is not None else os.environ.get(CACHE_ENV) or "~/.cache/adsearch"
@@ -439,162 +439,6 @@ class SpecError(AdsearchError):
         super().__init__(f"{source}: {len(problems)} error(s)\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _yaml_lines(text: str) -> dict[tuple, int]:
-    """Map each key path in a YAML document to the (1-based) line where it appears."""
-    lines: dict[tuple, int] = {}
-
-    def walk(node, path: tuple):
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                sub = path + (key.value,)
-                lines[sub] = key.start_mark.line + 1
-                walk(value, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, path + (i,))
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
-    """The line of the longest prefix of `loc` that the YAML holds."""
-    loc = tuple(loc)
-    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-
-
-_FIELD_IN_MESSAGE = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+): (.*)$", re.S)
-
-
-def _where(loc: tuple, lines: dict[tuple, int] | None) -> str:
-    """`dotted.path (line N)` for `loc` (the line where the YAML has it)."""
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    line = _line_of(lines, loc) if lines else None
-    return f"{path} (line {line})" if line else path
-
-
-def _format_error(err: dict, lines: dict[tuple, int] | None) -> str:
-    place = schema_at(err["loc"], error_loc=True)
-    loc = place.path + place.rest
-    msg = err["msg"].removeprefix("Value error, ")
-    named = _FIELD_IN_MESSAGE.match(msg)
-    if named and tuple(named.group(1).split("."))[: len(loc)] == loc:
-        # a cross-field rule that names the field it is about: report it there, with its line
-        loc, msg = tuple(named.group(1).split(".")), named.group(2)
-    where = _where(loc, lines)
-    if err["type"] == "extra_forbidden":
-        known = place.models and len(place.rest) == 1  # the walk stopped at the unknown key itself
-        msg = "unknown key; " + (f"allowed: {', '.join(place.keys)}" if known else "see `adsearch schema`")
-    elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
-        given = err["input"]
-        if repr(given) not in msg and f"got {given}" not in msg:
-            msg = f"{msg}, got {given!r}"
-    return f"{where}: {msg}"
-
-
-# --- the schema walker ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SchemaPlace:
-    """Where a path leads in the spec schema (`schema_at`): `path`, the parts walked (an error
-    location's union-branch tags left out); `models`, the section there (its model, or each branch
-    of a union whose branch is not known; none at a value); `rest`, the parts the walk could not
-    follow (from a key the section lacks, or past a value)."""
-
-    path: tuple
-    models: tuple = ()
-    rest: tuple = ()
-
-    @property
-    def keys(self) -> list[str]:
-        return list(dict.fromkeys(name for model in self.models for name in model.model_fields))
-
-    def problem(self) -> str | None:
-        """Why the path names no field of the spec (a section, an unknown key, a value's part), or None."""
-        here, keys = ".".join(str(p) for p in self.path) or "the spec", ", ".join(self.keys)
-        if self.rest and self.models:
-            return f"no field {self.rest[0]!r} in {here}; available: {keys}"
-        if self.rest:
-            return f"{here} is a value, not a section"
-        return f"{here} is a section; name one of its fields: {keys}" if self.models else None
-
-
-def schema_at(path: str | tuple, data: Any = None, *, error_loc: bool = False) -> SchemaPlace:
-    """Walk the `StudySpec` schema along `path`, through nested models, Optional, Annotated and unions.
-
-    `path` is a dotted field path ("train.optimizer.lr", or its parts as a tuple), or with `error_loc`
-    a pydantic error location, whose list indices and mapping keys are walked too and whose union
-    branch tags (a discriminated union's `Tag`s) choose the branch. Elsewhere a union's branch is the
-    one its `Discriminator` picks from `data` (the spec document or a `StudySpec`), else all count.
-    """
-    parts = tuple(path.split(".")) if isinstance(path, str) else tuple(p for p in path if p != "[key]")
-    walked: list = []
-    tp, value = StudySpec, data
-    for i, part in enumerate(parts):
-        tp, branches, models = _peel(tp, value)
-        origin, args = get_origin(tp), get_args(tp)
-        if branches and error_loc:  # pydantic names the branch taken
-            tp = branches.get(part)
-            if tp is None:  # a branch that is a value ('int', "literal['M']")
-                return SchemaPlace(tuple(walked), (), parts[i + 1:])
-        elif error_loc and origin in (list, tuple, dict) and args:  # a list index or a mapping key
-            walked.append(part)
-            tp = args[part] if origin is tuple and isinstance(part, int) and part < len(args) else args[-1]
-            value = _child(value, part)
-        else:
-            fields = {name: f for model in reversed(models) for name, f in model.model_fields.items()}
-            if part not in fields:
-                return SchemaPlace(tuple(walked), tuple(models), parts[i:])
-            walked.append(part)
-            field = fields[part]
-            tp = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-            value = _child(value, part, field)
-    return SchemaPlace(tuple(walked), tuple(_peel(tp, value)[2]))
-
-
-def _peel(tp, value=None) -> tuple[Any, dict, list[type[BaseModel]]]:
-    """`tp` without Annotated and Optional: (the type, a union's branches by tag, the models there).
-
-    A branch's tag is its `Tag`, else its type's name, as in pydantic's error locations. The models
-    are `tp` if it is one, else the union branch that its `Discriminator` picks from `value`, else all.
-    """
-    discriminator = None
-    while get_origin(tp) is Annotated:
-        discriminator = next((m for m in tp.__metadata__ if isinstance(m, Discriminator)), discriminator)
-        tp = tp.__origin__
-    if get_origin(tp) not in (Union, types.UnionType):
-        return tp, {}, [tp] if isinstance(tp, type) and issubclass(tp, BaseModel) else []
-    members = [m for m in get_args(tp) if m is not type(None)]
-    if len(members) == 1:
-        return _peel(members[0], value)
-    branches = {}
-    for member in members:
-        base = _peel(member)[0]
-        tags = [t.tag for t in getattr(member, "__metadata__", ()) if isinstance(t, Tag)]
-        branches[tags[0] if tags else getattr(base, "__name__", str(base))] = base
-    how = getattr(discriminator, "discriminator", None)
-    try:
-        tag = (how(value) if callable(how) else _child(value, how)) if how and value is not None else None
-    except Exception:  # noqa: BLE001 - a value the union itself rejects
-        tag = None
-    chosen = [branches[tag]] if isinstance(tag, str) and tag in branches else branches.values()
-    return tp, branches, list(dict.fromkeys(m for branch in chosen for m in _peel(branch)[2]))
-
-
-def _child(value, part, field=None) -> Any:
-    """Item or field `part` of a spec value (None: not known); a field left out is its default."""
-    if value is None or isinstance(value, BaseModel):
-        return getattr(value, str(part), None)
-    try:
-        return value[part]
-    except (KeyError, IndexError, TypeError):
-        return None if field is None or field.is_required() else field.get_default(call_default_factory=True)
-
-
 # --- loading ----------------------------------------------------------------------------------
 
 
@@ -606,11 +450,13 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict[str, Any] | No
     """
     try:
         data = yaml.safe_load(text)
-        lines = _yaml_lines(text)
+        lines = yaml_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise SpecError(source, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    except ValueError as exc:  # a value YAML reads as a date or time that does not exist (2020-13-45)
+        raise SpecError(source, [f"not valid YAML: {exc} (quote the value to keep it as text)"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -656,7 +502,7 @@ def validate_spec(data: dict, source: str = "<spec>", lines: dict | None = None)
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
         # the space's values can only be checked against a valid spec, its paths always
-        problems = [_format_error(err, lines) for err in exc.errors()]
+        problems = [format_error(err, lines, root=StudySpec) for err in exc.errors()]
         raise SpecError(source, problems + _space_problems(data, lines)) from None
     problems = _space_problems(spec, lines)
     if problems:
@@ -694,10 +540,10 @@ def _space_problems(data: dict | StudySpec, lines: dict | None) -> list[str]:
         space = space if isinstance(space, dict) else {}
     problems: list[str] = []
     for path, dim in space.items():
-        where = _where(("search", "space", path), lines)
+        where = path_and_line(("search", "space", path), lines)
         if str(path).split(".")[0] == "search" or path == "name":
             problems.append(f"{where}: cannot search over {path!r}")
-        elif problem := schema_at(str(path), data).problem():
+        elif problem := schema_at(StudySpec, str(path), data).problem():
             problems.append(f"{where}: {problem}")
         elif isinstance(data, StudySpec):
             problems += [f"{where}: {p}" for p in _space_value_problems(data, path, dim)]
@@ -712,7 +558,7 @@ def _space_value_problems(spec: StudySpec, path: str, dim: Dimension) -> list[st
             StudySpec.model_validate(set_path(base, path, value))
         except ValidationError as exc:
             for err in exc.errors():
-                place = schema_at(err["loc"], error_loc=True)
+                place = schema_at(StudySpec, err["loc"], error_loc=True)
                 loc = ".".join(str(p) for p in place.path + place.rest)
                 problems.append(f"value {value!r} is not allowed ({loc}: {err['msg'].removeprefix('Value error, ')})")
             if isinstance(dim, DistributionDim):

@@ -28,7 +28,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from adsearch import report
 from adsearch.cluster import configure_process, start_ray
 from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted, one_line
-from adsearch.metrics import METRICS, count, with_ratios
+from adsearch.metrics import METRICS, count, percent, seconds, with_ratios
 from adsearch.records import StudyDir, collect_rows
 from adsearch.report_text import best_so_far, progress_line
 from adsearch.rows import BASELINE, RECORDED, TRACE, TrialRow, baseline_row, plain
@@ -272,8 +272,8 @@ def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: l
         raise _interrupted(study, "interrupted during the baseline")
     metrics = {k: plain(result.metrics[k]) for k in RECORDED + TRACE if k in result.metrics}
     study.save_baseline(metrics)
-    say(f"baseline: accuracy {metrics['accuracy']:.2%}, params {count(metrics['params'])}, "
-        f"MACs {count(metrics['macs'])}, {metrics['wall_s']:.1f} s")
+    say(f"baseline: accuracy {percent(metrics['accuracy'])}, params {count(metrics['params'])}, "
+        f"MACs {count(metrics['macs'])}, {seconds(metrics['wall_s'])}")
     return metrics
 
 

@@ -22,7 +22,8 @@ from torch import nn
 
 from adsearch import cost
 from adsearch.compress import RoundPlan, apply_plan, group_widths, plan_round
-from adsearch.data import Dataset, load_data
+from adsearch.batches import Dataset
+from adsearch.data import load_data
 from adsearch.density import DensityMonitor
 from adsearch.errors import AdsearchError, DataError
 from adsearch.graph import channel_groups

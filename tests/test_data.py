@@ -1,11 +1,12 @@
-"""Datasets (adsearch.data): the digits split, resizing, normalisation, batching, synthetic data."""
+"""Datasets (adsearch.data, adsearch.batches): the digits split, resizing, normalisation, batching, synthetic data."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from adsearch.data import TensorBatches, check_dataset, file_datasets, list_datasets, load_data
+from adsearch.batches import TensorBatches
+from adsearch.data import check_dataset, file_datasets, list_datasets, load_data
 from adsearch.errors import AdsearchError
 from adsearch.spec import DataSpec
 

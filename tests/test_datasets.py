@@ -1,6 +1,7 @@
-"""File datasets (adsearch.data): CIFAR pickle batches, the tiny-imagenet-200 tree and image
-folders, written on disk in their real layouts (tests/fake_datasets.py); label mapping checked by
-each class's colour, augmentation, limit, workers, bad data, the spec's data fields, and the
+"""File datasets (adsearch.data, adsearch.images, adsearch.image_cache): CIFAR pickle batches, the
+tiny-imagenet-200 tree and image folders, written on disk in their real layouts
+(tests/fake_datasets.py); label mapping checked by each class's colour, augmentation, limit,
+workers, device-resident data, the decoded-image cache, bad data, the spec's data fields, and the
 trainer (AMP, channels_last, exact resume) on a file dataset."""
 
 from __future__ import annotations
@@ -28,17 +29,11 @@ from fake_datasets import (
     write_tinyimagenet,
 )
 
-from adsearch.data import (
-    CIFAR10_URL,
-    SOURCES,
-    TINYIMAGENET_URL,
-    FileData,
-    balanced_subset,
-    crop_and_flip,
-    load_data,
-)
-import adsearch.data as data_module
+from adsearch.batches import balanced_subset
+from adsearch.data import CIFAR10_URL, SOURCES, TINYIMAGENET_URL, load_data
 from adsearch.errors import DataError
+import adsearch.images as images_module
+from adsearch.images import FileData, crop_and_flip
 from adsearch.spec import DataSpec, SpecError, TrainSpec, parse_spec
 from adsearch.trainer import run_trial
 
@@ -163,9 +158,9 @@ def test_on_device_auto_falls_back_to_workers_over_the_budget_and_true_is_an_err
     data = load("cifar10", data_root)  # on_device: auto
     need = data.resident_bytes()
     assert need == (data.n_train + data.n_test) * 3 * 32 * 32
-    monkeypatch.setattr(data_module, "free_memory", lambda device: 2 * need)  # fits: half of it is the budget
+    monkeypatch.setattr(images_module, "free_memory", lambda device: 2 * need)  # fits: half of it is the budget
     assert data.to("cpu").resident
-    monkeypatch.setattr(data_module, "free_memory", lambda device: 2 * need - 2)  # 1 byte over the budget
+    monkeypatch.setattr(images_module, "free_memory", lambda device: 2 * need - 2)  # 1 byte over the budget
     fallback = data.to("cpu")
     assert not fallback.resident
     assert len(list(fallback.train_batches(8, torch.Generator()))) == -(-data.n_train // 8)

@@ -65,7 +65,8 @@ def test_channel_groups_of_vgg_chain_each_conv_to_the_next():
 def test_unknown_arch_lists_the_available_names():
     assert {"vgg", "vgg11", "vgg13", "vgg16", "vgg19"} <= set(list_models())
     assert list_models("vgg1*") == ["vgg11", "vgg13", "vgg16", "vgg19"]
-    with pytest.raises(ValueError, match=r"unknown model 'vgg99'.*available: .*vgg11, vgg13, vgg16, vgg19"):
+    with pytest.raises(ValueError, match=r"unknown model 'vgg99'; did you mean 'vgg19'.*\? available: .*'vgg11', "
+                                         r"'vgg13', 'vgg16', 'vgg19'"):
         check_arch("vgg99")
     with pytest.raises(ValueError, match="unknown model 'alexnet'"):
         create_model("alexnet", num_classes=10)

@@ -16,7 +16,6 @@ from adsearch.spec import (
     apply_params,
     encode_choice,
     parse_spec,
-    schema_at,
     spec_warnings,
     validate_spec,
 )
@@ -118,33 +117,8 @@ def test_unknown_key_in_a_union_branch_lists_that_branch_keys():
     assert problem == "train.optimizer.momentum (line 3): unknown key; allowed: name, lr, betas, weight_decay"
 
 
-def test_the_schema_walker_answers_the_keys_at_a_path():
-    assert schema_at("resources.per_trial").keys == ["cpu", "gpu"]
-    assert schema_at("resources.per_trial").problem() == ("resources.per_trial is a section; "
-                                                          "name one of its fields: cpu, gpu")
-    assert schema_at("resources.per_trial.cpu").problem() is None
-    assert schema_at("train.epochs.x").problem() == "train.epochs is a value, not a section"
-    assert schema_at("model.layers.0").problem() == "model.layers is a value, not a section"
-    # a discriminated union: the branch the data chose (a left-out optimizer is the default, sgd), else all
-    adam = {"train": {"optimizer": {"name": "adam"}}}
-    assert schema_at("train.optimizer", adam).keys == ["name", "lr", "betas", "weight_decay"]
-    assert schema_at("train.optimizer", {"train": {}}).keys == ["name", "lr", "momentum", "weight_decay", "nesterov"]
-    assert schema_at("train.optimizer").keys == ["name", "lr", "momentum", "weight_decay", "nesterov", "betas"]
-    assert schema_at("train.optimizer.momentum", adam).problem() == (
-        "no field 'momentum' in train.optimizer; available: name, lr, betas, weight_decay")
-
-
-def test_the_schema_walker_follows_an_error_location_through_items_and_branch_tags():
-    dim = schema_at(("search", "space", "pruning.min_channels", "DistributionDim"), error_loc=True)
-    assert dim.path == ("search", "space", "pruning.min_channels")  # the branch tag is left out
-    assert dim.keys == ["distribution", "low", "high", "step"]
-    assert schema_at(("search", "space", "x", "ValuesDim"), error_loc=True).keys == ["values"]
-    assert schema_at(("search", "space", "x"), error_loc=True).keys == ["values", "distribution", "low", "high", "step"]
-    assert schema_at(("search", "objectives", 0), error_loc=True).keys == ["metric", "mode"]
-    betas = schema_at(("train", "optimizer", "adamw", "betas", 1), error_loc=True)
-    assert betas.path == ("train", "optimizer", "betas", 1) and betas.models == ()
-    # a plain union's branch name ('int') is left out of the reported path too
-    problems = problems_of("name: x\nmodel: {arch: vgg, layers: [x]}\n")
+def test_a_plain_union_branch_name_is_left_out_of_the_reported_path():
+    problems = problems_of("name: x\nmodel: {arch: vgg, layers: [x]}\n")  # layers: list[int | Literal['M']]
     assert problems == ["model.layers.0 (line 2): Input should be a valid integer, unable to parse string as an "
                         "integer, got 'x'", "model.layers.0 (line 2): Input should be 'M', got 'x'"]
 
@@ -399,3 +373,8 @@ def test_train_compile_takes_off_on_auto_or_a_yaml_boolean():
     assert problems_of("name: x\ntrain: {compile: fast}\n") == [
         "train.compile (line 2): Input should be 'off', 'on' or 'auto', got 'fast'"]
     assert TrainSpec().drop_last is True
+
+
+def test_a_date_that_does_not_exist_is_a_spec_error_not_a_traceback():
+    with pytest.raises(SpecError, match=r"not valid YAML: month must be in 1\.\.12 \(quote the value"):
+        parse_spec("name: x\nseed: 2020-13-45\n")
