@@ -36,6 +36,20 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def written(tmp_path_factory):
+    """The hand-made study (helpers.hand_made_rows) written out once by `write_report`: its spec,
+    directory and files; for the tests of the CSVs, the Markdown and the HTML page."""
+    from helpers import HAND_MADE_SPEC, hand_made_rows
+
+    from adsearch.report import write_report
+    from adsearch.spec import parse_spec
+
+    spec = parse_spec(HAND_MADE_SPEC)
+    study_dir = tmp_path_factory.mktemp("reports") / spec.name
+    return spec, study_dir, write_report(study_dir, spec, hand_made_rows())
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test (helpers.one_torch_thread)."""

@@ -19,13 +19,6 @@ from adsearch.view import report_view
 SPEC = HAND_MADE_SPEC
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory):
-    spec = parse_spec(SPEC)
-    study_dir = tmp_path_factory.mktemp("reports") / spec.name
-    files = write_report(study_dir, spec, hand_made_rows())
-    return spec, study_dir, files
-
 
 def test_trials_csv_reads_back_with_every_trial_and_column(written):
     _, study_dir, files = written

@@ -8,7 +8,6 @@ import json
 import re
 from dataclasses import replace
 
-import pytest
 from helpers import HAND_MADE_SPEC, hand_made_rows, trial_row
 
 from adsearch.report import write_report
@@ -18,13 +17,6 @@ from adsearch.view import report_view
 
 SPEC = HAND_MADE_SPEC
 
-
-@pytest.fixture(scope="module")
-def written(tmp_path_factory):
-    spec = parse_spec(SPEC)
-    study_dir = tmp_path_factory.mktemp("reports") / spec.name
-    files = write_report(study_dir, spec, hand_made_rows())
-    return spec, study_dir, files
 
 
 def _figures(html_text: str) -> dict[str, dict]:
