@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adsearch.metrics import METRICS, finite
-from adsearch.spec import StudySpec, decode_choice
+from adsearch.space import decode_choice
+from adsearch.spec import StudySpec
 
 SHAPE = ("widths", "base_widths", "gpu_ids")
 """What a trial records besides its metrics: its final widths, the base spec's, the GPUs it ran on."""

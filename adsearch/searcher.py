@@ -26,7 +26,8 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from adsearch.rows import RECORDED, TRACE, plain
-from adsearch.spec import StudySpec, ValuesDim, encode_choice
+from adsearch.space import ValuesDim, encode_choice
+from adsearch.spec import StudySpec
 
 CHECKED_ON = {"ray": "2.60.0", "optuna": "5.0.0"}
 TRIAL_KEY = "adsearch_trial"
@@ -72,7 +73,7 @@ def _trial_of(study: optuna.Study, internal_id: int) -> optuna.Trial:
 
 def optuna_space(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribution]:
     """`search.space` as Optuna distributions: a list of values is categorical (each value encoded
-    by `spec.encode_choice`), the rest int or float ranges (log for `log_uniform`)."""
+    by `space.encode_choice`), the rest int or float ranges (log for `log_uniform`)."""
     space = {}
     for path, dim in spec.search.space.items():
         if isinstance(dim, ValuesDim):

@@ -8,7 +8,6 @@ document and raises `SpecError` listing every problem as `dotted.path (line N): 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from pydantic import (
 
 from adsearch.errors import AdsearchError
 from adsearch.metrics import OBJECTIVES
+from adsearch.space import Dimension, DistributionDim, ValuesDim, decode_choice, probe_values, set_path
 from adsearch.schema import format_error, path_and_line, schema_at, yaml_lines
 
 
@@ -305,50 +305,6 @@ class Objective(_Model):
         return self
 
 
-class ValuesDim(_Model):
-    values: list[Any] = Field(min_length=1, description="the choices")
-
-
-class DistributionDim(_Model):
-    distribution: Literal["uniform", "log_uniform", "int_uniform"]
-    low: float
-    high: float
-    step: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def low_below_high(self):
-        if not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
-        if self.distribution == "log_uniform" and self.low <= 0:
-            raise ValueError(f"log_uniform needs low > 0, got {self.low}")
-        if self.distribution == "log_uniform" and self.step is not None:
-            raise ValueError("log_uniform takes no step")
-        # Optuna would truncate a fractional int step (0.5 to 0: an error at run time, not here) and
-        # narrow the range to `low` alone for a step wider than it: both are said here instead
-        if self.distribution == "int_uniform" and self.step is not None and not float(self.step).is_integer():
-            raise ValueError(f"int_uniform needs an integer step, got {self.step}")
-        if self.step is not None and self.step > self.high - self.low:
-            raise ValueError(f"step must be at most high - low ({self.high - self.low:g}), got {self.step}")
-        if self.distribution == "int_uniform" and not (
-            float(self.low).is_integer() and float(self.high).is_integer()
-        ):
-            raise ValueError(f"int_uniform needs integer low and high, got {self.low}, {self.high}")
-        return self
-
-
-def _dimension_kind(value) -> str:
-    """Which dimension a space entry is, so an error reports only that branch."""
-    if isinstance(value, dict):
-        return "DistributionDim" if {"distribution", "low", "high"} & set(value) else "ValuesDim"
-    return "DistributionDim" if isinstance(value, DistributionDim) else "ValuesDim"
-
-
-Dimension = Annotated[
-    Union[Annotated[ValuesDim, Tag("ValuesDim")], Annotated[DistributionDim, Tag("DistributionDim")]],
-    Discriminator(_dimension_kind),
-]
-
-
 class SearchSpec(_Model):
     trials: int = Field(12, ge=1, description="search trials (the baseline is extra)")
     sampler: Literal["nsga2", "tpe", "random", "grid"] = "nsga2"
@@ -513,22 +469,6 @@ def validate_spec(data: dict, source: str = "<spec>", lines: dict | None = None)
 # --- the search space -------------------------------------------------------------------------
 
 
-def set_path(data: dict, path: str, value) -> dict:
-    """A deep copy of `data` with `value` at dotted `path` (intermediate mappings are created)."""
-    data = copy.deepcopy(data)
-    node = data
-    parts = path.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise KeyError(f"{part!r} is a value, not a section")
-        node = child
-    node[parts[-1]] = value
-    return data
-
-
 def _space_problems(data: dict | StudySpec, lines: dict | None) -> list[str]:
     """Each search-space path that names no field of the spec; once the spec is valid (`data` a
     `StudySpec`), also each value of a dimension that does not fit its field."""
@@ -553,7 +493,7 @@ def _space_problems(data: dict | StudySpec, lines: dict | None) -> list[str]:
 def _space_value_problems(spec: StudySpec, path: str, dim: Dimension) -> list[str]:
     problems: list[str] = []
     base = spec.model_dump(mode="json")
-    for value in dim.values if isinstance(dim, ValuesDim) else _probe_values(dim):
+    for value in dim.values if isinstance(dim, ValuesDim) else probe_values(dim):
         try:
             StudySpec.model_validate(set_path(base, path, value))
         except ValidationError as exc:
@@ -564,30 +504,6 @@ def _space_value_problems(spec: StudySpec, path: str, dim: Dimension) -> list[st
             if isinstance(dim, DistributionDim):
                 break  # one bad draw tells the range does not fit; the listed values are each checked
     return problems
-
-
-def _probe_values(dim: DistributionDim) -> list:
-    """Values a distribution can draw that show a misfit: its bounds, and a value between them (on
-    the step grid) that is fractional unless the distribution draws integers, so that a float
-    distribution over an integer field is caught here rather than in every trial."""
-    inner = dim.low + dim.step if dim.step is not None else (dim.low + dim.high) / 2
-    values = [dim.low, dim.high] + ([inner] if inner < dim.high else [])
-    return list(dict.fromkeys(int(v) if dim.distribution == "int_uniform" else v for v in values))
-
-
-def encode_choice(value) -> Any:
-    """Optuna categorical choices must be scalars: lists and mappings travel as JSON text."""
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
-def decode_choice(dim: Dimension, value) -> Any:
-    if isinstance(dim, ValuesDim) and isinstance(value, str):
-        for choice in dim.values:
-            if encode_choice(choice) == value:
-                return choice
-    if isinstance(dim, DistributionDim) and dim.distribution == "int_uniform":
-        return int(value)
-    return value
 
 
 def apply_params(spec: StudySpec, params: dict[str, Any]) -> StudySpec:

@@ -7,19 +7,9 @@ import math
 import optuna
 import pytest
 
-from adsearch.spec import (
-    DistributionDim,
-    SpecError,
-    StudySpec,
-    TrainSpec,
-    ValuesDim,
-    apply_params,
-    encode_choice,
-    parse_spec,
-    spec_warnings,
-    validate_spec,
-)
 from adsearch.searcher import optuna_space
+from adsearch.space import DistributionDim, ValuesDim, encode_choice
+from adsearch.spec import SpecError, StudySpec, TrainSpec, apply_params, parse_spec, spec_warnings, validate_spec
 
 GOOD = """\
 name: demo
