@@ -24,7 +24,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 import torch
@@ -35,8 +35,25 @@ from adsearch.errors import AdsearchError, DataError
 from adsearch.image_cache import cached_split
 from adsearch.images import FileData, ImageArray, ImageFiles, Split, default_workers
 
-if TYPE_CHECKING:  # data reads a spec's fields; the spec validates names against this registry
-    from adsearch.spec import DataSpec
+
+
+class DataSettings(Protocol):
+    """What the readers take from a spec's `data` section (`adsearch.spec.DataSpec`, validated
+    there). The spec checks dataset names against this registry, so this module does not import it."""
+
+    dataset: str
+    root: str | None
+    download: bool
+    image_size: int | None
+    limit: int | None
+    test_fraction: float
+    num_samples: int
+    num_classes: int
+    cache: bool
+    cache_dir: str | None
+    workers: int | None
+    augment: bool
+    on_device: bool | str
 
 DATA_ENV = "ADSEARCH_DATA"
 """Environment variable holding the default `data.root` (else ~/data)."""
@@ -44,7 +61,7 @@ DATA_ENV = "ADSEARCH_DATA"
 
 # --- the registry ---------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, Callable[[DataSpec, int], Dataset]] = {}
+_REGISTRY: dict[str, Callable[[DataSettings, int], Dataset]] = {}
 _FROM_FILES: set[str] = set()
 """The registered datasets read from `data.root` on disk (the others are built in)."""
 
@@ -80,7 +97,7 @@ def check_dataset(name: str) -> None:
         raise ValueError(f"unknown dataset {name!r};{hint} available: {', '.join(map(repr, list_datasets()))}")
 
 
-def load_data(spec: DataSpec, seed: int = 0) -> Dataset:
+def load_data(spec: DataSettings, seed: int = 0) -> Dataset:
     """Load dataset `spec.dataset` with the split fixed by `seed`.
 
     Raises:
@@ -107,7 +124,7 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 @register_dataset
-def digits(spec: DataSpec, seed: int) -> Dataset:
+def digits(spec: DataSettings, seed: int) -> Dataset:
     """scikit-learn's bundled handwritten digits: 1,797 grey 8x8 images, 10 classes."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -124,7 +141,7 @@ def digits(spec: DataSpec, seed: int) -> Dataset:
 
 
 @register_dataset
-def synthetic(spec: DataSpec, seed: int) -> Dataset:
+def synthetic(spec: DataSettings, seed: int) -> Dataset:
     """Gaussian images whose class decides a bright quadrant: learnable in an epoch, for tests."""
     g = torch.Generator().manual_seed(seed)
     size = spec.image_size or 8
@@ -211,7 +228,7 @@ def _incomplete(dataset: str, root: str | None, where: Path, problems: list[str]
     )
 
 
-def _file_data(spec: DataSpec, train: Split, test: Split, num_classes: int, native_size: int) -> FileData:
+def _file_data(spec: DataSettings, train: Split, test: Split, num_classes: int, native_size: int) -> FileData:
     source = SOURCES[spec.dataset]
     train, test = train.limited(spec.limit), test.limited(spec.limit)
     if spec.cache:  # image files: decoded once, then read from the cache by every trial and study
@@ -242,18 +259,18 @@ CIFARS = {
 
 
 @register_dataset(files=True)
-def cifar10(spec: DataSpec, seed: int) -> Dataset:
+def cifar10(spec: DataSettings, seed: int) -> Dataset:
     """CIFAR-10: 50,000 training and 10,000 test colour images of 32 x 32, 10 classes."""
     return _cifar(spec)
 
 
 @register_dataset(files=True)
-def cifar100(spec: DataSpec, seed: int) -> Dataset:
+def cifar100(spec: DataSettings, seed: int) -> Dataset:
     """CIFAR-100: 50,000 training and 10,000 test colour images of 32 x 32, 100 (fine) classes."""
     return _cifar(spec)
 
 
-def _cifar(spec: DataSpec) -> FileData:
+def _cifar(spec: DataSettings) -> FileData:
     cifar, folder = CIFARS[spec.dataset], SOURCES[spec.dataset].folder
     files = (*cifar.train, *cifar.test, cifar.meta)
     root = Path(spec.root)
@@ -323,7 +340,7 @@ def _download_cifar(dataset: str, into: Path) -> None:
 
 
 @register_dataset(files=True)
-def tinyimagenet(spec: DataSpec, seed: int) -> Dataset:
+def tinyimagenet(spec: DataSettings, seed: int) -> Dataset:
     """TinyImageNet: 200 classes of 64 x 64 colour images, 500 per class to train, 50 held out
     (the `val` split; its labels come from val/val_annotations.txt). The class index is the order of
     wnids.txt, for both splits."""
@@ -398,7 +415,7 @@ def _image_names(folder: Path) -> list[str]:
 
 
 @register_dataset(files=True)
-def imagefolder(spec: DataSpec, seed: int) -> Dataset:
+def imagefolder(spec: DataSettings, seed: int) -> Dataset:
     """Any tree of class folders: train/<class>/ and val/<class>/ (images at any depth below). The
     class index is the sorted train folder names; val folders map through it. Images are resized
     to data.image_size, by default the size of the first training image if it is square, <= 256 px."""

@@ -2,7 +2,7 @@
 
 An entry is one `.npy` file in `data.cache_dir` (shared by every trial and study), named and keyed
 by the dataset, the split, the size and every file's path, size and modification time
-(`cache_key`); `cached_split` builds a missing entry and reads the split from it (`ImageCache`).
+(`cache_key`); `cached_split` builds a missing entry and reads the split from it (`images.ImageCache`).
 An image that cannot be decoded is an error naming the file, when the entry is built.
 """
 
@@ -21,35 +21,10 @@ import numpy as np
 import torch
 
 from adsearch.errors import DataError
-from adsearch.images import ImageArray, ImageFiles, Split, decoded_in_order
+from adsearch.images import ImageCache, ImageFiles, Split, decoded_in_order
 
 CACHE_ENV = "ADSEARCH_CACHE"
 """Environment variable holding the default `data.cache_dir` (else ~/.cache/adsearch)."""
-
-
-class ImageCache:
-    """Decoded images read from a cache file (uint8, N x 3 x H x W) mapped into memory: worker
-    processes share its pages; `read` copies only the rows it is asked for."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.array = np.load(path, mmap_mode="r")
-
-    def __len__(self) -> int:
-        return int(self.array.shape[0])
-
-    @property
-    def size(self) -> int:
-        return int(self.array.shape[-1])
-
-    def subset(self, idx: torch.Tensor) -> ImageArray:
-        return ImageArray(torch.from_numpy(self.array[idx.numpy()]))
-
-    def read(self, idx: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.array[idx.numpy()])
-
-    def all(self) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.array))  # a copy in memory: the file stays read-only
 
 
 def cache_key(dataset: str, split: str, images: ImageFiles, labels: torch.Tensor) -> str:

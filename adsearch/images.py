@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -24,8 +25,6 @@ import torch.utils.data
 from adsearch.batches import Batch, Dataset, balanced_subset
 from adsearch.errors import DataError
 
-if TYPE_CHECKING:  # the cache's images are a source like the others; the cache builds on this module
-    from adsearch.image_cache import ImageCache
 
 
 # --- image sources and splits ---------------------------------------------------------------------
@@ -75,6 +74,31 @@ class ImageFiles:
     def read(self, idx: torch.Tensor) -> torch.Tensor:
         images = np.stack([read_image(str(self.paths[i]), self.size) for i in idx.tolist()])
         return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+class ImageCache:
+    """Decoded images read from a cache file (uint8, N x 3 x H x W) mapped into memory: worker
+    processes share its pages; `read` copies only the rows it is asked for."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.array = np.load(path, mmap_mode="r")
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def size(self) -> int:
+        return int(self.array.shape[-1])
+
+    def subset(self, idx: torch.Tensor) -> ImageArray:
+        return ImageArray(torch.from_numpy(self.array[idx.numpy()]))
+
+    def read(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.array[idx.numpy()])
+
+    def all(self) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.array))  # a copy in memory: the file stays read-only
 
 
 def read_image(path: str, size: int) -> np.ndarray:

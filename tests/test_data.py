@@ -97,3 +97,11 @@ def test_unknown_dataset_lists_the_registered_ones():
 
 def test_datasets_read_from_disk_are_flagged_in_the_registry():
     assert file_datasets() == ["cifar10", "cifar100", "tinyimagenet", "imagefolder"]
+
+
+def test_what_the_readers_take_from_a_spec_is_the_spec_s_data_section():
+    from adsearch.data import DataSettings
+    from adsearch.spec import DataSpec
+
+    assert set(DataSettings.__annotations__) <= set(DataSpec.model_fields)  # the readers ask only for fields it has
+    assert "dataset" in DataSettings.__annotations__ and "root" in DataSettings.__annotations__
