@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import trial_row
+from helpers import HAND_MADE_SPEC, trial_row
 
 from adsearch.report_html import html_page
 from adsearch.report_md import markdown
@@ -28,15 +28,7 @@ from adsearch.report_text import study_text
 from adsearch.spec import parse_spec
 from adsearch.view import StateCounts, plain, report_view, view_of
 
-SPEC = """
-name: by-hand
-search:
-  trials: 8
-  objectives: [{metric: accuracy, mode: max}, {metric: params, mode: min}]
-  space:
-    pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}
-report: {max_accuracy_drop: 0.01}
-"""
+SPEC = HAND_MADE_SPEC.replace("trials: 6", "trials: 8")  # room for the unfinished trials below
 
 
 def rows():
@@ -59,7 +51,7 @@ def rows():
 
 @pytest.fixture
 def view():
-    return report_view(parse_spec(SPEC), rows(), "running", "reports/by-hand")
+    return report_view(parse_spec(SPEC), rows(), "running", "reports/hand-made")
 
 
 def numbers(view, indices) -> list[int]:
@@ -76,7 +68,7 @@ def test_rows_are_sorted_and_the_front_and_recommendation_found(view):
     assert view.is_recommended(view.rows[1]) and not view.is_recommended(view.rows[7])
     assert view.objectives == [("accuracy", "max"), ("params", "min")]
     assert view.objectives_text == "accuracy (max), params (min)"
-    assert view.directory == Path("reports/by-hand") and view.max_drop == 0.01
+    assert view.directory == Path("reports/hand-made") and view.max_drop == 0.01
 
 
 def test_states_are_counted_once_for_every_writer(view):
@@ -136,6 +128,6 @@ def test_group_names_from_density_records_else_numbered(view):
 
 
 def test_view_of_a_study_read_from_disk():
-    record = SimpleNamespace(spec=parse_spec(SPEC), rows=rows(), state="done", directory=Path("reports/by-hand"))
+    record = SimpleNamespace(spec=parse_spec(SPEC), rows=rows(), state="done", directory=Path("reports/hand-made"))
     view = view_of(record)
-    assert view.state == "done" and view.directory == Path("reports/by-hand") and view.recommended.number == 0
+    assert view.state == "done" and view.directory == Path("reports/hand-made") and view.recommended.number == 0
