@@ -156,7 +156,7 @@ def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study
         try:
             lines.append(study_line(read_study(directory)))
         except AdsearchError as exc:  # one unreadable study should not hide the others
-            lines.append([directory.name, "unreadable", "", "", str(exc).splitlines()[0]])
+            lines.append([directory.name, "unreadable", "", "", str(exc).splitlines()[0], ""])
     if not lines:
         out.print(f"no studies in {reports}; start one with `adsearch run SPEC`")
         return

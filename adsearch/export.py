@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from adsearch.errors import AdsearchError, one_line
-from adsearch.metrics import METRICS
+from adsearch.metrics import METRICS, SPENDING
 from adsearch.records import StudyRecord, read_study
 from adsearch.rows import TrialRow
 
@@ -145,7 +145,7 @@ def _rebuild(spec, checkpoint: dict) -> tuple[nn.Module, object]:
 
 
 def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, fmt: str, path: Path) -> dict:
-    kept = [m for m in METRICS if m not in ("wall_s", "epoch")]  # what the network is, not how long it took
+    kept = [m for m in METRICS if m not in ("wall_s", "epoch", *SPENDING)]  # what the network is, not how long it took
     return {
         "study": record.name,
         "trial": row.number,

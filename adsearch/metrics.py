@@ -134,8 +134,17 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("accuracy_drop", "min", "fraction", "drop (pts)", points),
     Metric("epoch", None, "epochs", "epoch", value, objective=False),
     Metric("rounds", None, "rounds", "rounds", value, objective=False),
+    # what the study actually ran for the trial, with the prefix cache (adsearch.prefixes)
+    Metric("spent_train_macs", "min", "MACs", "train MACs run", count, objective=False),
+    Metric("spent_s", "min", "s", "time run", seconds, objective=False),
+    Metric("shared_epochs", None, "epochs", "shared epochs", value, objective=False),
+    Metric("shared_from", None, "trial", "shared from", value, objective=False),
+    Metric("repeat_of", None, "trial", "repeat of", value, objective=False),
 )}
 """Every metric a trial records, in table order."""
+
+SPENDING = ("spent_train_macs", "spent_s", "shared_epochs", "shared_from", "repeat_of")
+"""What the study spent on a trial, not what the trial's network or schedule is."""
 
 OBJECTIVES: dict[str, str] = {m.name: m.better for m in METRICS.values() if m.objective}
 """Metric names usable as objectives, with the direction that is better."""

@@ -43,10 +43,12 @@ MARKER_FILE = ".adsearch-study"
 TRIALS_DIR = "trials"
 """Each finished trial's final checkpoint, by trial number (export and reload read these)."""
 MODELS_DIR = "models"
+PREFIXES_DIR = "prefixes"
+"""The prefix cache (`adsearch.prefixes`): trial states that other trials start from."""
 SPEC_HEADER = "# adsearch study spec, digest "
 """The first line of every spec.yaml adsearch writes (then the spec's digest)."""
 WRITTEN = frozenset({SPEC_FILE, MARKER_FILE, BASELINE_FILE, DB_FILE, LOCK_FILE, "ray", TRIALS_DIR, "trials.csv",
-                     "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR})
+                     "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR, PREFIXES_DIR})
 """Everything adsearch writes directly in a study directory (also SQLite's side files of study.db
 and the temporary files of atomic writes, `.<name>.<...>.tmp`); nothing else is deleted there."""
 
@@ -131,6 +133,11 @@ class StudyDir:
     @property
     def models_dir(self) -> Path:
         return self.path / MODELS_DIR
+
+    @property
+    def prefixes_dir(self) -> Path:
+        """The prefix cache; on a multi-node cluster on storage every node sees, like `ray_dir`."""
+        return self.path / PREFIXES_DIR
 
     @property
     def storage_url(self) -> str:

@@ -291,6 +291,8 @@ def _summary(view: ReportView) -> str:
     spec = view.spec
     text = (f"{view.summary()}. Objectives: {view.objectives_text}. Sampler: {spec.search.sampler}. "
             f"Spec digest <code>{spec.digest()}</code>.")
+    if view.sharing():
+        text += " " + html.escape(view.sharing())
     if view.state == "running":
         text += " <b>The study is still running</b>: this report shows the trials finished so far."
     elif view.state == "interrupted":

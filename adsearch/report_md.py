@@ -20,6 +20,8 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
     spec, baseline = view.spec, view.baseline
     out = [f"# Study `{spec.name}`: {view.state}", ""]
     out += [f"{view.summary()}. Objectives: {view.objectives_text}. Spec digest `{spec.digest()}`.", ""]
+    if view.sharing():
+        out += [view.sharing(), ""]
 
     out += ["## Baseline", ""]
     if baseline is None:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from adsearch.metrics import against_baseline, count, percent, points, seconds, value, widths
 from adsearch.pareto import recommended
 from adsearch.rows import TrialRow
-from adsearch.view import ReportView, cost_text, fewer, plain, view_of
+from adsearch.view import ReportView, cost_text, fewer, plain, sharing_text, view_of
 
-STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended")
+STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""
 
 
@@ -44,7 +44,8 @@ def study_line(study) -> list[str]:
     else:
         pick = "—" if baseline is None else f"none within {points(view.max_drop)} pts"
     return [view.name, view.state, f"{view.counts.done}/{view.spec.search.trials}",
-            percent(baseline.metric("accuracy")) if baseline is not None else "—", pick]
+            percent(baseline.metric("accuracy")) if baseline is not None else "—", pick,
+            view.compute_saved() or "—"]
 
 
 # --- adsearch show ---------------------------------------------------------------------------
@@ -64,13 +65,16 @@ def study_text(study) -> str:
     else:
         out.append("baseline: none yet")
     out.append("recommended: " + plain(view.recommendation))
+    if view.sharing():
+        out.append(view.sharing())
     out += ["", f"trials (* on the Pareto front over {view.objectives_text}, > recommended):"]
     header = ["", "trial", "state", *(p.rsplit(".", 1)[-1] for p in view.paths), "accuracy", "drop", "params",
-              "MACs", "train MACs", "rounds", "widths"]
+              "MACs", "train MACs", "rounds", "widths", "shared"]
     body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state,
              *(value(r.settings.get(p)) for p in view.paths), percent(r.metric("accuracy")),
              "" if r.is_baseline else points(view.drop(r)), view.cost_text(r, "params"),
-             count(r.metric("macs")), count(r.metric("train_macs")), value(r.metric("rounds")), widths(r.widths)]
+             count(r.metric("macs")), count(r.metric("train_macs")), value(r.metric("rounds")), widths(r.widths),
+             sharing_text(r)]
             for r in view.rows]
     out += text_table(header, body)
     if view.failed:
@@ -103,6 +107,9 @@ def trial_text(study, row: TrialRow) -> str:
     out.append(f"params {view.cost_text(row, 'params')}, MACs {view.cost_text(row, 'macs')}, "
                f"train MACs {view.cost_text(row, 'train_macs')}, latency {value(row.metric('latency_ms'))} ms, "
                f"wall time {seconds(row.metric('wall_s'))}")
+    if sharing_text(row):
+        out.append(f"shared: {sharing_text(row)}; the study ran {count(row.metric('spent_train_macs'))} training MACs "
+                   f"in {seconds(row.metric('spent_s'))} for it")
     ws, base = row.widths or [], row.base_widths or []
     groups = view.group_names(len(ws), row)
     out += ["", f"widths ({len(ws)} layer groups):"]
@@ -146,6 +153,8 @@ def progress_line(row: TrialRow, *, done: int, total: int, best: str = "") -> st
         train = fewer(row, "train_macs", None) or count(row.metric("train_macs"))
         what = (f"accuracy {percent(row.metric('accuracy'))}, params {cost_text(row, 'params', None)}, "
                 f"train MACs {train}")
+        shared = sharing_text(row)
+        what += f" ({shared})" if shared else ""
     else:
         what = f"failed: {row.error or 'unknown error'}"
     return f"[{done}/{total}] {settings}: {what}" + (f" | best so far: {best}" if best else "")

@@ -317,6 +317,14 @@ class SearchSpec(_Model):
     max_failures: int | None = Field(
         None, ge=1, description="end the study once this many trials have failed (default: never)"
     )
+    share_prefixes: bool = Field(
+        True, description="keep trials' states at the epochs where they can part (prefixes/ in the study) so that "
+        "a trial starts from the furthest state another trial trained on its path; results are unchanged"
+    )
+    keep_prefixes: bool = Field(
+        False, description="keep the prefix cache when the study is done (default: delete it then; an interrupted "
+        "study keeps it to resume with)"
+    )
 
     @model_validator(mode="after")
     def grid_takes_values_only(self):

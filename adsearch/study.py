@@ -14,6 +14,7 @@ start-up and the process settings a study needs are `adsearch.cluster`.
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from adsearch import report
 from adsearch.cluster import configure_process, start_ray
 from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted, one_line
 from adsearch.metrics import METRICS, count, percent, seconds, with_ratios
+from adsearch.prefixes import PrefixCache, branch_epochs, cache_size
 from adsearch.records import StudyDir, collect_rows
 from adsearch.report_text import best_so_far, progress_line
 from adsearch.rows import BASELINE, RECORDED, TRACE, TrialRow, baseline_row, plain
@@ -52,14 +54,17 @@ class StudyResult:
 
 
 def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int, base_widths: list[int],
-               directory: str):
+               directory: str, branches: list[int] | None):
     """One Ray Tune trial: the base spec with `config` put in, trained by `run_trial`; its final
-    state kept in the study directory by trial number (`config[TRIAL_KEY]`; none: the baseline)."""
+    state kept in the study directory by trial number (`config[TRIAL_KEY]`; none: the baseline).
+    With `branches` (the study's branch epochs) it shares prefixes through the study's cache."""
     torch.set_num_threads(threads)
     number = config.get(TRIAL_KEY, BASELINE)
     spec = apply_params(StudySpec.model_validate(base), {k: v for k, v in config.items() if k != TRIAL_KEY})
     restored = tune.get_checkpoint()
     checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
+    study = StudyDir(directory)
+    prefixes = PrefixCache(study.prefixes_dir, branches, owner=number) if branches is not None else None
 
     def report_epoch(metrics: dict, state: dict) -> None:
         flat = with_ratios(metrics, baseline)
@@ -67,13 +72,13 @@ def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int,
         flat["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]  # what Ray gave this trial
         if metrics["epoch"] == spec.train.epochs:  # the last report carries the whole trace
             flat.update({key: state[key] for key in TRACE})
-            StudyDir(directory).save_checkpoint(number, state)  # before the report that finishes the trial
+            study.save_checkpoint(number, state)  # before the report that finishes the trial
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, Path(d) / CHECKPOINT_FILE)
             tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
 
     try:
-        run_trial(spec, report=report_epoch, checkpoint=checkpoint)
+        run_trial(spec, report=report_epoch, checkpoint=checkpoint, prefixes=prefixes)
     except Exception as exc:
         # the searcher sees results, not exceptions: report the reason, then fail the trial
         tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
@@ -227,6 +232,7 @@ def run_study(
                 raise
             rows = collect_rows(study, spec)
             files = report.write_report(study.path, spec, rows, state="done")
+            _end_prefixes(spec, study, say)
     finally:
         if started_ray:
             ray.shutdown()
@@ -254,14 +260,32 @@ def _interrupted(directory: StudyDir | Path, what: str) -> StudyInterrupted:
                             f"Resume with: adsearch resume {directory}")
 
 
+def _branches(spec: StudySpec) -> list[int] | None:
+    """The branch epochs of the study's prefix cache, or None when `search.share_prefixes` is off."""
+    return branch_epochs(spec) if spec.search.share_prefixes else None
+
+
+def _end_prefixes(spec: StudySpec, study: StudyDir, say) -> None:
+    """Say how large the prefix cache grew; delete it unless `search.keep_prefixes`."""
+    entries, size = cache_size(study.prefixes_dir)
+    if not entries:
+        return
+    if spec.search.keep_prefixes:
+        say(f"prefix cache: {entries} states, {size / 1e6:.1f} MB kept in {study.prefixes_dir} (search.keep_prefixes)")
+        return
+    shutil.rmtree(study.prefixes_dir, ignore_errors=True)
+    say(f"prefix cache: {entries} states, {size / 1e6:.1f} MB, deleted now that the study is done "
+        "(search.keep_prefixes: true keeps it)")
+
+
 def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: list[int], say) -> dict:
     done = study.read_baseline()
     if done is not None:
         return done
     say(f"baseline: {spec.train.epochs} epochs without pruning")
     base = spec.without_pruning().model_dump(mode="json")
-    trainable = tune.with_parameters(_trainable, base=base, baseline=None, threads=threads,
-                                     base_widths=base_widths, directory=str(study.path.resolve()))
+    trainable = tune.with_parameters(_trainable, base=base, baseline=None, threads=threads, base_widths=base_widths,
+                                     directory=str(study.path.resolve()), branches=_branches(spec))
     grid = _tuner(trainable, spec, study, "baseline", samples=1, restore=True).fit()
     result = grid[0]
     if result.error:
@@ -292,7 +316,8 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
         seed=spec.seed,
     )
     trainable = tune.with_parameters(_trainable, base=spec.model_dump(mode="json"), baseline=baseline,
-                                     threads=threads, base_widths=base_widths, directory=str(study.path.resolve()))
+                                     threads=threads, base_widths=base_widths, directory=str(study.path.resolve()),
+                                     branches=_branches(spec))
     progress = _Progress(spec.search.trials, baseline, spec.report.max_accuracy_drop, say, url, spec.name)
     stopper = FailureLimit(spec.search.max_failures, url, spec.name)
     _check_failure_limit(spec, study, storage)  # failures before a resume count

@@ -3,7 +3,13 @@
 `run_trial(spec, report=...)` reads top to bottom like a training script. It knows nothing of
 Ray or Optuna: the study passes a `report(metrics, checkpoint)` callback, `adsearch train`
 passes one that prints. A checkpoint is one plain dict (tensors, lists, numbers) written and
-read in one place (`_checkpoint`, `_restore`), loadable with `torch.load(weights_only=True)`.
+read in one place (`_Trial.checkpoint`, `_Trial.restore`), loadable with
+`torch.load(weights_only=True)`.
+
+With a `PrefixCache` (`adsearch.prefixes`) a trial keeps its state at the study's branch epochs
+and starts from the furthest state on its own path that some trial kept: the results are those
+of training from scratch (`train_macs` and `wall_s` too, carried in the state), and
+`spent_train_macs`, `spent_s` say what this trial actually ran.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from adsearch.density import DensityMonitor
 from adsearch.errors import AdsearchError, DataError
 from adsearch.graph import channel_groups
 from adsearch.models import create_model
+from adsearch.prefixes import PrefixCache, recipe_key
 from adsearch.spec import ScheduleSpec, StudySpec, TrainSpec
 
 Report = Callable[[dict, dict], None]
@@ -252,7 +259,12 @@ class _Trial:
         self.epoch = 0
         self.rounds = 0
         self.train_macs = 0
-        self.wall_s = 0.0
+        self.wall_s = 0.0  # what the schedule costs from scratch: carried over from a checkpoint
+        self._wall_base, self._clock = 0.0, time.perf_counter()
+        self.spent_train_macs = 0  # what this trial ran itself (not what it took from the prefix cache)
+        self._spent_base, self._run_clock = 0.0, time.perf_counter()
+        self.shared_epochs = 0  # the epoch of the furthest state taken from the prefix cache
+        self.shared_from: int | None = None  # the trial that kept that state
         self.history: list[dict] = []
         self.compressions: list[dict] = []
         self.base_widths = group_widths(self.model, self.groups)
@@ -269,6 +281,22 @@ class _Trial:
     @property
     def widths(self) -> list[int]:
         return group_widths(self.model, self.groups)
+
+    @property
+    def events(self) -> list:
+        """The compression rounds so far as the prefix cache keys them: epoch, widths after, and
+        how the kept channels were carried (None for a round that cut nothing)."""
+        weights = self.spec.pruning.weights
+        return [[c["epoch"], c["widths_after"], weights if c["widths_after"] != c["widths_before"] else None]
+                for c in self.compressions]
+
+    @property
+    def spent_s(self) -> float:
+        return self._spent_base + (time.perf_counter() - self._run_clock)
+
+    def tick(self) -> None:
+        """Bring `wall_s` up to now."""
+        self.wall_s = self._wall_base + (time.perf_counter() - self._clock)
 
     @property
     def monitor(self) -> DensityMonitor:
@@ -312,6 +340,10 @@ class _Trial:
             "widths": self.widths,
             "train_macs": self.train_macs,
             "wall_s": self.wall_s,
+            "spent_train_macs": self.spent_train_macs,
+            "spent_s": self.spent_s,
+            "shared_epochs": self.shared_epochs,
+            "shared_from": self.shared_from,
             "history": self.history,
             "compressions": self.compressions,
             "model": self.model.state_dict(),
@@ -321,7 +353,9 @@ class _Trial:
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
         })
 
-    def restore(self, ckpt: dict) -> None:
+    def restore(self, ckpt: dict, *, shared_from: int | None = None, shared: bool = False) -> None:
+        """Continue from `ckpt`: this trial's own (a resume), or with `shared` a state some trial
+        (`shared_from`) kept in the prefix cache, whose spending is not this trial's."""
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise AdsearchError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
         ckpt = copy.deepcopy(ckpt)  # the optimizer and the lists would otherwise share the caller's tensors
@@ -335,6 +369,13 @@ class _Trial:
             self.precision.scaler.load_state_dict(ckpt["scaler"])
         for key in ("epoch", "rounds", "train_macs", "wall_s", "history", "compressions"):
             setattr(self, key, ckpt[key])
+        self._wall_base, self._clock = self.wall_s, time.perf_counter()
+        if shared:
+            self.shared_epochs, self.shared_from = self.epoch, shared_from
+        else:  # a checkpoint from before the prefix cache has none of these
+            self.spent_train_macs = ckpt.get("spent_train_macs", self.train_macs)
+            self._spent_base, self._run_clock = ckpt.get("spent_s", self.wall_s), time.perf_counter()
+            self.shared_epochs, self.shared_from = ckpt.get("shared_epochs", 0), ckpt.get("shared_from")
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.shuffle.set_state(ckpt["rng"]["shuffle"])
         if ckpt["rng"]["cuda"]:
@@ -343,71 +384,49 @@ class _Trial:
         self.new_step()
 
 
-def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict | None = None) -> dict:
+def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict | None = None,
+              prefixes: PrefixCache | None = None) -> dict:
     """Train one trial of `spec` to the end and return its final metrics.
 
     Args:
         spec: the trial's full spec (sampled values already put in).
-        report: called after every epoch with that epoch's metrics and a checkpoint dict.
+        report: called after every epoch with that epoch's metrics and a checkpoint dict (epochs
+            taken from the prefix cache are not reported one by one).
         checkpoint: a dict from an earlier `report` call to continue from.
+        prefixes: the study's prefix cache: states to start from, and where to keep this trial's.
 
     Raises:
         TrialDiverged: the training loss became NaN or infinite.
     """
-    started = time.perf_counter()
     t = _Trial(spec, resolve_device(spec.train.device))
     try:
         if checkpoint is not None:
             t.restore(checkpoint)
-        return _train(t, spec, report, started)
+        return _train(t, spec, report, prefixes)
     finally:
         t.close_step()
         t.data.close()  # DataLoader workers end with the trial, also when it fails
 
 
-def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) -> dict:
+def _train(t: _Trial, spec: StudySpec, report: Report | None, prefixes: PrefixCache | None) -> dict:
     """The epoch loop of `run_trial`, from the epoch `t` stands at to the end."""
-    pruning, train = spec.pruning, spec.train
-    base_lr = train.optimizer.lr
+    train = spec.train
     steps = steps_per_epoch(train, t.data.n_train)
-    wall_before = t.wall_s
+    recipe = recipe_key(spec, t.device.type, torch.get_num_threads()) if prefixes is not None else ""
+    branches = prefixes.epochs | set(spec.pruning.compress_at) | {train.epochs} if prefixes is not None else set()
     metrics: dict = {}
     while t.epoch < train.epochs:
-        # -- train one epoch at this epoch's learning rate, counting densities on the device
-        factor = lr_factor(train.lr_schedule, t.epoch, train.epochs)
-        for group in t.optimizer.param_groups:
-            group["lr"] = base_lr * factor
-        macs_this_epoch = t.macs
-        compiling = t.step.compile_s is None
-        t.monitor.reset()
-        stats = train_one_epoch(t.step, t.data.train_batches(train.batch_size, t.shuffle), t.device, steps=steps)
-        channel_densities = t.monitor.channel_densities()
-        if not math.isfinite(stats["train_loss"]):
-            raise TrialDiverged(f"training loss became {stats['train_loss']} in epoch {t.epoch + 1}")
-        t.epoch += 1
-        t.train_macs += cost.train_macs(macs_this_epoch, stats["samples"])
-        scores = evaluate(t.model, t.data.test_batches(train.eval_batch_size), t.device, t.data.num_classes,
-                          t.precision)
-        densities = {g: round(float(cd.mean()), 4) for g, cd in channel_densities.items()}
-        record = {"epoch": t.epoch, "lr": base_lr * factor, **stats, **scores,
-                  "params": t.params, "macs": t.macs, "widths": t.widths, "density": densities}
-        if compiling:  # this epoch's first step traced and compiled the step for these widths
-            record["compile_s"] = round(t.step.compile_s, 3)
-
-        # -- compress: at a planned epoch that training follows, while rounds remain
-        if (pruning.method != "none" and t.epoch in pruning.compress_at and t.epoch < train.epochs
-                and t.rounds < pruning.rounds):
-            plan = plan_round(t.groups, channel_densities, target_density=pruning.target_density,
-                              min_channels=pruning.min_channels, round_to=pruning.round_to)
-            before = t.widths
-            if plan.changed:
-                t.compress(plan)
-            t.rounds += 1
-            t.compressions.append({"epoch": t.epoch, "round": t.rounds, "density": densities,
-                                   "widths_before": before, "widths_after": t.widths,
-                                   "params": t.params, "macs": t.macs})
-
-        t.wall_s = wall_before + (time.perf_counter() - started)
+        epoch = _shared_epoch(t, prefixes, recipe, branches) if prefixes is not None else None
+        if epoch is None:
+            epoch = _train_epoch(t, spec, steps)
+            if prefixes is not None and t.epoch in branches:
+                t.tick()
+                prefixes.save(prefixes.path(recipe, t.events, t.epoch),
+                              {"state": t.checkpoint(), "record": epoch[0],
+                               "channel_densities": {g: cd.cpu() for g, cd in epoch[1].items()}})
+        record, channel_densities = epoch
+        _compress(t, spec, record, channel_densities)
+        t.tick()
         t.history.append(record)
         metrics = _metrics(t, record)
         if t.epoch == train.epochs:
@@ -423,6 +442,66 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, started: float) ->
     metrics["compressions"] = t.compressions
     metrics["base_widths"] = t.base_widths
     return metrics
+
+
+def _train_epoch(t: _Trial, spec: StudySpec, steps: int | None) -> tuple[dict, dict]:
+    """Train one epoch at its learning rate, counting densities on the device, then evaluate:
+    the epoch's record and its channel densities."""
+    train = spec.train
+    base_lr = train.optimizer.lr
+    factor = lr_factor(train.lr_schedule, t.epoch, train.epochs)
+    for group in t.optimizer.param_groups:
+        group["lr"] = base_lr * factor
+    macs_this_epoch = t.macs
+    compiling = t.step.compile_s is None
+    t.monitor.reset()
+    stats = train_one_epoch(t.step, t.data.train_batches(train.batch_size, t.shuffle), t.device, steps=steps)
+    channel_densities = t.monitor.channel_densities()
+    if not math.isfinite(stats["train_loss"]):
+        raise TrialDiverged(f"training loss became {stats['train_loss']} in epoch {t.epoch + 1}")
+    t.epoch += 1
+    epoch_macs = cost.train_macs(macs_this_epoch, stats["samples"])
+    t.train_macs += epoch_macs
+    t.spent_train_macs += epoch_macs
+    scores = evaluate(t.model, t.data.test_batches(train.eval_batch_size), t.device, t.data.num_classes,
+                      t.precision)
+    densities = {g: round(float(cd.mean()), 4) for g, cd in channel_densities.items()}
+    record = {"epoch": t.epoch, "lr": base_lr * factor, **stats, **scores,
+              "params": t.params, "macs": t.macs, "widths": t.widths, "density": densities}
+    if compiling:  # this epoch's first step traced and compiled the step for these widths
+        record["compile_s"] = round(t.step.compile_s, 3)
+    return record, channel_densities
+
+
+def _shared_epoch(t: _Trial, prefixes: PrefixCache, recipe: str, branches: set[int]) -> tuple[dict, dict] | None:
+    """If the prefix cache holds this trial's state at its next branch epoch, restore it there and
+    return that epoch's record and channel densities; else None (train on)."""
+    following = [e for e in branches if e > t.epoch]
+    if not following:
+        return None
+    entry = prefixes.load(prefixes.path(recipe, t.events, min(following)))
+    if entry is None:
+        return None
+    t.restore(entry["state"], shared=True, shared_from=entry.get("owner"))
+    return entry["record"], entry["channel_densities"]
+
+
+def _compress(t: _Trial, spec: StudySpec, record: dict, channel_densities: dict) -> None:
+    """Compress after the epoch `t` stands at: at a planned epoch that training follows, while
+    rounds remain."""
+    pruning = spec.pruning
+    if not (pruning.method != "none" and t.epoch in pruning.compress_at and t.epoch < spec.train.epochs
+            and t.rounds < pruning.rounds):
+        return
+    plan = plan_round(t.groups, channel_densities, target_density=pruning.target_density,
+                      min_channels=pruning.min_channels, round_to=pruning.round_to)
+    before = t.widths
+    if plan.changed:
+        t.compress(plan)
+    t.rounds += 1
+    t.compressions.append({"epoch": t.epoch, "round": t.rounds, "density": record["density"],
+                           "widths_before": before, "widths_after": t.widths,
+                           "params": t.params, "macs": t.macs})
 
 
 def steps_per_epoch(train: TrainSpec, n_train: int) -> int | None:
@@ -447,6 +526,10 @@ def _metrics(t: _Trial, record: dict) -> dict:
         "macs": t.macs,
         "train_macs": t.train_macs,
         "wall_s": t.wall_s,
+        "spent_train_macs": t.spent_train_macs,
+        "spent_s": t.spent_s,
+        "shared_epochs": t.shared_epochs,
+        "shared_from": t.shared_from,
         "rounds": t.rounds,
         "widths": t.widths,
         "density": record["density"],

@@ -23,7 +23,7 @@ from adsearch.metrics import (
     COSTS, against_baseline, count, finite, percent, points, seconds, times_fewer, value, widths, with_ratios,
 )
 from adsearch.pareto import baseline_index, objective_pairs, pareto_front, recommended
-from adsearch.rows import TrialRow, sort_rows
+from adsearch.rows import BASELINE, TrialRow, sort_rows
 from adsearch.spec import StudySpec
 
 
@@ -75,6 +75,22 @@ def cost_text(row: TrialRow, cost: str, baseline: TrialRow | None) -> str:
     """The row's `cost` with how many times fewer than the baseline: '23.0k (50.0x fewer)'."""
     f = fewer(row, cost, baseline)
     return count(row.metric(cost)) + (f" ({f})" if f else "")
+
+
+def sharing_text(row: TrialRow) -> str:
+    """What the trial took from others (the prefix cache, a repeat): 'repeat of trial 3',
+    'reused trial 3 (no training)', 'epochs 1-4 from the baseline'; '' when it trained everything."""
+    def name(number) -> str:
+        return "the baseline" if number == BASELINE else f"trial {value(number)}"
+
+    if row.metric("repeat_of") is not None:
+        return f"repeat of {name(row.metric('repeat_of'))}"
+    shared, source = row.metric("shared_epochs"), row.metric("shared_from")
+    if not shared or source is None:
+        return ""
+    if shared == row.metric("epoch"):
+        return f"reused {name(source)} (no training)"
+    return f"epoch{'s 1-' if shared > 1 else ' '}{shared} from {name(source)}"
 
 
 def settings_text(row: TrialRow, paths: Sequence[str], quote: str = "") -> str:
@@ -168,6 +184,44 @@ class ReportView:
     def summary(self) -> str:
         """'5 of 6 search trials done: 4 complete, 1 failed, 1 running'."""
         return f"{self.counts.done} of {self.spec.search.trials} search trials done: {self.counts_text()}"
+
+    def sharing(self) -> str:
+        """What sharing saved the study, in one paragraph; '' when no trial took anything from another.
+
+        Every finished trial's schedule is counted at its cost from scratch (`train_macs`,
+        `wall_s`) against what the study ran for it (`spent_train_macs`, `spent_s`; a repeat: nothing).
+        """
+        rows = [r for r in self.rows if r.complete and r.has("train_macs") and r.has("spent_train_macs")]
+        repeats = [r for r in rows if r.metric("repeat_of") is not None]
+        reused = [r for r in rows if r not in repeats and r.metric("shared_epochs") == r.metric("epoch")]
+        started = [r for r in rows if r not in repeats and r not in reused and (r.metric("shared_epochs") or 0) > 0]
+        if not (repeats or reused or started):
+            return ""
+        scratch = sum(r.metrics["train_macs"] for r in rows)
+        spent = sum(r.metrics["spent_train_macs"] for r in rows)
+        wall = sum(r.metric("wall_s") or 0 for r in rows)
+        spent_s = sum(r.metric("spent_s") or 0 for r in rows)
+        parts = [f"{len(started)} started from a state another trial trained"]
+        if reused:
+            parts.append(f"{len(reused)} reused a network already trained (no training)")
+        if repeats:
+            parts.append(f"{len(repeats)} repeated an earlier parameter set and cost nothing")
+        less = f" ({self.compute_saved()})" if spent else ""
+        return (f"Shared training: {self._and(parts)}. From scratch, the {len(rows)} finished trials (the baseline "
+                f"included) would have cost {count(scratch)} training MACs and {seconds(wall)}; the study ran "
+                f"{count(spent)}{less} in {seconds(spent_s)}.")
+
+    def compute_saved(self) -> str:
+        """'2.1x less training compute' than the finished trials' schedules from scratch; '' when
+        nothing was shared (or nothing recorded what was run)."""
+        rows = [r for r in self.rows if r.complete and r.has("train_macs") and r.has("spent_train_macs")]
+        scratch = sum(r.metrics["train_macs"] for r in rows)
+        spent = sum(r.metrics["spent_train_macs"] for r in rows)
+        return f"{scratch / spent:.1f}x less training compute" if spent and scratch > spent else ""
+
+    @staticmethod
+    def _and(parts: list[str]) -> str:
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
     # --- a trial against the baseline ----------------------------------------------------------
 

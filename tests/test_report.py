@@ -108,12 +108,12 @@ def view():
 
 
 def test_ls_line_names_the_recommended_trial(view):
-    assert STUDY_HEADER == ("study", "state", "trials", "baseline", "recommended")
-    assert study_line(view) == ["hand-made", "done", "5/6", "98.0%", "trial 1: 97.5%, 115k (10.0x fewer) params"]
+    assert STUDY_HEADER == ("study", "state", "trials", "baseline", "recommended", "shared")
+    assert study_line(view) == ["hand-made", "done", "5/6", "98.0%", "trial 1: 97.5%, 115k (10.0x fewer) params", "—"]
     worse = [r for r in hand_made_rows() if r.number in (-1, 3)]  # 3 points down: nothing qualifies
     assert study_line(report_view(view.spec, worse))[4] == "none within 1.0 pts"
     no_baseline = [r for r in worse if not r.is_baseline]
-    assert study_line(report_view(view.spec, no_baseline))[2:] == ["1/6", "—", "—"]
+    assert study_line(report_view(view.spec, no_baseline))[2:] == ["1/6", "—", "—", "—"]
 
 
 def test_show_lists_every_trial_marks_the_front_and_the_recommendation(view):
