@@ -52,10 +52,11 @@ def _minimised(row: TrialRow, pairs: list[tuple[str, str]]) -> tuple[float, ...]
 
 
 def _eligible(rows: Sequence[TrialRow], pairs) -> tuple[list[int], np.ndarray]:
-    """Indices of COMPLETE rows with finite objective values, and their minimised values."""
+    """Indices of COMPLETE rows with finite objective values, and their minimised values; a
+    repeat (the same point as the trial it repeats) is not a point of its own."""
     index, points = [], []
     for i, row in enumerate(rows):
-        if not row.complete:
+        if not row.complete or row.is_repeat:
             continue
         point = _minimised(row, pairs)
         if point is not None:
@@ -167,7 +168,7 @@ def recommended(rows: Sequence[TrialRow], max_accuracy_drop: float) -> int | Non
     best, best_key = None, None
     for i, row in enumerate(rows):
         acc, params = row.metrics.get("accuracy"), row.metrics.get("params")
-        if row.is_baseline or not row.complete:
+        if row.is_baseline or not row.complete or row.is_repeat:
             continue
         if not (_finite(acc) and _finite(params)) or acc < floor:
             continue

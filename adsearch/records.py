@@ -31,7 +31,7 @@ from typing import Callable
 import yaml
 
 from adsearch.errors import AdsearchError, StudyDirError, one_line
-from adsearch.rows import BASELINE, TrialRow, baseline_row, find, search_row
+from adsearch.rows import BASELINE, SEARCH_ENDED, TrialRow, baseline_row, find, search_row
 from adsearch.spec import SpecError, StudySpec, parse_spec
 
 SPEC_FILE = "spec.yaml"
@@ -427,8 +427,8 @@ class StudyRecord:
 
     @property
     def trials_done(self) -> int:
-        """Search trials that are COMPLETE or FAIL."""
-        return sum(r.finished for r in self.search_rows)
+        """Search trials of the budget that are COMPLETE or FAIL (repeats are not in the budget)."""
+        return sum(r.finished and r.in_budget for r in self.search_rows)
 
     @property
     def trials_total(self) -> int:
@@ -507,10 +507,25 @@ def study_state(study_dir: StudyDir | Path | str, spec: StudySpec | None = None,
     spec = spec if spec is not None else study_dir.read_spec()
     rows = rows if rows is not None else collect_rows(study_dir, spec)
     has_baseline = any(r.is_baseline and r.finished for r in rows)
-    done = sum(not r.is_baseline and r.finished for r in rows)
-    if (has_baseline or not spec.search.baseline) and done >= spec.search.trials:
+    done = sum(r.in_budget and r.finished for r in rows)
+    unfinished = any(r.in_budget and not r.finished for r in rows)
+    if (has_baseline or not spec.search.baseline) and (
+            done >= spec.search.trials or (not unfinished and search_ended(study_dir, spec.name))):
         return "done"
     return "interrupted"
+
+
+def search_ended(study_dir: StudyDir | Path | str, study_name: str) -> str:
+    """Why the study's search ended before its budget (its space exhausted), or ''."""
+    study_dir = _as_dir(study_dir)
+    if not _storage_ready(study_dir.db_file):
+        return ""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=study_name, storage=study_dir.storage_url).user_attrs.get(SEARCH_ENDED, "")
+    except KeyError:
+        return ""
 
 
 def read_study(directory: StudyDir | Path | str) -> StudyRecord:

@@ -25,6 +25,10 @@ TRACE = ("history", "compressions")
 RECORDED = (*METRICS, *SHAPE)
 """The result keys kept per trial (Optuna user attributes, `baseline.json`, then trials.csv)."""
 FINISHED = ("COMPLETE", "FAIL")
+REPEAT_OF = "repeat_of"
+"""A repeat's record of the earlier trial whose parameters it repeats (a repeat is not in the budget)."""
+SEARCH_ENDED = "search_ended"
+"""The Optuna study's record of why its search ended before the budget (an exhausted space)."""
 BASELINE = -1
 """The baseline's trial number."""
 
@@ -65,6 +69,16 @@ class TrialRow:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+    @property
+    def is_repeat(self) -> bool:
+        """A parameter set proposed again, told the earlier trial's result without training."""
+        return self.metric(REPEAT_OF) is not None
+
+    @property
+    def in_budget(self) -> bool:
+        """A search trial that counts towards `search.trials` once finished: not the baseline, not a repeat."""
+        return not self.is_baseline and not self.is_repeat
 
     def metric(self, name: str):
         """The value of metric `name`, or None if the trial has none (NaN counts as none)."""

@@ -90,6 +90,20 @@ def probe_values(dim: DistributionDim) -> list:
     return list(dict.fromkeys(int(v) if dim.distribution == "int_uniform" else v for v in values))
 
 
+def space_size(space: dict[str, Dimension]) -> int | None:
+    """How many parameter sets `space` holds: the product of its dimensions' sizes (lists of
+    values, integer ranges, float ranges on a step grid); None if a dimension is continuous."""
+    size = 1
+    for dim in space.values():
+        if isinstance(dim, ValuesDim):
+            size *= len({encode_choice(v) for v in dim.values})
+        elif dim.distribution == "int_uniform" or dim.step is not None:
+            size *= int((dim.high - dim.low) // (dim.step or 1)) + 1
+        else:
+            return None
+    return size
+
+
 def encode_choice(value) -> Any:
     """Optuna categorical choices must be scalars: lists and mappings travel as JSON text."""
     return json.dumps(value) if isinstance(value, (list, dict)) else value

@@ -31,11 +31,12 @@ from adsearch.cluster import configure_process, start_ray
 from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted, one_line
 from adsearch.metrics import METRICS, count, percent, seconds, with_ratios
 from adsearch.prefixes import PrefixCache, branch_epochs, cache_size
-from adsearch.records import StudyDir, collect_rows
+from adsearch.records import StudyDir, collect_rows, search_ended
 from adsearch.report_text import best_so_far, progress_line
 from adsearch.rows import BASELINE, RECORDED, TRACE, TrialRow, baseline_row, plain
 from adsearch.searcher import (TRIAL_KEY, FailureLimit, Searcher, failed_count, finished_count, make_sampler,
                                open_storage, optuna_space, set_metric_names)
+from adsearch.space import space_size
 from adsearch.spec import StudySpec, apply_params
 from adsearch.trainer import build_model, run_trial, steps_per_epoch
 
@@ -315,6 +316,7 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
         study_name=spec.name,
         seed=spec.seed,
     )
+    searcher.space_size, searcher.say = space_size(spec.search.space), say
     trainable = tune.with_parameters(_trainable, base=spec.model_dump(mode="json"), baseline=baseline,
                                      threads=threads, base_widths=base_widths, directory=str(study.path.resolve()),
                                      branches=_branches(spec))
@@ -329,6 +331,10 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     _check_failure_limit(spec, study, storage)
     finished = finished_count(storage, spec.name)
     if finished < spec.search.trials:
+        ended = search_ended(study, spec.name)
+        if ended and not any(r.in_budget and not r.finished for r in collect_rows(study, spec)):
+            say(f"search: ended after {finished} of {spec.search.trials} trials: {ended}")
+            return
         raise _interrupted(study, f"interrupted after {finished} of {spec.search.trials} trials")
 
 

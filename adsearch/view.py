@@ -32,12 +32,14 @@ class StateCounts:
     """The search trials by state: the one count every writer shows.
 
     `complete` and `failed` are the COMPLETE and FAIL search trials (together: the trials done);
-    `unfinished` every other search trial (RUNNING, WAITING, ...). The baseline is not counted.
+    `unfinished` every other search trial (RUNNING, WAITING, ...). The baseline is not counted, nor
+    are the repeats (`repeats`: parameter sets proposed again, which cost nothing).
     """
 
     complete: int = 0
     failed: int = 0
     unfinished: int = 0
+    repeats: int = 0
 
     @property
     def done(self) -> int:
@@ -46,10 +48,11 @@ class StateCounts:
 
 def state_counts(rows: Sequence[TrialRow]) -> StateCounts:
     """The search trials of `rows` counted by state (see `StateCounts`)."""
-    search = [r for r in rows if not r.is_baseline]
+    search = [r for r in rows if r.in_budget]
     complete = sum(r.state == "COMPLETE" for r in search)
     failed = sum(r.state == "FAIL" for r in search)
-    return StateCounts(complete=complete, failed=failed, unfinished=len(search) - complete - failed)
+    return StateCounts(complete=complete, failed=failed, unfinished=len(search) - complete - failed,
+                       repeats=sum(r.is_repeat for r in rows))
 
 
 # --- a trial against the baseline ---------------------------------------------------------------
@@ -158,7 +161,7 @@ class ReportView:
     @property
     def failed(self) -> list[TrialRow]:
         """The failed search trials (the rows `counts.failed` counts)."""
-        return [r for r in self.search_rows if r.state == "FAIL"]
+        return [r for r in self.search_rows if r.state == "FAIL" and not r.is_repeat]
 
     @property
     def costs(self) -> list[str]:
@@ -179,6 +182,8 @@ class ReportView:
         text = f"{c.complete} complete, {c.failed} failed"
         if c.unfinished:
             text += f", {c.unfinished} {'running' if self.state == 'running' else 'unfinished'}"
+        if c.repeats:
+            text += f" (and {c.repeats} repeated parameter set{'s' if c.repeats > 1 else ''}, not trained)"
         return text
 
     def summary(self) -> str:
@@ -245,10 +250,10 @@ class ReportView:
     # --- plots ---------------------------------------------------------------------------------
 
     def plottable(self, cost: str) -> list[int]:
-        """The rows a plot of accuracy against `cost` (log axis) can show: COMPLETE, with a finite
-        accuracy and a finite `cost` above zero."""
+        """The rows a plot of accuracy against `cost` (log axis) can show: COMPLETE, not a repeat,
+        with a finite accuracy and a finite `cost` above zero."""
         return [i for i, r in enumerate(self.rows)
-                if r.complete and r.has("accuracy") and r.has(cost) and r.metrics[cost] > 0]
+                if r.complete and not r.is_repeat and r.has("accuracy") and r.has(cost) and r.metrics[cost] > 0]
 
     def pair_front(self, cost: str) -> list[int]:
         """The plottable rows not beaten in (accuracy max, `cost` min), ordered by `cost`."""

@@ -20,6 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from adsearch import searcher
 from adsearch.searcher import CHECKED_ON, Searcher, make_sampler, optuna_space
+from adsearch.space import space_size
 from adsearch.spec import parse_spec
 
 OBJECTIVES = dict(metric=["accuracy", "params"], mode=["max", "min"])
@@ -115,6 +116,14 @@ def test_study_storage_and_trial_ids_find_a_trial_in_the_storage(asked):
                                         f"not the running trial {trial.number}")
 
 
+def test_space_is_the_optuna_distributions_the_searcher_asks_with(asked):
+    s, _ = asked
+    space = read("OptunaSearch._space", searcher._space_of, s, kind=dict)
+    expected = optuna_space(spec_with(*SPACE))
+    if space != expected:
+        broken("OptunaSearch._space", f"it is {space!r}, not the distributions it was given ({expected!r})")
+
+
 def test_a_trial_is_rebuilt_from_its_study_and_id(asked):
     s, config = asked
     study = searcher._optuna_study(s)
@@ -159,7 +168,8 @@ def test_the_searcher_modules_own_attributes_are_not_ray_s():
 
 def _private_reads_outside_accessors() -> list[str]:
     """`x._name` in searcher.py outside its accessors, but for a class's own attributes on `self`."""
-    accessors = {"_optuna_trials", "_optuna_study", "_completed_ids", "_storage_of", "_internal_id", "_trial_of"}
+    accessors = {"_optuna_trials", "_optuna_study", "_completed_ids", "_storage_of", "_internal_id", "_trial_of",
+                 "_space_of"}
     found = []
     for top in ast.parse(inspect.getsource(searcher)).body:
         if isinstance(top, ast.FunctionDef) and top.name in accessors:
@@ -213,8 +223,11 @@ def test_trials_a_crash_left_running_are_handed_out_first_then_new_ones(tmp_path
     s = new_searcher(tmp_path)
     assert s.suggest("ray-new") == {**lost.params, searcher.TRIAL_KEY: lost.number}
     assert searcher._internal_id(searcher._optuna_trials(s)["ray-new"]) == searcher._internal_id(lost)
-    assert s.suggest("ray-next") is not None and len(study.get_trials()) == 2
-    assert study.get_trials()[0].user_attrs["ray_trial_id"] == "ray-new"
+    following = s.suggest("ray-next")  # the other value: the lost one's again would be a repeat of it
+    assert following["pruning.target_density"] != lost.params["pruning.target_density"]
+    trials = study.get_trials()
+    assert trials[0].user_attrs["ray_trial_id"] == "ray-new" and trials[-1].number == following[searcher.TRIAL_KEY]
+    assert all(t.user_attrs["repeat_of"] == lost.number and t.state.name == "PRUNED" for t in trials[1:-1])
 
 
 def test_a_saved_searcher_restores_its_trials_and_looks_for_lost_ones_again(tmp_path):
@@ -260,3 +273,83 @@ def test_the_search_space_as_optuna_distributions():
     assert space["pruning.min_channels"] == optuna.distributions.IntDistribution(2, 10, step=2)
     assert space["train.optimizer.lr"] == optuna.distributions.FloatDistribution(0.01, 0.2, log=True)
     assert space["pruning.target_density"] == optuna.distributions.FloatDistribution(0.5, 0.95)
+
+
+# --- repeats and an exhausted space --------------------------------------------------------------
+
+FOUR = ("pruning.target_density: {values: [0.3, 0.95]}", "pruning.weights: {values: [inherit, reinit]}")
+
+
+def finish(s: Searcher, ray_id: str, config: dict, accuracy: float) -> None:
+    s.on_trial_complete(ray_id, {"accuracy": accuracy, "params": 1000 - int(100 * accuracy), "epoch": 3,
+                                 "train_macs": 5, "spent_train_macs": 5, "history": [{"epoch": 3}]})
+
+
+def run_searcher(s: Searcher, asks: int) -> list:
+    """Ask `asks` times, finishing each trial at once; the configs handed to Ray."""
+    configs = []
+    for i in range(asks):
+        config = s.suggest(f"ray-{i}")
+        configs.append(config)
+        if isinstance(config, dict):
+            finish(s, f"ray-{i}", config, accuracy=0.5 + i / 100)
+    return configs
+
+
+def test_a_repeat_is_told_the_earlier_result_without_a_ray_trial_and_an_exhausted_space_ends_the_search(tmp_path):
+    spec = spec_with(*FOUR)
+    s = new_searcher(tmp_path, spec)
+    s.space_size, said = 4, []
+    s.say = said.append
+    configs = run_searcher(s, 6)
+    handed_out = [c for c in configs if isinstance(c, dict)]
+    assert len(handed_out) == 4 and configs[4:] == [Searcher.FINISHED] * 2
+    points = [tuple(v for k, v in sorted(c.items()) if k != searcher.TRIAL_KEY) for c in handed_out]
+    assert len(set(points)) == 4  # four Ray trials, four different parameter sets
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert repeats, "the random sampler over 4 points proposed no repeat in 4 trials: pick another seed"
+    for t in repeats:
+        earlier = study.trials[t.user_attrs["repeat_of"]]
+        assert t.params == earlier.params and t.values == earlier.values and t.state.name == "COMPLETE"
+        assert t.user_attrs["history"] == earlier.user_attrs["history"] and t.user_attrs["spent_train_macs"] == 0
+    assert searcher.finished_count(study._storage, "s") == 4  # repeats are not in the budget
+    assert study.user_attrs["search_ended"] == "all 4 parameter sets of search.space have been tried"
+    assert any("repeats trial" in line for line in said) and said[-1].startswith("search: all 4 parameter sets")
+
+
+def test_a_repeat_of_a_failed_trial_fails_and_is_not_counted_twice(tmp_path):
+    s = new_searcher(tmp_path, spec_with(*SPACE))
+    first = s.suggest("ray-0")
+    s.on_trial_result("ray-0", {"error": "loss became nan"})
+    s.on_trial_complete("ray-0", None, error=True)
+    second = s.suggest("ray-1")  # the other value: a proposal of the failed one was told FAIL at once
+    assert second["pruning.target_density"] != first["pruning.target_density"]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    for t in study.trials[1:-1]:
+        assert t.state.name == "FAIL" and t.user_attrs["error"].startswith("repeat of trial 0, which failed: loss")
+    assert searcher.failed_count(study._storage, "s") == 1
+
+
+def test_a_sampler_that_insists_on_one_point_gets_an_untried_one_drawn_for_it(tmp_path):
+    spec = spec_with(*FOUR)
+    fixed = optuna.samplers.PartialFixedSampler({"pruning.target_density": 0.3, "pruning.weights": "inherit"},
+                                                optuna.samplers.RandomSampler(seed=0))
+    s = Searcher(space=optuna_space(spec), sampler=fixed, seed=0, study_name="s",
+                 storage=searcher.open_storage(f"sqlite:///{tmp_path / 'study.db'}"), **OBJECTIVES)
+    s.space_size = 4
+    configs = run_searcher(s, 5)
+    assert sum(isinstance(c, dict) for c in configs) == 4 and configs[-1] == Searcher.FINISHED
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    # each new point after the first came after RANDOM_AFTER repeats of the insisted one
+    assert sum("repeat_of" in t.user_attrs for t in study.trials) == 3 * searcher.RANDOM_AFTER
+
+
+def test_a_continuous_space_is_never_exhausted():
+    spec = spec_with("pruning.target_density: {distribution: uniform, low: 0.5, high: 0.95}", *FOUR[1:])
+    assert space_size(spec.search.space) is None
+    assert space_size(spec_with(*FOUR).search.space) == 4
+    assert space_size(spec_with("pruning.min_channels: {distribution: int_uniform, low: 2, high: 10, step: 2}",
+                                "train.optimizer.lr: {distribution: uniform, low: 0.1, high: 0.2, step: 0.05}"
+                                ).search.space) == 5 * 3
