@@ -139,7 +139,7 @@ def trial_text(study, row: TrialRow) -> str:
 
 def progress_line(row: TrialRow, *, done: int, total: int, best: str = "") -> str:
     """The line a running search prints when trial `row` finishes, e.g.
-    '[3/8] compress_at=[5, 10], target_density=0.5: accuracy 97.5%, params 115k (10.0x fewer),
+    '[3/8] trial 2: compress_at=[5, 10], target_density=0.5: accuracy 97.5%, params 115k (10.0x fewer),
     train MACs 1.80x fewer | best so far: 97.5% at 10.0x fewer params'.
 
     Args:
@@ -157,7 +157,7 @@ def progress_line(row: TrialRow, *, done: int, total: int, best: str = "") -> st
         what += f" ({shared})" if shared else ""
     else:
         what = f"failed: {row.error or 'unknown error'}"
-    return f"[{done}/{total}] {settings}: {what}" + (f" | best so far: {best}" if best else "")
+    return f"[{done}/{total}] trial {row.label}: {settings}: {what}" + (f" | best so far: {best}" if best else "")
 
 
 def best_so_far(baseline: TrialRow | None, rows: Sequence[TrialRow], max_accuracy_drop: float) -> str:

@@ -290,9 +290,12 @@ class Searcher(OptunaSearch):
     def _finished(self, ot_trial) -> bool:
         return _storage_of(_optuna_study(self)).get_trial(_internal_id(ot_trial)).state.is_finished()
 
+    def __getstate__(self):  # Ray pickles the searcher with the experiment; a console holds locks
+        return {k: v for k, v in self.__dict__.items() if k != "say"}
+
     def save(self, checkpoint_path: str):
         orphans, self._orphans = self._orphans, None  # recomputed against the storage on restore
-        say = self.__dict__.pop("say", None)  # a console need not pickle
+        say = self.__dict__.pop("say", None)  # as in __getstate__
         try:
             super().save(checkpoint_path)
         finally:

@@ -92,7 +92,7 @@ def sharing_text(row: TrialRow) -> str:
     if not shared or source is None:
         return ""
     if shared == row.metric("epoch"):
-        return f"reused {name(source)} (no training)"
+        return f"reused {name(source)}" + ("" if row.metric("spent_train_macs") else " (no training)")
     return f"epoch{'s 1-' if shared > 1 else ' '}{shared} from {name(source)}"
 
 
@@ -183,7 +183,7 @@ class ReportView:
         if c.unfinished:
             text += f", {c.unfinished} {'running' if self.state == 'running' else 'unfinished'}"
         if c.repeats:
-            text += f" (and {c.repeats} repeated parameter set{'s' if c.repeats > 1 else ''}, not trained)"
+            text += f"; {c.repeats} repeat{'s' if c.repeats > 1 else ''} of a parameter set already tried (not trained)"
         return text
 
     def summary(self) -> str:
@@ -193,33 +193,39 @@ class ReportView:
     def sharing(self) -> str:
         """What sharing saved the study, in one paragraph; '' when no trial took anything from another.
 
-        Every finished trial's schedule is counted at its cost from scratch (`train_macs`,
-        `wall_s`) against what the study ran for it (`spent_train_macs`, `spent_s`; a repeat: nothing).
+        Every completed trial but the repeats (the baseline included) is counted at its schedule's
+        cost from scratch (`train_macs`, `wall_s`) against what the study ran for it
+        (`spent_train_macs`, `spent_s`); the repeats are said apart: they cost nothing.
         """
-        rows = [r for r in self.rows if r.complete and r.has("train_macs") and r.has("spent_train_macs")]
-        repeats = [r for r in rows if r.metric("repeat_of") is not None]
-        reused = [r for r in rows if r not in repeats and r.metric("shared_epochs") == r.metric("epoch")]
-        started = [r for r in rows if r not in repeats and r not in reused and (r.metric("shared_epochs") or 0) > 0]
+        rows = self._spending_rows()
+        repeats = sum(r.is_repeat for r in self.rows)
+        reused = [r for r in rows if r.metric("shared_epochs") == r.metric("epoch") and not r.metric("spent_train_macs")]
+        started = [r for r in rows if r not in reused and (r.metric("shared_epochs") or 0) > 0]
         if not (repeats or reused or started):
             return ""
+        parts = [f"{len(started)} trials started from a state another trial trained"]
+        if reused:
+            parts.append(f"{len(reused)} reused a network already trained (no training)")
+        if repeats:
+            parts.append(f"{repeats} repeated parameter sets cost nothing")
         scratch = sum(r.metrics["train_macs"] for r in rows)
         spent = sum(r.metrics["spent_train_macs"] for r in rows)
         wall = sum(r.metric("wall_s") or 0 for r in rows)
         spent_s = sum(r.metric("spent_s") or 0 for r in rows)
-        parts = [f"{len(started)} started from a state another trial trained"]
-        if reused:
-            parts.append(f"{len(reused)} reused a network already trained (no training)")
-        if repeats:
-            parts.append(f"{len(repeats)} repeated an earlier parameter set and cost nothing")
-        less = f" ({self.compute_saved()})" if spent else ""
-        return (f"Shared training: {self._and(parts)}. From scratch, the {len(rows)} finished trials (the baseline "
-                f"included) would have cost {count(scratch)} training MACs and {seconds(wall)}; the study ran "
-                f"{count(spent)}{less} in {seconds(spent_s)}.")
+        saved = self.compute_saved()
+        return (f"Shared training: {self._and(parts)}. From scratch, the {len(rows)} completed trials (the baseline "
+                f"included, the repeats not) would have cost {count(scratch)} training MACs and {seconds(wall)}; the "
+                f"study ran {count(spent)}{f' ({saved})' if saved else ''} in {seconds(spent_s)}.")
+
+    def _spending_rows(self) -> list[TrialRow]:
+        """The completed trials that recorded what was run for them, the repeats left out."""
+        return [r for r in self.rows if r.complete and not r.is_repeat and r.has("train_macs")
+                and r.has("spent_train_macs")]
 
     def compute_saved(self) -> str:
-        """'2.1x less training compute' than the finished trials' schedules from scratch; '' when
-        nothing was shared (or nothing recorded what was run)."""
-        rows = [r for r in self.rows if r.complete and r.has("train_macs") and r.has("spent_train_macs")]
+        """'2.3x less training compute' run than the completed trials' schedules cost from scratch
+        (the repeats left out); '' when nothing was saved (or nothing recorded what was run)."""
+        rows = self._spending_rows()
         scratch = sum(r.metrics["train_macs"] for r in rows)
         spent = sum(r.metrics["spent_train_macs"] for r in rows)
         return f"{scratch / spent:.1f}x less training compute" if spent and scratch > spent else ""
