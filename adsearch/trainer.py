@@ -284,11 +284,12 @@ class _Trial:
 
     @property
     def events(self) -> list:
-        """The compression rounds so far as the prefix cache keys them: epoch, widths after, and
-        how the kept channels were carried (None for a round that cut nothing)."""
+        """The rounds that changed the network so far, as the prefix cache keys them: epoch, widths
+        after, and how the kept channels were carried. A round that cut nothing changed nothing
+        but this trial's own count of rounds."""
         weights = self.spec.pruning.weights
-        return [[c["epoch"], c["widths_after"], weights if c["widths_after"] != c["widths_before"] else None]
-                for c in self.compressions]
+        return [[c["epoch"], c["widths_after"], weights] for c in self.compressions
+                if c["widths_after"] != c["widths_before"]]
 
     @property
     def spent_s(self) -> float:
@@ -355,7 +356,9 @@ class _Trial:
 
     def restore(self, ckpt: dict, *, shared_from: int | None = None, shared: bool = False) -> None:
         """Continue from `ckpt`: this trial's own (a resume), or with `shared` a state some trial
-        (`shared_from`) kept in the prefix cache, whose spending is not this trial's."""
+        (`shared_from`) kept in the prefix cache on this trial's path: its network, history and
+        costs from scratch are this trial's, its spending and its rounds (which may count rounds
+        that cut nothing) are not."""
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise AdsearchError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
         ckpt = copy.deepcopy(ckpt)  # the optimizer and the lists would otherwise share the caller's tensors
@@ -367,7 +370,7 @@ class _Trial:
         state_like_params(self.optimizer)
         if self.precision.scaler is not None and ckpt.get("scaler"):
             self.precision.scaler.load_state_dict(ckpt["scaler"])
-        for key in ("epoch", "rounds", "train_macs", "wall_s", "history", "compressions"):
+        for key in ("epoch", "train_macs", "wall_s", "history") + (() if shared else ("rounds", "compressions")):
             setattr(self, key, ckpt[key])
         self._wall_base, self._clock = self.wall_s, time.perf_counter()
         if shared:
@@ -390,8 +393,8 @@ def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict
 
     Args:
         spec: the trial's full spec (sampled values already put in).
-        report: called after every epoch with that epoch's metrics and a checkpoint dict (epochs
-            taken from the prefix cache are not reported one by one).
+        report: called after every epoch with that epoch's metrics and a checkpoint dict (of the
+            epochs taken from the prefix cache, only the branch epochs are reported).
         checkpoint: a dict from an earlier `report` call to continue from.
         prefixes: the study's prefix cache: states to start from, and where to keep this trial's.
 

@@ -203,11 +203,11 @@ class ReportView:
         started = [r for r in rows if r not in reused and (r.metric("shared_epochs") or 0) > 0]
         if not (repeats or reused or started):
             return ""
-        parts = [f"{len(started)} trials started from a state another trial trained"]
+        parts = [f"{len(started)} trial{'s' * (len(started) != 1)} started from a state another trial trained"]
         if reused:
             parts.append(f"{len(reused)} reused a network already trained (no training)")
         if repeats:
-            parts.append(f"{repeats} repeated parameter sets cost nothing")
+            parts.append(f"{repeats} repeated parameter set{'s' * (repeats != 1)} cost nothing")
         scratch = sum(r.metrics["train_macs"] for r in rows)
         spent = sum(r.metrics["spent_train_macs"] for r in rows)
         wall = sum(r.metric("wall_s") or 0 for r in rows)

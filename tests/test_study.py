@@ -346,3 +346,33 @@ def test_ctrl_c_in_the_baseline_then_in_the_search_stops_cleanly_each_time(tmp_p
     assert all(t.state.name in ("COMPLETE", "RUNNING") for t in study.trials)  # nothing failed by the stop
     assert not (study_dir / LOCK_FILE).exists()
     assert "interrupted" in (study_dir / "report.md").read_text().splitlines()[0]
+
+
+def test_sharing_off_trains_the_same_trials_and_an_exhausted_space_ends_the_study(tmp_path, ray_session, tiny_study):
+    """The session's tiny study shared prefixes: its trial at target_density 0.3 never compresses
+    (densities sit near 0.5), so it is the baseline's network and trains nothing; the one at 0.95
+    starts from the baseline's epoch 1. The same study with sharing off (and a random sampler with
+    a budget of 4 over its 2 points) trains everything, gives the same trials, and ends after 2."""
+    shared = pd.read_csv(tiny_study / "trials.csv").set_index("param:pruning.target_density", drop=False)
+    assert not (tiny_study / "prefixes").exists()  # deleted once the study was done
+    assert shared.loc[0.3, "shared_epochs"] == 3 and shared.loc[0.3, "spent_train_macs"] == 0
+    assert shared.loc[0.3, "shared_from"] == -1 and shared.loc[0.95, "shared_epochs"] == 1
+    assert "Shared training: 1 trial started from a state another trial trained and 1 reused a network already " \
+           "trained (no training)" in (tiny_study / "report.md").read_text()
+
+    (tmp_path / "off.yaml").write_text(spec_text("tiny", trials=4).replace("sampler: grid", "sampler: random"))
+    res = adsearch("run", "off.yaml", "--set", "search.share_prefixes=false", "--reports", tmp_path / "reports",
+                   "--address", ray_session.get_runtime_context().gcs_address, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "search: ended after 2 of 4 trials: all 2 parameter sets of search.space have been tried" in res.stdout
+    assert "prefix cache" not in res.stdout and not (tmp_path / "reports" / "tiny" / "prefixes").exists()
+    alone = pd.read_csv(tmp_path / "reports" / "tiny" / "trials.csv")
+    assert "done" in adsearch("show", tmp_path / "reports" / "tiny", cwd=tmp_path).stdout.splitlines()[0]
+    trained = alone[alone["repeat_of"].isna()].set_index("param:pruning.target_density", drop=False)
+    assert sorted(trained.index.dropna()) == [0.3, 0.95] and (trained["shared_epochs"] == 0).all()
+    assert (trained["spent_train_macs"] == trained["train_macs"]).all()
+    same = ["accuracy", "top5", "loss", "params", "macs", "train_macs", "params_ratio", "train_macs_ratio", "widths"]
+    for value in (0.3, 0.95):
+        assert trained.loc[value, same].tolist() == shared.loc[value, same].tolist(), value
+    baseline = [t[t["role"] == "baseline"][same].values.tolist() for t in (alone, shared)]
+    assert baseline[0] == baseline[1]
