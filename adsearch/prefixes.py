@@ -1,11 +1,13 @@
 """The prefix cache: training states that the trials of a study share instead of training twice.
 
 Training is deterministic given what decides it: the recipe (model, data, training, the density
-monitor's settings), the seed, the device type, the thread count, the torch version, and the
-compression events so far (each round's epoch, the widths after it, and whether the kept channels
-kept their weights). The pruning fields that have not acted yet (`compress_at`, `max_rounds`,
-`target_density`, `min_channels`, `round_to`, `weights`, `method`) decide nothing before the first
-round. Two trials that agree on all of it up to epoch `e` hold the same network at `e`: the first
+monitor's settings), the seed, the device (type, and a GPU's model), the thread count, the torch
+version, and the compression events so far (each round that changed the network: its epoch, the
+widths after it, and whether the kept channels kept their weights). The pruning fields that have
+not acted yet (`compress_at`, `max_rounds`, `target_density`, `min_channels`, `round_to`,
+`weights`, `method`) decide nothing before the first round. Bit-for-bit equality with training from
+scratch holds on a CPU; a GPU's kernels need not be deterministic, so there a shared state is one
+equally valid run of the same epochs. Two trials that agree on all of it up to epoch `e` hold the same network at `e`: the first
 to get there keeps the state, the others start from it. The baseline (no compression events)
 fills the path every trial starts on.
 
@@ -53,12 +55,13 @@ def branch_epochs(spec: StudySpec) -> list[int]:
     return sorted({e for e in epochs if isinstance(e, int) and 1 <= e < last} | {last})
 
 
-def recipe_key(spec: StudySpec, device_type: str, threads: int) -> str:
-    """The hash of what decides a trial's training before any compression event."""
+def recipe_key(spec: StudySpec, device: str, threads: int) -> str:
+    """The hash of what decides a trial's training before any compression event; `device` is the
+    device's type, with a GPU's model ('cpu', 'cuda:NVIDIA H100 80GB HBM3')."""
     data = spec.model_dump(mode="json")
     train = {k: v for k, v in data["train"].items() if k not in ("device", "threads")}
     pruning = {k: v for k, v in data["pruning"].items() if k not in DECISION_FIELDS}
-    decided_by = {"version": PREFIX_VERSION, "torch": torch.__version__, "device": device_type, "threads": threads,
+    decided_by = {"version": PREFIX_VERSION, "torch": torch.__version__, "device": device, "threads": threads,
                   "seed": data["seed"], "model": data["model"], "data": data["data"], "train": train,
                   "pruning": pruning}
     return _hash(decided_by)

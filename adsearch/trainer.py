@@ -415,7 +415,7 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, prefixes: PrefixCa
     """The epoch loop of `run_trial`, from the epoch `t` stands at to the end."""
     train = spec.train
     steps = steps_per_epoch(train, t.data.n_train)
-    recipe = recipe_key(spec, t.device.type, torch.get_num_threads()) if prefixes is not None else ""
+    recipe = recipe_key(spec, _device_kind(t.device), torch.get_num_threads()) if prefixes is not None else ""
     branches = prefixes.epochs | set(spec.pruning.compress_at) | {train.epochs} if prefixes is not None else set()
     metrics: dict = {}
     while t.epoch < train.epochs:
@@ -445,6 +445,12 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, prefixes: PrefixCa
     metrics["compressions"] = t.compressions
     metrics["base_widths"] = t.base_widths
     return metrics
+
+
+def _device_kind(device: torch.device) -> str:
+    """The device as the prefix cache keys it: its type, and a GPU's model (another model's kernels
+    give other floats)."""
+    return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
 def _train_epoch(t: _Trial, spec: StudySpec, steps: int | None) -> tuple[dict, dict]:

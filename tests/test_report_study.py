@@ -257,7 +257,7 @@ def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
     proc = adsearch("ls", study_dir.parent, cwd=study_dir.parent)
     assert proc.returncode == 0, proc.stderr
     header, line = proc.stdout.splitlines()
-    assert header.split() == ["study", "state", "trials", "baseline", "recommended"]
+    assert header.split() == ["study", "state", "trials", "baseline", "recommended", "shared"]
     base = trials[trials["number"] == -1].iloc[0]
     assert line.split()[:4] == ["tiny", "done", "2/2", f"{100 * base['accuracy']:.1f}%"]
     record = read_study(study_dir)

@@ -44,8 +44,10 @@ def result_lines(study_dir: Path, ray_id: str) -> list[dict]:
 def test_kill_9_mid_trial_then_resume_completes_the_budget_exactly(tmp_path, ray_session):
     epochs, trials = 8, 4
     spec = tmp_path / "kill.yaml"
+    # each trial starts from the baseline's state at its compression epoch (the prefix cache) and
+    # trains the epochs after it
     spec.write_text(spec_text("kill", epochs=epochs, trials=trials, width=48, concurrent=1,
-                              space="pruning.target_density: {values: [0.3, 0.95, 0.9, 0.35]}"))
+                              space="pruning.compress_at: {values: [[1], [2], [3], [4]]}"))
     address = ray_session.get_runtime_context().gcs_address
     reports = tmp_path / "reports"
     study_dir = reports / "kill"
@@ -78,9 +80,12 @@ def test_kill_9_mid_trial_then_resume_completes_the_budget_exactly(tmp_path, ray
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     for number, (values, history) in finished_before.items():
         assert study.trials[number].values == values and study.trials[number].user_attrs["history"] == history
-    lines = result_lines(study_dir, in_flight.user_attrs["ray_trial_id"])
-    redone = len(lines) - epochs
-    assert 0 <= redone <= 1, f"{epochs_before_kill} epochs before the kill, {len(lines)} reported in all"
+    reported = [line["epoch"] for line in result_lines(study_dir, in_flight.user_attrs["ray_trial_id"])]
+    assert study.trials[in_flight.number].user_attrs["shared_epochs"] >= 1  # it started from the baseline's state
+    assert sorted(set(reported)) == list(range(1, epochs + 1)) and reported[-1] == epochs  # branch epochs, then trained
+    redone = len(reported) - len(set(reported))
+    assert 0 <= redone <= 1, f"{epochs_before_kill} epochs before the kill, epochs {reported} reported in all"
+    assert not (study_dir / "prefixes").exists()  # used through the kill and the resume, deleted at the end
     assert [h["epoch"] for h in study.trials[in_flight.number].user_attrs["history"]] == list(range(1, epochs + 1))
     table = pd.read_csv(study_dir / "trials.csv")
     assert sorted(table["number"]) == [-1, *range(trials)] and (table["state"] == "COMPLETE").all()
@@ -233,13 +238,15 @@ def test_trials_a_crash_left_running_are_run_and_a_study_may_skip_its_baseline(t
     said = []
     result = run_study(spec, reports_dir=tmp_path, say=said.append)
     assert said[0] == f"resuming study 'orphans' in {study_dir}" and not any("baseline" in s for s in said)
-    trials = load_study(study_dir).trials
-    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE")]
+    trials = [t for t in load_study(study_dir).trials if "repeat_of" not in t.user_attrs]  # a repeat is free
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"] and trials[0].number == 0
     assert trials[0].params == {"train.optimizer.lr": 0.03} and trials[0].user_attrs["ray_trial_id"] != "lost_00000"
     assert [h["epoch"] for h in trials[0].user_attrs["history"]] == [1, 2]
     lr = trials[1].params["train.optimizer.lr"]
     assert 0.01 <= lr <= 0.05 and lr == pytest.approx(round(lr / 0.01) * 0.01, abs=1e-12)  # on the step grid
-    assert not (study_dir / "baseline.json").exists() and [r.number for r in result.rows] == [0, 1]
+    assert lr != pytest.approx(0.03)  # 0.03 again would have been a repeat, not a trial of the budget
+    assert not (study_dir / "baseline.json").exists()
+    assert [r.number for r in result.rows if not r.is_repeat] == [0, trials[1].number]
     assert (study_dir / "report.md").is_file()
 
 
