@@ -98,13 +98,20 @@ def optuna_space(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribu
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The sampler named in the spec, always set explicitly and seeded by the study's seed."""
+    """The sampler named in the spec, always set explicitly and seeded by the study's seed.
+
+    `tpe` (the default) is multivariate TPE with Optuna's 10 random start-up trials; `gp` is
+    Optuna's Gaussian-process sampler (multi-objective since Optuna 4.2) with a third of the budget,
+    at least 10, as start-up trials. benchmarks/RESULTS.md compares them with NSGA-II and random.
+    """
     s, seed = spec.search, spec.seed
     if s.sampler == "nsga2":
         # a population of a third of the budget lets small studies evolve at least twice
         return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, s.trials // 3)), seed=seed)
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if s.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(10, s.trials // 3))
     if s.sampler == "grid":
         grid = {p: [encode_choice(v) for v in d.values] for p, d in s.space.items()}
         return optuna.samplers.GridSampler(grid, seed=seed)

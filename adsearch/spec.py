@@ -307,7 +307,9 @@ class Objective(_Model):
 
 class SearchSpec(_Model):
     trials: int = Field(12, ge=1, description="search trials (the baseline is extra)")
-    sampler: Literal["nsga2", "tpe", "random", "grid"] = "nsga2"
+    sampler: Literal["tpe", "gp", "nsga2", "random", "grid"] = Field(
+        "tpe", description="tpe (multivariate TPE), gp (Gaussian process), nsga2, random or grid: "
+        "benchmarks/RESULTS.md compares them")
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(metric="accuracy"), Objective(metric="params")],
         min_length=1,

@@ -252,6 +252,7 @@ MIXED = ("pruning.compress_at: {values: [[1], [1, 2]]}",
 
 @pytest.mark.parametrize("name, kind", [("nsga2", optuna.samplers.NSGAIISampler),
                                         ("tpe", optuna.samplers.TPESampler),
+                                        ("gp", optuna.samplers.GPSampler),
                                         ("random", optuna.samplers.RandomSampler),
                                         ("grid", optuna.samplers.GridSampler)])
 def test_each_sampler_name_gives_its_optuna_sampler_seeded_by_the_spec(name, kind):

@@ -125,7 +125,7 @@ def test_unknown_dataset_and_sampler_list_the_allowed_names():
     assert "unknown dataset 'cifar'" in dataset
     (sampler,) = problems_of("name: x\nsearch:\n  sampler: cmaes\n")
     assert sampler.startswith("search.sampler (line 3): ")
-    for name in ("nsga2", "tpe", "random", "grid", "cmaes"):
+    for name in ("tpe", "gp", "nsga2", "random", "grid", "cmaes"):
         assert f"'{name}'" in sampler
 
 
