@@ -333,6 +333,7 @@ def test_a_repeat_of_a_failed_trial_fails_and_is_not_counted_twice(tmp_path):
     assert searcher.failed_count(study._storage, "s") == 1
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_sampler_that_insists_on_one_point_gets_an_untried_one_drawn_for_it(tmp_path):
     spec = spec_with(*FOUR)
     fixed = optuna.samplers.PartialFixedSampler({"pruning.target_density": 0.3, "pruning.weights": "inherit"},
