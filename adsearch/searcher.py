@@ -229,7 +229,6 @@ class Searcher(OptunaSearch):
             for key in RECORDED + TRACE:
                 if key in earlier.user_attrs:
                     ot_trial.set_user_attr(key, earlier.user_attrs[key])
-            ot_trial.set_user_attr(REPEAT_OF, earlier.number)
             ot_trial.set_user_attr("spent_train_macs", 0)
             ot_trial.set_user_attr("spent_s", 0.0)
             study.tell(ot_trial, earlier.values)

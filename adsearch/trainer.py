@@ -361,7 +361,8 @@ class _Trial:
         that cut nothing) are not."""
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise AdsearchError(f"checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
-        ckpt = copy.deepcopy(ckpt)  # the optimizer and the lists would otherwise share the caller's tensors
+        if not shared:  # an entry of the prefix cache is fresh from disk: nobody else holds its tensors
+            ckpt = copy.deepcopy(ckpt)  # the optimizer and the lists would otherwise share the caller's tensors
         self.model = self._place(build_model(self.spec, self.data, list(ckpt["widths"])))
         self.model.load_state_dict(ckpt["model"])
         self.groups = channel_groups(self.model)

@@ -208,8 +208,7 @@ class ReportView:
             parts.append(f"{len(reused)} reused a network already trained (no training)")
         if repeats:
             parts.append(f"{repeats} repeated parameter set{'s' * (repeats != 1)} cost nothing")
-        scratch = sum(r.metrics["train_macs"] for r in rows)
-        spent = sum(r.metrics["spent_train_macs"] for r in rows)
+        scratch, spent = self._spending()
         wall = sum(r.metric("wall_s") or 0 for r in rows)
         spent_s = sum(r.metric("spent_s") or 0 for r in rows)
         saved = self.compute_saved()
@@ -222,12 +221,15 @@ class ReportView:
         return [r for r in self.rows if r.complete and not r.is_repeat and r.has("train_macs")
                 and r.has("spent_train_macs")]
 
+    def _spending(self) -> tuple[float, float]:
+        """Training MACs of `_spending_rows`: their schedules' from scratch, and what was run."""
+        rows = self._spending_rows()
+        return sum(r.metrics["train_macs"] for r in rows), sum(r.metrics["spent_train_macs"] for r in rows)
+
     def compute_saved(self) -> str:
         """'2.3x less training compute' run than the completed trials' schedules cost from scratch
         (the repeats left out); '' when nothing was saved (or nothing recorded what was run)."""
-        rows = self._spending_rows()
-        scratch = sum(r.metrics["train_macs"] for r in rows)
-        spent = sum(r.metrics["spent_train_macs"] for r in rows)
+        scratch, spent = self._spending()
         return f"{scratch / spent:.1f}x less training compute" if spent and scratch > spent else ""
 
     @staticmethod
