@@ -52,6 +52,10 @@ class TrialRow:
     gpu_ids: list[str] | None = None
     history: list[dict] = field(default_factory=list)
     compressions: list[dict] = field(default_factory=list)
+    scratch: dict[str, Any] | None = None
+    """The trial's scratch control, once run: its final widths trained from the start with the same
+    recipe and epochs, no pruning (`METRICS` keys: accuracy, top5, loss, params, macs, train_macs,
+    wall_s, ...). None when no control was run for it."""
 
     @property
     def is_baseline(self) -> bool:

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -262,11 +263,32 @@ class TrainSpec(_Model):
 # --- pruning ----------------------------------------------------------------------------------
 
 
+CRITERIA = ("activation_density", "l1_norm", "bn_scale", "random")
+"""Which channels survive a cut: the most active (density), the largest filters (weight L1 norm),
+the largest BatchNorm scales (|gamma|, as Network Slimming), or a seeded random draw."""
+WIDTH_RULES = ("density", "uniform")
+"""How many channels survive a cut: `ceil(density x width)` in layers below `target_density`, or
+the fraction `keep` of every layer."""
+
+
 class PruningSpec(_Model):
-    method: Literal["activation_density", "none"] = "activation_density"
+    method: Literal["activation_density", "none"] = Field(
+        "activation_density", description="activation_density: prune in training (criterion and widths say how); "
+        "none: train the network at full width")
     compress_at: list[int] = Field(default_factory=list, description="epochs after which to compress")
+    start: int | None = Field(
+        None, ge=1, description="a periodic schedule instead of compress_at: compress after epoch start, then "
+        "every `every` epochs (without every: once)")
+    every: int | None = Field(None, ge=1, description="with start: epochs between compressions")
     max_rounds: int | None = Field(None, ge=0, description="compression rounds at most (default: all)")
-    target_density: float = Field(1.0, gt=0, le=1, description="layers at or above are left alone")
+    criterion: Literal[CRITERIA] = Field(  # type: ignore[valid-type]
+        "activation_density", description="which channels survive a cut: activation_density (most active), "
+        "l1_norm (largest filter weights), bn_scale (largest |BatchNorm gamma|), random (seeded)")
+    widths: Literal[WIDTH_RULES] = Field(  # type: ignore[valid-type]
+        "density", description="how many survive: density (ceil(density x width), in layers below "
+        "target_density) or uniform (the fraction keep of every layer)")
+    keep: float = Field(0.5, gt=0, lt=1, description="with widths: uniform, the fraction of each layer kept at a cut")
+    target_density: float = Field(1.0, gt=0, le=1, description="layers at or above are left alone (widths: density)")
     zero_threshold: float = Field(0.0, ge=0, description="an output counts as active above this")
     min_channels: int = Field(4, ge=1, description="no layer is cut below this width")
     round_to: int = Field(1, ge=1, description="widths are rounded up to a multiple of this")
@@ -282,13 +304,37 @@ class PruningSpec(_Model):
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         return sorted(set(epochs))
 
-    @property
-    def rounds(self) -> int:
-        """How many compressions will happen at most."""
+    @field_validator("start")
+    @classmethod
+    def one_schedule(cls, start: int | None, info: ValidationInfo) -> int | None:
+        if start is not None and info.data.get("compress_at"):
+            raise ValueError(f"pruning.start and pruning.compress_at ({info.data['compress_at']}) both say when to "
+                             "compress: give one of the two (start/every for a periodic schedule, compress_at for a "
+                             "list of epochs)")
+        return start
+
+    @field_validator("every")
+    @classmethod
+    def every_needs_start(cls, every: int | None, info: ValidationInfo) -> int | None:
+        if every is not None and "start" in info.data and info.data["start"] is None:  # not a start that failed
+            raise ValueError("pruning.every needs pruning.start (the first epoch to compress after)")
+        return every
+
+    def schedule(self, epochs: int) -> list[int]:
+        """The epochs after which a compression may happen, before the last of `epochs` (`compress_at`'s
+        epochs at or after it are dropped: no training follows them)."""
+        if self.start is None:
+            return [e for e in self.compress_at if e < epochs]
+        if self.every is None:
+            return [self.start] if self.start < epochs else []
+        return list(range(self.start, epochs, self.every))
+
+    def rounds(self, epochs: int) -> int:
+        """How many compressions will happen at most in a training of `epochs` epochs."""
         if self.method == "none":
             return 0
-        limit = len(self.compress_at) if self.max_rounds is None else self.max_rounds
-        return min(limit, len(self.compress_at))
+        planned = len(self.schedule(epochs))
+        return planned if self.max_rounds is None else min(self.max_rounds, planned)
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -451,14 +497,23 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Stud
 def spec_warnings(spec: StudySpec) -> list[str]:
     """What is valid but likely not meant: compression epochs the training never reaches.
 
-    `--set train.epochs=1` is how a study is smoke-tested, so epochs in `pruning.compress_at` at or
-    after `train.epochs` are not an error: there is no training after them, so they do not happen.
+    `--set train.epochs=1` is how a study is smoke-tested, so epochs in `pruning.compress_at` (or a
+    `pruning.start`) at or after `train.epochs` are not an error: there is no training after them, so
+    they do not happen.
     """
-    late = [e for e in spec.pruning.compress_at if e >= spec.train.epochs]
-    if not late or spec.pruning.method == "none":
+    pruning, epochs = spec.pruning, spec.train.epochs
+    if pruning.method == "none":
         return []
-    what = "no compression happens" if len(late) == len(spec.pruning.compress_at) else "they are skipped"
-    return [f"pruning.compress_at: epochs {late} are not before train.epochs ({spec.train.epochs}), "
+    if pruning.start is not None:
+        if pruning.start < epochs:
+            return []
+        return [f"pruning.start: epoch {pruning.start} is not before train.epochs ({epochs}), so no training "
+                "follows it: no compression happens"]
+    late = [e for e in pruning.compress_at if e >= epochs]
+    if not late:
+        return []
+    what = "no compression happens" if len(late) == len(pruning.compress_at) else "they are skipped"
+    return [f"pruning.compress_at: epochs {late} are not before train.epochs ({epochs}), "
             f"so no training follows them: {what}"]
 
 
@@ -489,6 +544,11 @@ def _space_problems(data: dict | StudySpec, lines: dict | None) -> list[str]:
         space = search.get("space") if isinstance(search, dict) else None
         space = space if isinstance(space, dict) else {}
     problems: list[str] = []
+    periodic = [p for p in ("pruning.start", "pruning.every") if p in space]
+    if "pruning.compress_at" in space and periodic:
+        where = path_and_line(("search", "space", periodic[0]), lines)
+        problems.append(f"{where}: the space searches pruning.compress_at and {' and '.join(periodic)}, two ways "
+                        "to say when to compress: search one of the two")
     for path, dim in space.items():
         where = path_and_line(("search", "space", path), lines)
         if str(path).split(".")[0] == "search" or path == "name":

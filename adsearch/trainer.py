@@ -243,7 +243,7 @@ def _evaluate(model, batches, device, num_classes: int, precision: Precision) ->
 class _Trial:
     """The mutable state of one trial; everything a checkpoint holds lives here."""
 
-    def __init__(self, spec: StudySpec, device: torch.device):
+    def __init__(self, spec: StudySpec, device: torch.device, widths: list[int] | None = None):
         self.spec, self.device = spec, device
         self.precision = Precision.of(spec.train, device)
         if device.type == "cuda":  # each new shape (after a cut too) is timed once: train.cudnn_benchmark
@@ -251,7 +251,7 @@ class _Trial:
         torch.manual_seed(spec.seed)
         self.data = load_data(spec.data, spec.seed).to(device)
         self.shuffle = torch.Generator().manual_seed(spec.seed)
-        self.model = self._place(build_model(spec, self.data))
+        self.model = self._place(build_model(spec, self.data, widths))
         self.groups = channel_groups(self.model)
         self.optimizer = build_optimizer(spec, self.model)
         self.step: TrainStep | None = None
@@ -389,7 +389,7 @@ class _Trial:
 
 
 def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict | None = None,
-              prefixes: PrefixCache | None = None) -> dict:
+              prefixes: PrefixCache | None = None, widths: list[int] | None = None) -> dict:
     """Train one trial of `spec` to the end and return its final metrics.
 
     Args:
@@ -398,11 +398,13 @@ def run_trial(spec: StudySpec, *, report: Report | None = None, checkpoint: dict
             epochs taken from the prefix cache, only the branch epochs are reported).
         checkpoint: a dict from an earlier `report` call to continue from.
         prefixes: the study's prefix cache: states to start from, and where to keep this trial's.
+        widths: start from these group widths instead of the spec's (a scratch control: a pruned
+            trial's final widths trained from the start; `base_widths` are then these).
 
     Raises:
         TrialDiverged: the training loss became NaN or infinite.
     """
-    t = _Trial(spec, resolve_device(spec.train.device))
+    t = _Trial(spec, resolve_device(spec.train.device), widths)
     try:
         if checkpoint is not None:
             t.restore(checkpoint)
@@ -417,7 +419,7 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, prefixes: PrefixCa
     train = spec.train
     steps = steps_per_epoch(train, t.data.n_train)
     recipe = recipe_key(spec, _device_kind(t.device), torch.get_num_threads()) if prefixes is not None else ""
-    branches = prefixes.epochs | set(spec.pruning.compress_at) | {train.epochs} if prefixes is not None else set()
+    branches = prefixes.epochs | set(spec.pruning.schedule(train.epochs)) | {train.epochs} if prefixes is not None else set()
     metrics: dict = {}
     while t.epoch < train.epochs:
         epoch = _shared_epoch(t, prefixes, recipe, branches) if prefixes is not None else None
@@ -500,8 +502,8 @@ def _compress(t: _Trial, spec: StudySpec, record: dict, channel_densities: dict)
     """Compress after the epoch `t` stands at: at a planned epoch that training follows, while
     rounds remain."""
     pruning = spec.pruning
-    if not (pruning.method != "none" and t.epoch in pruning.compress_at and t.epoch < spec.train.epochs
-            and t.rounds < pruning.rounds):
+    if not (pruning.method != "none" and t.epoch in pruning.schedule(spec.train.epochs)
+            and t.rounds < pruning.rounds(spec.train.epochs)):
         return
     plan = plan_round(t.groups, channel_densities, target_density=pruning.target_density,
                       min_channels=pruning.min_channels, round_to=pruning.round_to)

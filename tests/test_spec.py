@@ -99,7 +99,7 @@ def test_unknown_key_lists_the_allowed_keys():
     (top,) = problems_of("name: x\nmodell: {}\n")
     assert top.startswith("modell (line 2): unknown key; allowed: name, seed, model, data, train, pruning")
     (nested,) = problems_of("name: x\npruning:\n  target: 0.5\n")
-    assert nested.startswith("pruning.target (line 3): unknown key; allowed: method, compress_at, max_rounds")
+    assert nested.startswith("pruning.target (line 3): unknown key; allowed: method, compress_at, start, every, max_rounds")
 
 
 def test_unknown_key_in_a_union_branch_lists_that_branch_keys():
@@ -352,7 +352,7 @@ def test_int_uniform_samples_become_ints():
 def test_spec_without_a_search_space_is_the_default_study():
     spec = parse_spec("name: x\n")
     assert spec == StudySpec(name="x")
-    assert spec.search.space == {} and spec.pruning.rounds == 0
+    assert spec.search.space == {} and spec.pruning.rounds(spec.train.epochs) == 0
 
 
 def test_train_compile_takes_off_on_auto_or_a_yaml_boolean():
