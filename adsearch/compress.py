@@ -84,9 +84,10 @@ def planned_width(density: float, width: int, *, min_channels: int, round_to: in
     return max(1, min(width, wanted))
 
 
-def kept_channels(channel_density: torch.Tensor, width: int) -> torch.Tensor:
-    """Indices (ascending) of the `width` most active channels; ties go to the lower index."""
-    order = torch.sort(-channel_density.double(), stable=True).indices
+def kept_channels(scores: torch.Tensor, width: int) -> torch.Tensor:
+    """Indices (ascending) of the `width` highest-scoring channels (e.g. the most active); ties go
+    to the lower index."""
+    order = torch.sort(-scores.double(), stable=True).indices
     return torch.sort(order[:width]).values
 
 
@@ -97,13 +98,21 @@ def plan_round(
     target_density: float,
     min_channels: int,
     round_to: int,
+    scores: dict[str, torch.Tensor] | None = None,
+    widths: str = "density",
+    keep: float = 0.5,
 ) -> RoundPlan:
-    """Per group: keep the most active channels, `planned_width` of them, if its density is low.
+    """Per group: how many channels survive (the width rule) and which (the highest `scores`).
 
-    A group whose layer density (mean of its channel densities) is at or above `target_density`
-    is left alone, as is a group marked not prunable.
+    `widths="density"`: a group whose layer density (the mean of its channel densities) is below
+    `target_density` keeps `planned_width(density)` channels, the others are left alone.
+    `widths="uniform"`: every group keeps `planned_width(keep)`, whatever its density. Groups marked
+    not prunable are left alone. `scores` (per group, one per channel; default: the densities, the
+    `activation_density` criterion) rank the channels: the highest are kept.
     """
-    keep: dict[str, torch.Tensor | None] = {}
+    if widths not in ("density", "uniform"):  # spec.WIDTH_RULES
+        raise ValueError(f"widths must be density or uniform, got {widths!r}")
+    keep_idx: dict[str, torch.Tensor | None] = {}
     density: dict[str, float] = {}
     old: dict[str, int] = {}
     for g in groups:
@@ -112,13 +121,17 @@ def plan_round(
         old[g.name] = width
         d = float(cd.double().mean())
         density[g.name] = d
-        keep[g.name] = None
-        if not g.prunable or d >= target_density:
+        keep_idx[g.name] = None
+        if not g.prunable or (widths == "density" and d >= target_density):
             continue
-        new = planned_width(d, width, min_channels=max(min_channels, g.min_width), round_to=round_to)
+        fraction = d if widths == "density" else keep
+        new = planned_width(fraction, width, min_channels=max(min_channels, g.min_width), round_to=round_to)
         if new < width:
-            keep[g.name] = kept_channels(cd, new)
-    return RoundPlan(keep=keep, density=density, old_widths=old)
+            score = cd if scores is None else scores[g.name]
+            if score.numel() != width:
+                raise ValueError(f"group {g.name!r}: {score.numel()} scores for {width} channels")
+            keep_idx[g.name] = kept_channels(score, new)
+    return RoundPlan(keep=keep_idx, density=density, old_widths=old)
 
 
 # --- physical removal ---------------------------------------------------------------------------

@@ -429,6 +429,24 @@ def compression_problem(arch: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def criterion_problem(arch: str, criterion: str) -> str | None:
+    """Why `criterion` cannot choose the channels of `arch` (a group no layer it reads writes), or
+    None. The registered VGGs and ResNets put a conv and a BatchNorm in every group."""
+    if criterion not in ("bn_scale", "l1_norm") or not arch.startswith(TORCHVISION) or compression_problem(arch):
+        return None
+    from adsearch.criteria import unscorable
+
+    model = create_model(arch, num_classes=10, width_mult=0.25)  # the same groups at any width
+    missing = unscorable(model, channel_groups(model), criterion)
+    if not missing:
+        return None
+    reads = {"bn_scale": "a BatchNorm with a scale", "l1_norm": "a conv or Linear"}[criterion]
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (f"{criterion} needs {reads} writing each pruned group, and {arch} has {len(missing)} without: "
+            f"{shown}; use another criterion for it")
+
+
 # --- saved compressed models --------------------------------------------------------------------
 
 SAVE_FORMAT = 1

@@ -3,9 +3,11 @@
 Training is deterministic given what decides it: the recipe (model, data, training, the density
 monitor's settings), the seed, the device (type, and a GPU's model), the thread count, the torch
 version, and the compression events so far (each round that changed the network: its epoch, the
-widths after it, and whether the kept channels kept their weights). The pruning fields that have
-not acted yet (`compress_at`, `max_rounds`, `target_density`, `min_channels`, `round_to`,
-`weights`, `method`) decide nothing before the first round. Bit-for-bit equality with training from
+widths after it, whether the kept channels kept their weights and, if they did, the criterion that
+chose them). The pruning fields that have
+not acted yet (the schedule `compress_at` or `start`/`every`, `max_rounds`, the criterion and
+width rule, `target_density`, `min_channels`, `round_to`, `weights`, `method`) decide nothing
+before the first round; after it, the events carry what they decided. Bit-for-bit equality with training from
 scratch holds on a CPU; a GPU's kernels need not be deterministic, so there a shared state is one
 equally valid run of the same epochs. Two trials that agree on all of it up to epoch `e` hold the same network at `e`: the first
 to get there keeps the state, the others start from it. The baseline (no compression events)
@@ -39,20 +41,40 @@ from adsearch.spec import StudySpec
 
 PREFIX_VERSION = 1
 """Part of every key: a change to what an entry holds or how training runs makes old entries unused."""
-DECISION_FIELDS = ("method", "compress_at", "max_rounds", "target_density", "min_channels", "round_to", "weights")
+DECISION_FIELDS = ("method", "compress_at", "start", "every", "max_rounds", "criterion", "widths", "keep",
+                   "target_density", "min_channels", "round_to", "weights")
 """Pruning fields that act only at a compression decision; they enter a key through its events."""
 
 
 def branch_epochs(spec: StudySpec) -> list[int]:
     """The epochs where trials of `spec`'s study can part: every epoch the base spec or a searched
-    `pruning.compress_at` may compress at (before the last epoch), and the last epoch."""
-    epochs = set(spec.pruning.compress_at)
-    dim = spec.search.space.get("pruning.compress_at")
+    schedule (`pruning.compress_at`, or `pruning.start`/`pruning.every`) may compress at, before the
+    last epoch, and the last epoch."""
+    last = spec.train.epochs
+    pruning = spec.pruning
+    epochs = set(pruning.schedule(last))
+    space = spec.search.space
+    dim = space.get("pruning.compress_at")
     if isinstance(dim, ValuesDim):
         for choice in dim.values:
             epochs.update(choice if isinstance(choice, list) else [])
-    last = spec.train.epochs
+    if "pruning.start" in space or "pruning.every" in space:
+        for start in _choices(space.get("pruning.start"), pruning.start):
+            for every in _choices(space.get("pruning.every"), pruning.every):
+                if isinstance(start, int) and start >= 1 and (every is None or isinstance(every, int) and every >= 1):
+                    epochs.update(pruning.model_copy(update={"compress_at": [], "start": start, "every": every})
+                                  .schedule(last))
     return sorted({e for e in epochs if isinstance(e, int) and 1 <= e < last} | {last})
+
+
+def _choices(dim, base) -> list:
+    """The values a searched integer field can take (its base value when not searched)."""
+    if dim is None:
+        return [base]
+    if isinstance(dim, ValuesDim):
+        return list(dim.values)
+    step = int(dim.step or 1)
+    return list(range(int(dim.low), int(dim.high) + 1, step))
 
 
 def recipe_key(spec: StudySpec, device: str, threads: int) -> str:

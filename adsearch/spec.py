@@ -373,6 +373,11 @@ class SearchSpec(_Model):
         False, description="keep the prefix cache when the study is done (default: delete it then; an interrupted "
         "study keeps it to resume with)"
     )
+    scratch_controls: bool = Field(
+        False, description="after the search, train the final widths of each pruned trial on the Pareto front from "
+        "scratch with the same recipe and epochs, pruning off (Liu et al.'s control): does pruning in training buy "
+        "accuracy? Costs one unpruned training per such trial; `adsearch scratch` runs them on a finished study"
+    )
 
     @model_validator(mode="after")
     def grid_takes_values_only(self):
@@ -422,11 +427,14 @@ class StudySpec(_Model):
     @model_validator(mode="after")
     def model_can_be_compressed(self):
         if self.pruning.method != "none":
-            from adsearch.models import compression_problem  # traces torchvision models once per arch
+            from adsearch.models import compression_problem, criterion_problem  # traces torchvision models once
 
             problem = compression_problem(self.model.arch)
             if problem:
                 raise ValueError(f"model.arch: {problem}")
+            problem = criterion_problem(self.model.arch, self.pruning.criterion)
+            if problem:
+                raise ValueError(f"pruning.criterion: {problem}")
         return self
 
     def without_pruning(self) -> StudySpec:
@@ -570,7 +578,9 @@ def _space_value_problems(spec: StudySpec, path: str, dim: Dimension) -> list[st
             for err in exc.errors():
                 place = schema_at(StudySpec, err["loc"], error_loc=True)
                 loc = ".".join(str(p) for p in place.path + place.rest)
-                problems.append(f"value {value!r} is not allowed ({loc}: {err['msg'].removeprefix('Value error, ')})")
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.append(f"value {value!r} is not allowed ({loc}: {msg})" if loc else
+                                f"value {value!r} is not allowed: {msg}")
             if isinstance(dim, DistributionDim):
                 break  # one bad draw tells the range does not fit; the listed values are each checked
     return problems

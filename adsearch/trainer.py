@@ -28,6 +28,7 @@ from torch import nn
 
 from adsearch import cost
 from adsearch.compress import RoundPlan, apply_plan, group_widths, plan_round
+from adsearch.criteria import channel_scores
 from adsearch.batches import Dataset
 from adsearch.data import load_data
 from adsearch.density import DensityMonitor
@@ -285,10 +286,12 @@ class _Trial:
     @property
     def events(self) -> list:
         """The rounds that changed the network so far, as the prefix cache keys them: epoch, widths
-        after, and how the kept channels were carried. A round that cut nothing changed nothing
-        but this trial's own count of rounds."""
-        weights = self.spec.pruning.weights
-        return [[c["epoch"], c["widths_after"], weights] for c in self.compressions
+        after, and how the kept channels were carried (re-initialised, or kept with their weights:
+        then which channels the criterion kept matters too). A round that cut nothing changed
+        nothing but this trial's own count of rounds."""
+        pruning = self.spec.pruning
+        carried = [pruning.weights] if pruning.weights == "reinit" else [pruning.weights, pruning.criterion]
+        return [[c["epoch"], c["widths_after"], *carried] for c in self.compressions
                 if c["widths_after"] != c["widths_before"]]
 
     @property
@@ -505,8 +508,10 @@ def _compress(t: _Trial, spec: StudySpec, record: dict, channel_densities: dict)
     if not (pruning.method != "none" and t.epoch in pruning.schedule(spec.train.epochs)
             and t.rounds < pruning.rounds(spec.train.epochs)):
         return
-    plan = plan_round(t.groups, channel_densities, target_density=pruning.target_density,
-                      min_channels=pruning.min_channels, round_to=pruning.round_to)
+    scores = channel_scores(t.model, t.groups, pruning.criterion, channel_densities, seed=spec.seed, epoch=t.epoch)
+    plan = plan_round(t.groups, channel_densities, scores=scores, widths=pruning.widths, keep=pruning.keep,
+                      target_density=pruning.target_density, min_channels=pruning.min_channels,
+                      round_to=pruning.round_to)
     before = t.widths
     if plan.changed:
         t.compress(plan)

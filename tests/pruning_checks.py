@@ -15,7 +15,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from adsearch.compress import ChannelGroup, RoundPlan
+from adsearch.compress import ChannelGroup, RoundPlan, group_widths, plan_round
+from adsearch.criteria import channel_scores
 
 
 def random_plan(groups: list[ChannelGroup], widths: list[int], seed: int) -> RoundPlan:
@@ -29,6 +30,17 @@ def random_plan(groups: list[ChannelGroup], widths: list[int], seed: int) -> Rou
         n = int(torch.randint(g.min_width, w, (1,), generator=gen))
         keep[g.name] = torch.sort(torch.randperm(w, generator=gen)[:n]).values
     return RoundPlan(keep=keep, density={}, old_widths={g.name: w for g, w in zip(groups, widths)})
+
+
+def criterion_plan(model: nn.Module, groups: list[ChannelGroup], criterion: str, seed: int) -> RoundPlan:
+    """The plan a trial makes under `criterion` (from random channel densities): half of every
+    prunable group, the channels the criterion ranks highest, its score taken over the group."""
+    gen = torch.Generator().manual_seed(seed)
+    densities = {g.name: torch.rand(w, generator=gen, dtype=torch.float64)
+                 for g, w in zip(groups, group_widths(model, groups))}
+    scores = channel_scores(model, groups, criterion, densities, seed=seed, epoch=1)
+    return plan_round(groups, densities, scores=scores, widths="uniform", keep=0.5, target_density=1.0,
+                      min_channels=1, round_to=1)
 
 
 def keep_all_plan(groups: list[ChannelGroup], widths: list[int]) -> RoundPlan:

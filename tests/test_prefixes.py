@@ -12,6 +12,7 @@ import torch
 from helpers import one_torch_thread
 
 from adsearch.prefixes import PREFIX_VERSION, PrefixCache, branch_epochs, cache_size, recipe_key
+from adsearch.space import ValuesDim
 from adsearch.spec import apply_params, parse_spec
 from adsearch.trainer import run_trial
 
@@ -101,6 +102,18 @@ def test_trials_share_the_state_up_to_where_their_schedules_part(tmp_path, scrat
     assert_same(three, scratch["[3]"])
 
 
+def test_trials_that_keep_other_channels_at_the_same_widths_do_not_share_after_the_cut(tmp_path, scratch):
+    """The criterion decides which channels survive: a density-chosen and an L1-chosen cut to the
+    same widths are different networks, so the second trial shares only the epochs before the cut."""
+    run_trial(spec_with(**{"pruning.compress_at": [2]}), prefixes=cache(tmp_path, 0))
+    l1 = spec_with(**{"pruning.compress_at": [2], "pruning.criterion": "l1_norm"})
+    shared = run_trial(l1, prefixes=cache(tmp_path, 1))
+    assert shared["widths"] == scratch["[2]"]["widths"]  # the density width rule: the same widths
+    assert shared["shared_epochs"] == 2 and shared["shared_from"] == 0
+    assert_same(shared, run_trial(l1))
+    assert shared["accuracy"] != scratch["[2]"]["accuracy"] or shared["loss"] != scratch["[2]"]["loss"]
+
+
 def test_a_torn_entry_is_trained_again_with_a_warning(tmp_path, scratch):
     spec = spec_with(**{"pruning.compress_at": [2]})
     run_trial(spec.without_pruning(), prefixes=cache(tmp_path, -1))
@@ -150,6 +163,7 @@ def test_the_key_holds_what_decides_training_and_not_the_pruning_fields_still_to
     spec = parse_spec(SPEC)
     key = recipe_key(spec, "cpu", 1)
     for path, value in [("pruning.compress_at", [3]), ("pruning.max_rounds", 1), ("pruning.target_density", 0.5),
+                        ("pruning.criterion", "random"), ("pruning.widths", "uniform"), ("pruning.keep", 0.3),
                         ("pruning.min_channels", 4), ("pruning.round_to", 2), ("pruning.weights", "reinit"),
                         ("pruning.method", "none"), ("search.trials", 3), ("train.device", "auto"),
                         ("train.threads", 2)]:
@@ -165,3 +179,17 @@ def test_branch_epochs_are_every_epoch_a_trial_may_compress_at_and_the_last():
     assert branch_epochs(parse_spec(SPEC)) == [2, 3, 4]
     late = apply_params(parse_spec(SPEC), {"train.epochs": 3, "pruning.compress_at": [1]})
     assert branch_epochs(late) == [1, 2, 3]  # epoch 3 is the last: no compression there, but a branch
+
+
+def test_branch_epochs_of_a_periodic_schedule_are_every_start_and_step_searched():
+    spec = parse_spec(SPEC.replace("pruning: {compress_at: [2],", "pruning: {start: 2,").replace(
+        "pruning.compress_at: {values: [[2], [2, 3], [3]]}", "pruning.every: {distribution: int_uniform, low: 2, high: 3}"))
+    assert spec.pruning.schedule(4) == [2]
+    assert branch_epochs(spec) == [2, 4]  # every 2 or 3 from epoch 2, before the last (4)
+    longer = apply_params(spec, {"train.epochs": 9})
+    assert longer.pruning.schedule(9) == [2]  # no every in the base spec: once
+    assert branch_epochs(longer) == [2, 4, 5, 6, 8, 9]
+    starts = apply_params(longer, {"pruning.every": 3, "pruning.start": 1})
+    starts = starts.model_copy(update={"search": starts.search.model_copy(update={"space": {
+        "pruning.start": ValuesDim(values=[1, 3])}})})
+    assert branch_epochs(starts) == [1, 3, 4, 6, 7, 9]

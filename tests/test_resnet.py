@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_checks import check_against_masked, forward_backward, keep_all_plan, random_plan
+from pruning_checks import check_against_masked, criterion_plan, forward_backward, keep_all_plan, random_plan
 
 from adsearch.compress import ChannelGroup, apply_plan, group_widths
 from adsearch.cost import count_macs, count_params
 from adsearch.data import load_data
 from adsearch.density import DensityMonitor
 from adsearch.models import create_model, load_compressed, resnet_slots, save_compressed
-from adsearch.spec import SpecError, parse_spec
+from adsearch.spec import CRITERIA, SpecError, parse_spec
 from adsearch.trainer import build_model, run_trial
 
 torch.set_num_threads(2)
@@ -186,6 +186,22 @@ data: {{dataset: digits}}
 train: {{epochs: 2, batch_size: 64, optimizer: {{name: sgd, lr: 0.05}}, device: cpu}}
 pruning: {{compress_at: [1], max_rounds: 1, target_density: 0.95, min_channels: 4, weights: {weights}}}
 """
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_coupled_groups_stay_consistent_under_every_criterion(criterion):
+    """Each criterion scores a coupled group over all its members: the cut keeps one index set per
+    group, so the pruned ResNet computes what the masked original computes."""
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=10, width_mult=0.25)
+    _randomise_bn(model)
+    groups = model.channel_groups()
+    plan = criterion_plan(model, groups, criterion, seed=1)
+    assert any(len(g.producers) > 2 and plan.keep[g.name] is not None for g in groups)  # a coupled group is cut
+    pruned = copy.deepcopy(model)
+    pruned_groups = pruned.channel_groups()
+    apply_plan(pruned, pruned_groups, plan)
+    check_against_masked(model, groups, pruned, pruned_groups, plan, torch.randn(2, 3, 32, 32))
 
 
 @pytest.mark.parametrize("weights", ["inherit", "reinit"])

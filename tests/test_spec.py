@@ -368,3 +368,57 @@ def test_train_compile_takes_off_on_auto_or_a_yaml_boolean():
 def test_a_date_that_does_not_exist_is_a_spec_error_not_a_traceback():
     with pytest.raises(SpecError, match=r"not valid YAML: month must be in 1\.\.12 \(quote the value"):
         parse_spec("name: x\nseed: 2020-13-45\n")
+
+
+# --- criteria, width rules, the periodic schedule ------------------------------------------------
+
+
+def test_a_periodic_schedule_compresses_from_start_every_so_many_epochs():
+    spec = parse_spec("name: x\ntrain: {epochs: 12}\npruning: {start: 3, every: 4, max_rounds: 2}\n")
+    assert spec.pruning.schedule(12) == [3, 7, 11]
+    assert spec.pruning.rounds(12) == 2  # max_rounds caps it
+    once = parse_spec("name: x\ntrain: {epochs: 12}\npruning: {start: 5}\n")
+    assert once.pruning.schedule(12) == [5] and once.pruning.rounds(12) == 1
+    listed = parse_spec("name: x\ntrain: {epochs: 6}\npruning: {compress_at: [2, 6, 9]}\n")
+    assert listed.pruning.schedule(6) == [2]  # no training after epoch 6
+    late = parse_spec("name: x\ntrain: {epochs: 6}\npruning: {start: 6, every: 2}\n")
+    assert late.pruning.schedule(6) == [] and spec_warnings(late) == [
+        "pruning.start: epoch 6 is not before train.epochs (6), so no training follows it: no compression happens"]
+
+
+def test_start_with_compress_at_is_rejected_at_the_line_of_start():
+    (problem,) = problems_of("name: x\npruning:\n  compress_at: [3]\n  start: 2\n  every: 2\n")
+    assert problem.startswith("pruning.start (line 4): pruning.start and pruning.compress_at ([3]) both say when")
+    assert "give one of the two" in problem
+    (problem,) = problems_of("name: x\npruning:\n  every: 2\n")
+    assert problem.startswith("pruning.every (line 3): pruning.every needs pruning.start")
+    (problem,) = problems_of("name: x\npruning:\n  start: 0\n  every: 2\n")  # one error for a bad start, not two
+    assert problem.startswith("pruning.start (line 3): Input should be greater than or equal to 1")
+
+
+def test_a_space_searching_both_schedules_is_rejected():
+    problems = problems_of("name: x\nsearch:\n  space:\n    pruning.compress_at: {values: [[2], [3]]}\n"
+                           "    pruning.start: {distribution: int_uniform, low: 1, high: 4}\n")
+    assert any(p.startswith("search.space.pruning.start (line 5): the space searches pruning.compress_at and "
+                            "pruning.start") for p in problems)
+    # a searched start over a base spec that lists compress_at: every value is said not to fit
+    one, three = problems_of("name: x\npruning: {compress_at: [2]}\nsearch:\n  space:\n"
+                             "    pruning.start: {values: [1, 3]}\n")
+    assert one.startswith("search.space.pruning.start (line 5): value 1 is not allowed (pruning.start: ")
+    assert three.startswith("search.space.pruning.start (line 5): value 3 is not allowed") and "give one" in three
+
+
+def test_criterion_widths_and_keep_are_checked_and_searchable():
+    (problem,) = problems_of("name: x\npruning: {criterion: taylor}\n")
+    assert problem.startswith("pruning.criterion (line 2): ") and "'l1_norm', 'bn_scale' or 'random'" in problem
+    (problem,) = problems_of("name: x\npruning: {widths: uniform, keep: 1.5}\n")
+    assert problem.startswith("pruning.keep (line 2): Input should be less than 1")
+    spec = parse_spec("name: x\nsearch:\n  space:\n    pruning.criterion: {values: [activation_density, random]}\n"
+                      "    pruning.widths: {values: [density, uniform]}\n"
+                      "    pruning.keep: {distribution: uniform, low: 0.25, high: 0.75}\n"
+                      "    pruning.every: {distribution: int_uniform, low: 1, high: 3}\n"
+                      "pruning: {start: 2}\n")
+    trial = apply_params(spec, {"pruning.criterion": "random", "pruning.widths": "uniform", "pruning.keep": 0.4,
+                                "pruning.every": 2})
+    assert (trial.pruning.criterion, trial.pruning.widths, trial.pruning.keep) == ("random", "uniform", 0.4)
+    assert trial.pruning.schedule(trial.train.epochs) == list(range(2, trial.train.epochs, 2))

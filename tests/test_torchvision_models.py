@@ -12,14 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_checks import check_against_masked, forward_backward, keep_all_plan, random_plan
+from pruning_checks import check_against_masked, criterion_plan, forward_backward, keep_all_plan, random_plan
 
 from adsearch.compress import apply_plan, group_widths
 from adsearch.cost import count_macs, count_params
+from adsearch.criteria import unscorable
 from adsearch.density import DensityMonitor
 from adsearch.graph import channel_groups
-from adsearch.models import check_arch, create_model, load_compressed, save_compressed
-from adsearch.spec import SpecError, parse_spec
+from adsearch.models import check_arch, create_model, criterion_problem, load_compressed, save_compressed
+from adsearch.spec import CRITERIA, SpecError, parse_spec
 from adsearch.trainer import run_trial
 
 torch.set_num_threads(2)
@@ -90,6 +91,23 @@ def test_random_plan_gives_the_planned_network(built, tmp_path):
     reloaded = load_compressed(path).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x), pruned.eval()(x), atol=0, rtol=0)
+
+
+def test_every_criterion_cuts_coupled_and_concatenated_groups_consistently(built):
+    """A criterion's score is taken over the group (residual adds, concatenations): the network it
+    leaves computes what the original computes with the dropped channels zeroed."""
+    arch, model, groups, widths = built
+    x = torch.randn(2, 3, 32, 32)
+    for seed, criterion in enumerate(CRITERIA):
+        if unscorable(model, groups, criterion):  # EfficientNet's squeeze-excitation convs have no BatchNorm
+            assert criterion == "bn_scale" and arch == "torchvision:efficientnet_b0"
+            assert "use another criterion" in criterion_problem(arch, criterion)
+            continue
+        plan = criterion_plan(model, groups, criterion, seed=seed)
+        pruned = copy.deepcopy(model)
+        pruned_groups = channel_groups(pruned)
+        apply_plan(pruned, pruned_groups, plan)
+        check_against_masked(model, groups, pruned, pruned_groups, plan, x)
 
 
 def test_removal_agrees_with_torch_pruning_depgraph(built):
