@@ -20,7 +20,7 @@ from plotly.offline import get_plotlyjs
 
 from adsearch.metrics import COSTS, against_baseline, count, finite, percent, points, seconds, value, widths
 from adsearch.rows import TrialRow
-from adsearch.view import ReportView
+from adsearch.view import ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, scratch_metric, scratch_verdict
 
 TEMPLATE = "plotly_white"
 COLORS = {"trials": "#7f9cc0", "front": "#e8710a", "baseline": "#c5221f", "recommended": "#188038"}
@@ -42,11 +42,17 @@ def html_page(view: ReportView, spec_text: str) -> str:
         "<h2>Recommended trade-off</h2>",
         f"<p>{_inline(view.recommendation)}</p>",
         "<h2>Accuracy against cost</h2>",
-        "<p>Hover a point for the trial's settings. Orange: the Pareto set over the study's objectives "
-        "(the line joins those not beaten in the plotted pair); star: the baseline; green ring: the "
-        "recommended trade-off; dashed: the lowest accuracy it may have.</p>",
+        f"<p>{_plot_caption(view)}</p>",
         *(_plot_div(name) for name in figures if name.startswith("pareto-")),
     ]
+    if view.grouped_by_arm:
+        body += ["<h2>Arms at equal parameters</h2>", f"<p>{_inline(ARM_INTRO)}</p>", _arm_table(view),
+                 "<ul id='arm-verdicts'>" + "".join(f"<li>{_e(v)}</li>" for v in view.arm_verdicts()) + "</ul>"]
+    if view.scratch_rows:
+        body += ["<h2>Against training from scratch</h2>", f"<p>{_e(SCRATCH_INTRO)}</p>",
+                 "<ul id='scratch-verdicts'>"
+                 + "".join(f"<li>trial {_e(r.label)}: {_e(scratch_verdict(r) or 'no accuracy to compare')}</li>"
+                           for r in view.scratch_rows) + "</ul>"]
     if "widths" in figures:
         body += ["<h2>Layer widths of the Pareto trials</h2>",
                  "<p>Channels kept per prunable layer group (log scale), against the baseline's.</p>",
@@ -86,14 +92,20 @@ def pareto_figure(view: ReportView, cost: str) -> go.Figure:
             customdata=[[rows[i].number] for i in idx],
             text=[rows[i].label for i in idx] if labels else None, **hovers, **kw))
 
-    others = [i for i in usable if i not in on_front and not rows[i].is_baseline]
-    trace("trials", others, mode="markers", marker=dict(color=COLORS["trials"], size=8, opacity=0.7))
+    if view.grouped_by_arm:  # every search trial in its arm's colour; the Pareto set ringed in orange on top
+        for arm in view.arms():
+            trace(arm, [i for i in usable if not rows[i].is_baseline and view.arm(rows[i]) == arm], mode="markers",
+                  marker=dict(color=view.arm_color(arm), size=9, opacity=0.85))
+        front_marker = dict(symbol="circle-open", size=15, color=COLORS["front"], line=dict(width=2.5))
+    else:
+        others = [i for i in usable if i not in on_front and not rows[i].is_baseline]
+        trace("trials", others, mode="markers", marker=dict(color=COLORS["trials"], size=8, opacity=0.7))
+        front_marker = dict(color=COLORS["front"], size=10, line=dict(width=1, color="white"))
     joined = [i for i in view.pair_front(cost) if i in on_front]
     trace("front (this pair)", joined, hover=False, mode="lines",
           line=dict(color=COLORS["front"], width=1.5, shape="hv"))
     pareto_set = sorted((i for i in view.front if i in usable), key=lambda i: rows[i].metrics[cost])
-    trace("Pareto set", pareto_set, labels=True, mode="markers+text", textposition="top center",
-          marker=dict(color=COLORS["front"], size=10, line=dict(width=1, color="white")))
+    trace("Pareto set", pareto_set, labels=True, mode="markers+text", textposition="top center", marker=front_marker)
     base = next((i for i in usable if rows[i] is view.baseline), None)
     if base is not None:
         trace("baseline", [base], mode="markers", marker=dict(symbol="star", size=16, color=COLORS["baseline"]))
@@ -220,6 +232,8 @@ def _menu_label(row: TrialRow) -> str:
 
 def _hover(view: ReportView, row: TrialRow) -> str:
     lines = [f"<b>trial {_e(row.label)}</b>"]
+    if not row.is_baseline and view.grouped_by_arm:
+        lines.append(f"arm: {_e(view.arm(row))}")
     if not row.is_baseline:
         lines += [f"{_e(p)} = {_e(value(row.settings.get(p)))}" for p in view.paths]
     drop = view.drop(row)
@@ -236,8 +250,11 @@ def _hover(view: ReportView, row: TrialRow) -> str:
 
 
 def _trials_table(view: ReportView) -> str:
-    header = ["trial", "state", *view.paths, "accuracy", "drop (pts)", "params", "fewer params", "MACs", "train MACs",
-              "fewer train MACs", "wall time", "rounds", "widths", "front", "error"]
+    grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
+    header = ["trial", "state", *(["arm"] if grouped else []), *view.paths, "accuracy", "drop (pts)", "params",
+              "fewer params", "MACs", "train MACs", "fewer train MACs",
+              *(["scratch accuracy", "scratch train MACs"] if scratch else []), "wall time", "rounds", "widths",
+              "front", "error"]
     out = ["<div class='scroll'><table class='sortable' id='trials'><thead><tr>"
            + "".join(f"<th title='sort'>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for r in view.rows:
@@ -245,6 +262,7 @@ def _trials_table(view: ReportView) -> str:
         cells = [
             (r.label, r.number),
             (r.state, None),
+            *([(view.arm(r) or "", None)] if grouped else []),
             *((value(r.settings.get(p)), r.settings.get(p)) for p in view.paths),
             (percent(r.metric("accuracy")), r.metric("accuracy")),
             (points(drop) if search else "", drop),
@@ -253,6 +271,7 @@ def _trials_table(view: ReportView) -> str:
             (count(r.metric("macs")), r.metric("macs")),
             (count(r.metric("train_macs")), r.metric("train_macs")),
             (view.fewer(r, "train_macs"), view.inverse_ratio(r, "train_macs")),
+            *(_scratch_cells(r) if scratch else []),
             (seconds(r.metric("wall_s")), r.metric("wall_s")),
             (value(r.metric("rounds")), r.metric("rounds")),
             (widths(r.widths), None),
@@ -264,6 +283,25 @@ def _trials_table(view: ReportView) -> str:
         out.append(f"<tr id='trial-{_e(r.label)}' class='{classes}'>"
                    + "".join(_td(text, key) for text, key in cells) + "</tr>")
     out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _scratch_cells(row: TrialRow) -> list[tuple]:
+    """(text, sort key) of the accuracy and training MACs of the row's scratch control; empty without one."""
+    if not row.scratch:
+        return [("", None), ("", None)]
+    acc, macs = scratch_metric(row, "accuracy"), scratch_metric(row, "train_macs")
+    return [(percent(acc), acc), (count(macs), macs)]
+
+
+def _arm_table(view: ReportView) -> str:
+    """Per arm, the best accuracy at or under each parameter budget (`ReportView.arm_table`)."""
+    out = ["<table id='arms'><thead><tr><th>arm</th>"
+           + "".join(f"<th>{_e(budget_text(b))}</th>" for b in view.arm_budgets()) + "</tr></thead><tbody>"]
+    for arm, cells in view.arm_table().items():
+        out.append(f"<tr><td><span class='swatch' style='background:{view.arm_color(arm)}'></span>{_e(arm)}</td>"
+                   + "".join(f"<td>{_e(c.text())}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
     return "\n".join(out)
 
 
@@ -285,6 +323,17 @@ def _td(text, key) -> str:
 
 
 # --- text ------------------------------------------------------------------------------------
+
+
+def _plot_caption(view: ReportView) -> str:
+    if view.grouped_by_arm:
+        return ("Hover a point for the trial's settings. Colours: the arms (criterion / width rule, see the legend); "
+                "orange rings: the Pareto set over the study's objectives (the orange line joins those not beaten in "
+                "the plotted pair); star: the baseline; green ring: the recommended trade-off; dashed: the lowest "
+                "accuracy it may have.")
+    return ("Hover a point for the trial's settings. Orange: the Pareto set over the study's objectives "
+            "(the line joins those not beaten in the plotted pair); star: the baseline; green ring: the "
+            "recommended trade-off; dashed: the lowest accuracy it may have.")
 
 
 def _summary(view: ReportView) -> str:
@@ -358,6 +407,7 @@ table.sortable th { cursor: pointer; user-select: none; background: #f1f3f4; pos
 th[data-dir="asc"]::after { content: " ▲"; } th[data-dir="desc"]::after { content: " ▼"; }
 tr.front td { background: #fef3e8; } tr.best td { background: #e6f4ea; font-weight: 600; }
 tr.failed td { color: #a50e0e; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 6px; }
 """
 
 SCRIPT = """

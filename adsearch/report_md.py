@@ -6,7 +6,7 @@ from collections.abc import Container, Sequence
 
 from adsearch.metrics import COSTS, count, percent, points, seconds, value, widths
 from adsearch.rows import TrialRow
-from adsearch.view import ReportView
+from adsearch.view import ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, scratch_metric, scratch_verdict
 
 
 def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
@@ -37,13 +37,27 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
     if view.front:
         out += [f"{len(view.front)} non-dominated trials over {view.objectives_text}, the baseline included when "
                 f"on the front; accuracy drop in percentage points below the baseline.", ""]
-        header = ["trial", *view.paths, "accuracy", "drop (pts)", "params", "MACs", "train MACs", "wall time",
-                  "widths"]
-        out += _table(header, [_front_cells(view, r) for r in view.front_rows]) + [""]
+        scratch = any(r.scratch for r in view.front_rows)
+        header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy", "drop (pts)", "params",
+                  "MACs", "train MACs", *(["scratch accuracy", "scratch train MACs"] if scratch else []),
+                  "wall time", "widths"]
+        out += _table(header, [_front_cells(view, r, scratch) for r in view.front_rows]) + [""]
     else:
         out += ["No completed trial yet.", ""]
 
     out += ["## Recommended trade-off", "", view.recommendation, ""]
+
+    if view.scratch_rows:
+        out += ["## Against training from scratch", "", SCRATCH_INTRO, ""]
+        out += [f"- Trial {r.label}: {scratch_verdict(r) or 'no accuracy to compare'}." for r in view.scratch_rows]
+        out += [""]
+
+    if view.grouped_by_arm:
+        out += ["## Arms at equal parameters", "", ARM_INTRO, ""]
+        table = view.arm_table()
+        out += _table(["arm", *map(budget_text, view.arm_budgets())],
+                      [[arm, *(c.text() for c in cells)] for arm, cells in table.items()]) + [""]
+        out += [f"- {v}" for v in view.arm_verdicts()] + [""]
 
     if view.failed:
         out += ["## Failed trials", ""]
@@ -61,10 +75,12 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
     return "\n".join(out)
 
 
-def _front_cells(view: ReportView, r: TrialRow) -> list[str]:
+def _front_cells(view: ReportView, r: TrialRow, scratch: bool) -> list[str]:
     return [r.label + (" (recommended)" if view.is_recommended(r) else ""),
+            *([view.arm(r) or "—"] if view.grouped_by_arm else []),
             *(value(r.settings.get(p)) for p in view.paths), percent(r.metric("accuracy")), points(view.drop(r)),
             view.cost_text(r, "params"), view.cost_text(r, "macs"), view.cost_text(r, "train_macs"),
+            *([percent(scratch_metric(r, "accuracy")), count(scratch_metric(r, "train_macs"))] if scratch else []),
             seconds(r.metric("wall_s")), widths(r.widths)]
 
 

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from adsearch.metrics import against_baseline, count, percent, points, seconds, value, widths
 from adsearch.pareto import recommended
 from adsearch.rows import TrialRow
-from adsearch.view import ReportView, cost_text, fewer, plain, sharing_text, view_of
+from adsearch.view import (
+    ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, cost_text, fewer, plain, scratch_metric, scratch_verdict,
+    sharing_text, view_of,
+)
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""
@@ -68,20 +71,46 @@ def study_text(study) -> str:
     if view.sharing():
         out.append(view.sharing())
     out += ["", f"trials (* on the Pareto front over {view.objectives_text}, > recommended):"]
-    header = ["", "trial", "state", *(p.rsplit(".", 1)[-1] for p in view.paths), "accuracy", "drop", "params",
-              "MACs", "train MACs", "rounds", "widths", "shared"]
+    grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
+    header = ["", "trial", "state", *(["arm"] if grouped else []), *_short_names(view.paths), "accuracy", "drop",
+              "params", "MACs", "train MACs", *(["scratch acc", "scratch train MACs"] if scratch else []), "rounds",
+              "widths", "shared"]
     body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state,
+             *([view.arm(r) or ""] if grouped else []),
              *(value(r.settings.get(p)) for p in view.paths), percent(r.metric("accuracy")),
              "" if r.is_baseline else points(view.drop(r)), view.cost_text(r, "params"),
-             count(r.metric("macs")), count(r.metric("train_macs")), value(r.metric("rounds")), widths(r.widths),
-             sharing_text(r)]
+             count(r.metric("macs")), count(r.metric("train_macs")),
+             *(_scratch_cells(r) if scratch else []), value(r.metric("rounds")), widths(r.widths), sharing_text(r)]
             for r in view.rows]
     out += text_table(header, body)
+    if scratch:
+        out += ["", "against training from scratch: " + plain(SCRATCH_INTRO)]
+        out += [f"  trial {r.label}: {scratch_verdict(r) or 'no accuracy to compare'}" for r in view.scratch_rows]
+    if grouped:
+        out += ["", "arms at equal parameters: " + plain(ARM_INTRO)]
+        out += text_table(["arm", *map(budget_text, view.arm_budgets())],
+                          [[arm, *(c.text() for c in cells)] for arm, cells in view.arm_table().items()])
+        out += [f"  {v}" for v in view.arm_verdicts()]
     if view.failed:
         out += ["", "failed:"] + [f"  trial {r.label}: {r.error or '(no message)'}" for r in view.failed]
     out += ["", f"one trial: adsearch show {directory} --trial N; the report: {directory / 'report.html'}"
             if directory is not None else ""]
     return "\n".join(out).rstrip()
+
+
+def _short_names(paths: Sequence[str]) -> list[str]:
+    """Column names for searched paths: the last part ('target_density'), the whole path where the last
+    part is taken ('pruning.widths' beside the trials' own widths column)."""
+    taken = {"trial", "state", "arm", "accuracy", "drop", "params", "MACs", "train MACs", "rounds", "widths", "shared"}
+    lasts = [p.rsplit(".", 1)[-1] for p in paths]
+    return [p if last in taken or lasts.count(last) > 1 else last for p, last in zip(paths, lasts)]
+
+
+def _scratch_cells(row: TrialRow) -> list[str]:
+    """The accuracy and training MACs of the row's scratch control ('' without one)."""
+    if not row.scratch:
+        return ["", ""]
+    return [percent(scratch_metric(row, "accuracy")), count(scratch_metric(row, "train_macs"))]
 
 
 def trial_text(study, row: TrialRow) -> str:
@@ -107,6 +136,14 @@ def trial_text(study, row: TrialRow) -> str:
     out.append(f"params {view.cost_text(row, 'params')}, MACs {view.cost_text(row, 'macs')}, "
                f"train MACs {view.cost_text(row, 'train_macs')}, latency {value(row.metric('latency_ms'))} ms, "
                f"wall time {seconds(row.metric('wall_s'))}")
+    if not row.is_baseline and view.grouped_by_arm:
+        out.append(f"arm: {view.arm(row)}")
+    if row.scratch:
+        out.append(f"scratch control (these widths trained from scratch, same recipe and epochs): accuracy "
+                   f"{percent(scratch_metric(row, 'accuracy'))} (this trial {percent(row.metric('accuracy'))}), "
+                   f"train MACs {count(scratch_metric(row, 'train_macs'))} "
+                   f"(this trial {count(row.metric('train_macs'))})")
+        out.append(f"against scratch: {scratch_verdict(row) or 'no accuracy to compare'}")
     if sharing_text(row):
         out.append(f"shared: {sharing_text(row)}; the study ran {count(row.metric('spent_train_macs'))} training MACs "
                    f"in {seconds(row.metric('spent_s'))} for it")

@@ -10,6 +10,11 @@ states are counted, which points can be plotted or how a trial compares with the
 A trial's ratios against the baseline and its accuracy drop are taken as the trial recorded them
 (`<cost>_ratio`, `accuracy_drop`); only `compared` computes one when it is missing.
 
+A trial's *arm* is its channel criterion x width rule (`arm_of`: 'activation_density / density',
+'random / uniform 0.5'); a study with more than one arm is grouped by arm (`grouped_by_arm`): the
+plots colour each arm, and `arm_table` / `arm_verdicts` compare the arms at equal parameters. A
+trial's scratch control (`TrialRow.scratch`) is set against it by `scratch_verdict`.
+
 Pure: no file I/O, no plotting library.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from adsearch.metrics import (
@@ -24,7 +30,7 @@ from adsearch.metrics import (
 )
 from adsearch.pareto import baseline_index, objective_pairs, pareto_front, recommended
 from adsearch.rows import BASELINE, TrialRow, sort_rows
-from adsearch.spec import StudySpec
+from adsearch.spec import CRITERIA, WIDTH_RULES, StudySpec
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,146 @@ def settings_text(row: TrialRow, paths: Sequence[str], quote: str = "") -> str:
     """The row's values of the searched `paths`: 'pruning.target_density = 0.3, ...' ('' for none);
     each path between `quote`s."""
     return ", ".join(f"{quote}{p}{quote} = {value(row.settings.get(p))}" for p in paths)
+
+
+# --- arms: which channels survive a cut x how many ---------------------------------------------
+
+CLEAR_GAP = 0.005
+"""The accuracy gap (a fraction: 0.5 points) the report calls a difference; a smaller one is "no clear
+winner" (arms at equal parameters) or a match (a trial against its scratch control)."""
+
+ARM_BUDGETS = 5
+"""The arm table compares the arms at this many parameter budgets at most."""
+
+ARM_COLORS = ("#1f77b4", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79")
+"""Each arm's colour in every plot (HTML and PNG alike), in `ReportView.arms` order: none of them the
+orange, red and green that mark the front, the baseline and the recommended trial."""
+
+ARM_INTRO = ("An arm is which channels survive a cut (`pruning.criterion`) / how many (`pruning.widths`; with "
+             "uniform, the fraction `pruning.keep` of every layer). Each cell: the best accuracy of the arm's "
+             "complete trials at or under the parameter budget, and how many trials those are.")
+"""What the arm table shows, said the same by every writer (Markdown-flavoured; `plain` strips the marks)."""
+
+
+def _pruning(row: TrialRow, spec: StudySpec, name: str):
+    """The row's `pruning.<name>`: its searched value, else the base spec's."""
+    v = row.settings.get(f"pruning.{name}")
+    return v if v is not None else getattr(spec.pruning, name)
+
+
+def _arm(row: TrialRow, spec: StudySpec) -> tuple[tuple, str] | None:
+    """(a key ordering arms as `CRITERIA` x `WIDTH_RULES` x keep, the arm's name), None for the baseline."""
+    if row.is_baseline:
+        return None
+    if _pruning(row, spec, "method") == "none":
+        return (len(CRITERIA), 0, 0.0), "no pruning"
+    criterion, rule = _pruning(row, spec, "criterion"), _pruning(row, spec, "widths")
+    keep = _pruning(row, spec, "keep") if rule == "uniform" else None
+    key = (CRITERIA.index(criterion) if criterion in CRITERIA else len(CRITERIA),
+           WIDTH_RULES.index(rule) if rule in WIDTH_RULES else len(WIDTH_RULES), keep if finite(keep) else 0.0)
+    return key, f"{criterion} / {rule}" + (f" {value(keep)}" if keep is not None else "")
+
+
+def arm_of(row: TrialRow, spec: StudySpec) -> str | None:
+    """The row's arm, criterion / width rule: 'activation_density / density', and with the uniform rule
+    the fraction kept, 'random / uniform 0.5'; 'no pruning' for `pruning.method: none`; None for the
+    baseline. Each part is the trial's searched value, else the base spec's."""
+    arm = _arm(row, spec)
+    return arm[1] if arm is not None else None
+
+
+def budget_text(budget: float) -> str:
+    """A parameter budget as the arm table's header says it: '<= 288k params'."""
+    return f"<= {count(budget)} params"
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial{'s' * (n != 1)}"
+
+
+def _clear(gap: float) -> bool:
+    """Whether an accuracy gap is a difference the report names (see `CLEAR_GAP`), as it is written."""
+    return round(100 * abs(gap), 1) >= round(100 * CLEAR_GAP, 1)
+
+
+@dataclass(frozen=True)
+class ArmCell:
+    """An arm at a parameter budget: the best accuracy of its complete trials at or under the budget
+    (None: it has none there), and how many trials those are."""
+
+    best: float | None
+    trials: int
+
+    def text(self) -> str:
+        """'97.2% (3 trials)'; '—' when the arm has no trial at or under the budget."""
+        return f"{percent(self.best)} ({_trials(self.trials)})" if self.trials else "—"
+
+
+def _cell(rows: Sequence[TrialRow], budget: float) -> ArmCell:
+    under = [r.metrics["accuracy"] for r in rows if r.metrics["params"] <= budget]
+    return ArmCell(best=max(under) if under else None, trials=len(under))
+
+
+def _budget_verdict(budget: float, ranked: list[tuple[str, ArmCell]]) -> str:
+    """One budget's verdict from the arms with trials there, the most accurate first."""
+    label = budget_text(budget)
+    if len(ranked) == 1:
+        arm, cell = ranked[0]
+        return f"{label}: only {arm} has trials there ({cell.text()})."
+    (first, a), (second, b) = ranked[:2]
+    gap = a.best - b.best
+    if _clear(gap):
+        return (f"{label}: {first} leads by {points(gap)} points ({percent(a.best)}, best of {_trials(a.trials)}; "
+                f"the next best, {second}, {percent(b.best)}, best of {_trials(b.trials)}).")
+    if percent(a.best) == percent(b.best):
+        return (f"{label}: {first} and {second} tie at {percent(a.best)} (best of {_trials(a.trials)} and of "
+                f"{_trials(b.trials)}){' and others' if len(ranked) > 2 and ranked[2][1].best == a.best else ''}.")
+    return (f"{label}: within {points(gap)} points: no clear winner on {a.trials} and {b.trials} trials "
+            f"({first} {percent(a.best)}, {second} {percent(b.best)}).")
+
+
+# --- a trial against its scratch control -------------------------------------------------------
+
+SCRATCH_INTRO = ("A scratch control trains a trial's final widths from scratch with the same recipe and epochs, "
+                 "no pruning (Liu et al., \"Rethinking the Value of Network Pruning\"): does pruning in training "
+                 "beat simply training the small network?")
+"""What a scratch control is, said the same by every writer."""
+
+
+def scratch_metric(row: TrialRow, key: str) -> float | None:
+    """Metric `key` of the row's scratch control (`TrialRow.scratch`), or None (no control, no finite value)."""
+    v = (row.scratch or {}).get(key)
+    return v if finite(v) else None
+
+
+def scratch_verdict(row: TrialRow) -> str:
+    """The trial against its scratch control (its final widths trained from scratch, same recipe and
+    epochs) in one line, e.g. 'pruning in training: +0.8 points over training these widths from
+    scratch, at 8.5x its training MACs' or 'training these widths from scratch matches it (-0.1
+    points) at 8.5x less training compute'; '' when either accuracy is missing. Training compute is
+    each one's `train_macs` (the schedule's cost from scratch, sharing left out)."""
+    acc, control = row.metric("accuracy"), scratch_metric(row, "accuracy")
+    if acc is None or control is None:
+        return ""
+    gap = acc - control
+    mine, theirs = row.metric("train_macs"), scratch_metric(row, "train_macs")
+    ratio = mine / theirs if mine and theirs else None  # pruning in training / scratch
+    if _clear(gap):
+        winner, loser, r = (("pruning in training", "training these widths from scratch", ratio) if gap > 0 else
+                            ("training these widths from scratch", "pruning in training", ratio and 1 / ratio))
+        return f"{winner}: +{points(abs(gap))} points over {loser}" + (f", {_compute(r)}" if r else "")
+    if ratio is None:
+        return f"training these widths from scratch matches pruning in training ({100 * -gap:+.1f} points)"
+    if ratio >= 1:
+        return f"training these widths from scratch matches it ({100 * -gap:+.1f} points) {_compute(1 / ratio)}"
+    return f"pruning in training matches training these widths from scratch ({100 * gap:+.1f} points) {_compute(ratio)}"
+
+
+def _compute(ratio: float) -> str:
+    """How the subject's training MACs compare with the other's (subject / other)."""
+    if round(ratio, 1) == 1 or round(1 / ratio, 1) == 1:
+        return "at about the same training compute"
+    return f"at {ratio:.1f}x its training MACs" if ratio > 1 else f"at {1 / ratio:.1f}x less training compute"
 
 
 # --- the view ----------------------------------------------------------------------------------
@@ -254,6 +400,84 @@ class ReportView:
         """baseline / trial for `cost` (50.0 for 50x fewer), or None: a number to sort by."""
         r = compared(row, f"{cost}_ratio", self.baseline)
         return 1 / r if r is not None and r > 0 else None
+
+    # --- arms ----------------------------------------------------------------------------------
+
+    def arm(self, row: TrialRow) -> str | None:
+        """See `arm_of`."""
+        return arm_of(row, self.spec)
+
+    def arms(self) -> list[str]:
+        """The arms of the complete search trials (not the repeats), ordered as `CRITERIA` x
+        `WIDTH_RULES` x keep."""
+        return list(self._arms)
+
+    @cached_property
+    def _arms(self) -> tuple[str, ...]:
+        # asked once per plotted point (colours, hover texts): found once
+        keys = {name: key for key, name in (_arm(r, self.spec) for r in self.search_rows
+                                             if r.complete and not r.is_repeat)}
+        return tuple(sorted(keys, key=lambda name: (keys[name], name)))
+
+    @property
+    def grouped_by_arm(self) -> bool:
+        """Whether the study has more than one arm: then the plots colour the arms and the report
+        compares them (`arm_table`, `arm_verdicts`); with one arm it looks as it always has."""
+        return len(self.arms()) > 1
+
+    def arm_color(self, arm: str) -> str:
+        """The arm's colour in every plot (`ARM_COLORS`)."""
+        arms = self.arms()
+        return ARM_COLORS[(arms.index(arm) if arm in arms else len(arms)) % len(ARM_COLORS)]
+
+    def _arm_rows(self) -> list[TrialRow]:
+        """The trials the arms are compared on: complete search trials, not repeats, with accuracy and params."""
+        return [r for r in self.search_rows if r.complete and not r.is_repeat and r.has("accuracy") and r.has("params")]
+
+    def arm_budgets(self) -> list[float]:
+        """The parameter budgets of the arm table, largest first: the trials' sizes fall in clusters
+        (a cut of the same depth gives about the same size in every arm: 274k by density, 288k by
+        keeping half), and each cluster's largest size is a budget, so that every arm's trials of a
+        cluster are compared there. A cluster holds the sizes within 1.5x of its largest; with more
+        than `ARM_BUDGETS` clusters the ratio grows (2, 4, 10, 100, 1000)."""
+        sizes = sorted({r.metrics["params"] for r in self._arm_rows()}, reverse=True)
+        budgets: list[float] = []
+        for ratio in (1.5, 2, 4, 10, 100, 1000):
+            budgets = []
+            for size in sizes:
+                if not budgets or size * ratio < budgets[-1]:
+                    budgets.append(size)
+            if len(budgets) <= ARM_BUDGETS:
+                break
+        return budgets[:ARM_BUDGETS]
+
+    def arm_table(self) -> dict[str, list[ArmCell]]:
+        """Per arm (`arms` order), one `ArmCell` per budget of `arm_budgets`."""
+        budgets, rows = self.arm_budgets(), self._arm_rows()
+        return {arm: [_cell([r for r in rows if self.arm(r) == arm], b) for b in budgets] for arm in self.arms()}
+
+    def arm_verdicts(self) -> list[str]:
+        """Which arm is most accurate at or under each budget, by how much over the next and on how
+        many trials (a gap under `CLEAR_GAP`: no clear winner), then what the numbers rest on: one
+        sentence each; [] for a study of one arm."""
+        if not self.grouped_by_arm:
+            return []
+        table, out = self.arm_table(), []
+        for k, budget in enumerate(self.arm_budgets()):
+            there = [(arm, cells[k]) for arm, cells in table.items() if cells[k].trials]
+            if there:
+                out.append(_budget_verdict(budget, sorted(there, key=lambda ac: -ac[1].best)))
+        out.append(f"One seed, one study: each figure is the best of an arm's trials in this search, not a mean over "
+                   f"repeated runs; a gap under {points(CLEAR_GAP)} points is called no clear winner.")
+        return out
+
+    # --- scratch controls ------------------------------------------------------------------------
+
+    @property
+    def scratch_rows(self) -> list[TrialRow]:
+        """The search trials with a scratch control (`TrialRow.scratch`), in `rows` order; when there
+        are none the report shows nothing of scratch controls."""
+        return [r for r in self.search_rows if r.scratch and not r.is_repeat]
 
     # --- plots ---------------------------------------------------------------------------------
 

@@ -1,17 +1,22 @@
 """The study report from hand-made rows: CSV tables that read back, the front, report.md, plots,
-and the terminal text (`show`, `ls`, the progress lines). The HTML page: test_report_html.py."""
+and the terminal text (`show`, `ls`, the progress lines); a study of several arms with scratch
+controls in each of them. The HTML page: test_report_html.py."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 from helpers import HAND_MADE_SPEC, brute_force_front, hand_made_rows, trial_row
+from matplotlib.colors import to_hex
 
 from adsearch.metrics import METRICS
+from adsearch.plots import front_figure
 from adsearch.report import write_report
+from adsearch.report_md import markdown
 from adsearch.report_text import STUDY_HEADER, best_so_far, progress_line, study_line, study_text, trial_text
 from adsearch.spec import parse_spec
 from adsearch.view import report_view
@@ -153,3 +158,105 @@ def test_progress_lines_show_each_trial_and_the_best_so_far():
                    metrics={**rows[0].metrics, "params_ratio": 1.5})
     assert progress_line(more, done=1, total=6).startswith("[1/6] trial 0: compress_at=[5, 10]: accuracy 97.9%, "
                                                             "params 400k (1.50x more)")
+
+
+# --- a study of several arms (criterion x width rule), two trials with a scratch control -----------
+#
+# | trial | arm | accuracy | params | train MACs | scratch control |
+# | baseline | — | 95.0% | 1000 | 10.0G | |
+# | 0 | activation_density / density | 94.0% | 400 | 8.50G | 93.0%, 1.00G: pruning in training +1.0 point; recommended |
+# | 1 | activation_density / density | 93.0% | 200 | 4.00G | 93.1%, 1.00G: a match, at 4x less compute |
+# | 2 | random / uniform 0.5 | 93.0% | 500 | 5.00G | |
+# | 3 | random / uniform 0.5 | 92.8% | 240 | 3.00G | |
+#
+# Budgets 500 and 250 (1000 holds the same trials as 500); at 500 activation density leads by 1.0
+# point, at 250 the two are 0.2 points apart.
+
+ARM_SPEC = SPEC.replace("pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}",
+                        "pruning.criterion: {values: [activation_density, random]}\n"
+                        "    pruning.widths: {values: [density, uniform]}")
+
+
+def arm_rows():
+    ad, rnd = {"pruning.criterion": "activation_density", "pruning.widths": "density"}, \
+        {"pruning.criterion": "random", "pruning.widths": "uniform"}
+    rows = [trial_row(-1, role="baseline", accuracy=0.95, params=1000, macs=1e5, train_macs=10e9),
+            trial_row(0, settings=ad, accuracy=0.94, params=400, macs=4e4, train_macs=8.5e9),
+            trial_row(1, settings=ad, accuracy=0.93, params=200, macs=2e4, train_macs=4e9),
+            trial_row(2, settings=rnd, accuracy=0.93, params=500, macs=5e4, train_macs=5e9),
+            trial_row(3, settings=rnd, accuracy=0.928, params=240, macs=2.4e4, train_macs=3e9)]
+    rows[1].scratch = {"accuracy": 0.93, "train_macs": 1e9, "params": 400}
+    rows[2].scratch = {"accuracy": 0.931, "train_macs": 1e9, "params": 200}
+    return rows
+
+
+@pytest.fixture
+def arms():
+    return report_view(parse_spec(ARM_SPEC), arm_rows(), "done", "reports/hand-made")
+
+
+def test_report_md_groups_the_arms_and_sets_trials_against_their_scratch_controls(arms):
+    text = markdown(arms)
+    section = text.split("## Arms at equal parameters")[1].split("\n## ")[0]
+    assert "| arm | <= 500 params | <= 240 params |" in section
+    assert "| activation_density / density | 94.0% (2 trials) | 93.0% (1 trial) |" in section
+    assert "| random / uniform 0.5 | 93.0% (2 trials) | 92.8% (1 trial) |" in section
+    assert "- <= 500 params: activation_density / density leads by 1.0 points" in section
+    assert "- <= 240 params: within 0.2 points: no clear winner on 1 and 1 trials" in section
+    assert "One seed, one study" in section
+    front = text.split("## Pareto front")[1].split("\n## ")[0]
+    assert "| trial | arm | pruning.criterion | pruning.widths | accuracy |" in front
+    assert "| scratch accuracy | scratch train MACs |" in front
+    assert ("| 0 (recommended) | activation_density / density | activation_density | density | 94.0% | 1.0 "
+            "| 400 (2.5x fewer) | 40.0k (2.5x fewer) | 8.50G (1.2x fewer) | 93.0% | 1.00G |") in front
+    scratch = text.split("## Against training from scratch")[1].split("\n## ")[0]
+    assert ("- Trial 0: pruning in training: +1.0 points over training these widths from scratch, at 8.5x its "
+            "training MACs.") in scratch
+    assert "- Trial 1: training these widths from scratch matches it (+0.1 points) at 4.0x less training compute." \
+           in scratch
+
+
+def test_report_md_of_one_arm_without_scratch_controls_shows_neither(written):
+    _, study_dir, _ = written
+    text = (study_dir / "report.md").read_text()
+    assert "## Arms" not in text and "scratch" not in text and "| trial | pruning.target_density |" in text
+
+
+def test_show_groups_the_arms_and_gives_the_scratch_controls(arms):
+    text = study_text(arms)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("trial "))
+    assert header.split()[:6] == ["trial", "state", "arm", "criterion", "pruning.widths", "accuracy"]
+    assert "scratch acc" in header  # `pruning.widths` in full: the trials' own widths column is `widths`
+    row0 = next(line for line in lines if line.startswith("*>  0 "))
+    assert re.search(r"94\.0% .* 8\.50G +93\.0% +1\.00G", row0)
+    assert "  trial 0: pruning in training: +1.0 points over training these widths from scratch, at 8.5x its " \
+           "training MACs" in lines
+    table = text.split("arms at equal parameters:")[1].splitlines()
+    assert table[1].split("  ")[0] == "arm" and "<= 500 params" in table[1] and "<= 240 params" in table[1]
+    assert re.match(r"activation_density / density +94\.0% \(2 trials\) +93\.0% \(1 trial\)$", table[2])
+    assert "  <= 240 params: within 0.2 points: no clear winner on 1 and 1 trials" in text
+    one = trial_text(arms, arms.rows[1])
+    assert "arm: activation_density / density" in one
+    assert ("scratch control (these widths trained from scratch, same recipe and epochs): accuracy 93.0% "
+            "(this trial 94.0%), train MACs 1.00G (this trial 8.50G)") in one
+    assert "against scratch: pruning in training: +1.0 points over" in one
+    assert "scratch" not in trial_text(arms, arms.rows[3])  # trial 2 has no control
+
+
+def test_show_of_one_arm_without_scratch_controls_adds_nothing(view):
+    text = study_text(view)
+    assert "arm" not in text and "scratch" not in text
+    assert "scratch" not in trial_text(view, view.rows[1]) and "arm:" not in trial_text(view, view.rows[1])
+
+
+def test_png_plots_colour_the_arms_only_when_there_are_several(arms, view):
+    def legend(v):
+        return [t.get_text() for t in front_figure(v, "params").axes[0].get_legend().get_texts()]
+
+    assert legend(arms) == ["activation_density / density", "random / uniform 0.5", "Pareto front", "baseline",
+                            "baseline − 1.0 pts", "recommended (trial 0)"]
+    assert legend(view) == ["trials", "Pareto front", "baseline", "baseline − 1.0 pts", "recommended (trial 1)"]
+    scatter = front_figure(arms, "params").axes[0].collections[0]  # the first arm's trials, in its colour
+    assert [list(p) for p in scatter.get_offsets()] == [[400, 94.0], [200, 93.0]]
+    assert to_hex(scatter.get_facecolor()[0]) == arms.arm_color("activation_density / density")

@@ -1,5 +1,6 @@
 """The report's view, checked by hand on a handful of trials: the front, the recommended trial,
-the state counts, the comparisons with the baseline, what can be plotted.
+the state counts, the comparisons with the baseline, what can be plotted; the arms (criterion x
+width rule) compared at equal parameters, and a trial against its scratch control.
 
 The study (objectives: accuracy max, params min; a recommendation may be 1 point below the baseline):
 
@@ -26,7 +27,9 @@ from adsearch.report_html import html_page
 from adsearch.report_md import markdown
 from adsearch.report_text import study_text
 from adsearch.spec import parse_spec
-from adsearch.view import StateCounts, plain, report_view, view_of
+from adsearch.view import (
+    ArmCell, StateCounts, arm_of, budget_text, plain, report_view, scratch_metric, scratch_verdict, view_of,
+)
 
 SPEC = HAND_MADE_SPEC.replace("trials: 6", "trials: 8")  # room for the unfinished trials below
 
@@ -131,3 +134,121 @@ def test_view_of_a_study_read_from_disk():
     record = SimpleNamespace(spec=parse_spec(SPEC), rows=rows(), state="done", directory=Path("reports/hand-made"))
     view = view_of(record)
     assert view.state == "done" and view.directory == Path("reports/hand-made") and view.recommended.number == 0
+
+
+# --- arms: criterion x width rule, compared at equal parameters -----------------------------------
+#
+# | trial | arm | accuracy | params | note |
+# | baseline | — | 95.0% | 1000 | |
+# | 0 | activation_density / density | 94.0% | 400 | |
+# | 1 | activation_density / density | 93.0% | 200 | |
+# | 2 | activation_density / density | 90.0% | 100 | the smallest |
+# | 3 | random / uniform 0.5 | 93.0% | 500 | |
+# | 4 | random / uniform 0.5 | 92.8% | 240 | 0.2 points under trial 1: no clear winner at <= 250 |
+# | 5 | random / uniform 0.5 | 91.0% | 120 | 1 point over trial 2: random leads at <= 125 |
+# | 6 | random / uniform 0.5 | 99.0% | 50 | a repeat of trial 5 (its accuracy made up): counted nowhere |
+# | 7 | l1_norm / density | FAIL | | not compared |
+#
+# Budgets: the sizes cluster within 1.5x of each cluster's largest: {500, 400}, {240, 200}, {120, 100}.
+
+ARM_SPEC = SPEC.replace("pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}",
+                        "pruning.criterion: {values: [activation_density, l1_norm, random]}\n"
+                        "    pruning.widths: {values: [density, uniform]}")
+AD, RANDOM = {"pruning.criterion": "activation_density", "pruning.widths": "density"}, \
+    {"pruning.criterion": "random", "pruning.widths": "uniform"}
+
+
+def arm_rows():
+    return [trial_row(-1, role="baseline", accuracy=0.95, params=1000, train_macs=10e9),
+            trial_row(0, settings=AD, accuracy=0.94, params=400, train_macs=8.5e9),
+            trial_row(1, settings=AD, accuracy=0.93, params=200, train_macs=4e9),
+            trial_row(2, settings=AD, accuracy=0.90, params=100, train_macs=2e9),
+            trial_row(3, settings=RANDOM, accuracy=0.93, params=500),
+            trial_row(4, settings=RANDOM, accuracy=0.928, params=240),
+            trial_row(5, settings=RANDOM, accuracy=0.91, params=120),
+            trial_row(6, settings=RANDOM, accuracy=0.99, params=50, repeat_of=5),
+            trial_row(7, state="FAIL", settings={"pruning.criterion": "l1_norm", "pruning.widths": "density"})]
+
+
+@pytest.fixture
+def arms():
+    return report_view(parse_spec(ARM_SPEC), arm_rows())
+
+
+def test_a_trials_arm_is_its_criterion_and_width_rule_searched_or_from_the_base_spec(arms):
+    by = {r.number: r for r in arms.rows}
+    assert arms.arm(by[0]) == "activation_density / density" and arms.arm(by[3]) == "random / uniform 0.5"
+    assert arms.arm(by[7]) == "l1_norm / density" and arms.arm(by[-1]) is None  # the baseline prunes nothing
+    assert arms.arms() == ["activation_density / density", "random / uniform 0.5"]  # complete trials only
+    assert arms.grouped_by_arm
+    assert arms.arm_color("activation_density / density") != arms.arm_color("random / uniform 0.5")
+    base = parse_spec(SPEC.replace("report:", "pruning: {criterion: l1_norm, widths: uniform, keep: 0.3}\nreport:"))
+    assert arm_of(trial_row(0), base) == "l1_norm / uniform 0.3"  # nothing searched: the base spec's
+    assert arm_of(trial_row(0, settings={"pruning.keep": 0.25}), base) == "l1_norm / uniform 0.25"
+    assert arm_of(trial_row(0, settings={"pruning.widths": "density"}), base) == "l1_norm / density"  # no keep
+
+
+def test_arm_table_gives_the_best_accuracy_and_trial_count_under_each_budget(arms):
+    assert arms.arm_budgets() == [500, 240, 120]
+    assert [budget_text(b) for b in arms.arm_budgets()] == ["<= 500 params", "<= 240 params", "<= 120 params"]
+    table = arms.arm_table()
+    assert table["activation_density / density"] == [ArmCell(0.94, 3), ArmCell(0.93, 2), ArmCell(0.90, 1)]
+    assert table["random / uniform 0.5"] == [ArmCell(0.93, 3), ArmCell(0.928, 2), ArmCell(0.91, 1)]  # not the repeat
+    assert [c.text() for c in table["activation_density / density"]] == ["94.0% (3 trials)", "93.0% (2 trials)",
+                                                                         "90.0% (1 trial)"]
+    assert ArmCell(None, 0).text() == "—"
+    wide = report_view(arms.spec, [*arm_rows(), trial_row(8, settings=AD, accuracy=0.5, params=4)])
+    assert wide.arm_budgets() == [500, 240, 120, 4]
+    assert wide.arm_table()["activation_density / density"][3] == ArmCell(0.5, 1)
+    # more clusters than budgets: the clusters widen (here to 2x, then 4x)
+    many = [trial_row(n, settings=AD, accuracy=0.9, params=1.6 ** n) for n in range(12)]
+    assert report_view(arms.spec, [*arm_rows()[:1], *many]).arm_budgets() == [1.6 ** 11, 1.6 ** 8, 1.6 ** 5, 1.6 ** 2]
+
+
+def test_arm_verdicts_name_a_clear_winner_and_call_a_small_gap_no_clear_winner(arms):
+    verdicts = arms.arm_verdicts()
+    assert verdicts[0] == ("<= 500 params: activation_density / density leads by 1.0 points (94.0%, best of 3 "
+                           "trials; the next best, random / uniform 0.5, 93.0%, best of 3 trials).")
+    assert verdicts[1] == ("<= 240 params: within 0.2 points: no clear winner on 2 and 2 trials "
+                           "(activation_density / density 93.0%, random / uniform 0.5 92.8%).")
+    assert verdicts[2].startswith("<= 120 params: random / uniform 0.5 leads by 1.0 points (91.0%, best of 1 trial;")
+    assert verdicts[3].startswith("One seed, one study:") and len(verdicts) == 4
+    tied = report_view(arms.spec, [arm_rows()[0], trial_row(0, settings=AD, accuracy=0.93, params=400),
+                                   trial_row(1, settings=RANDOM, accuracy=0.93, params=500)])
+    assert tied.arm_verdicts()[0] == ("<= 500 params: activation_density / density and random / uniform 0.5 tie "
+                                      "at 93.0% (best of 1 trial and of 1 trial).")
+
+
+def test_a_study_of_one_arm_is_not_grouped(view):
+    assert view.arms() == ["activation_density / density"] and not view.grouped_by_arm
+    assert view.arm_verdicts() == [] and view.scratch_rows == []
+    assert "Arms" not in markdown(view) and "arms" not in study_text(view) and "id='arms'" not in html_page(view, "")
+
+
+# --- a trial against its scratch control ----------------------------------------------------------
+
+
+def test_scratch_verdict_says_which_wins_by_how_much_at_what_training_compute():
+    def with_control(accuracy, train_macs, control_accuracy, control_train_macs):
+        row = trial_row(0, accuracy=accuracy, train_macs=train_macs)
+        row.scratch = {"accuracy": control_accuracy, "train_macs": control_train_macs, "params": 100}
+        return row
+
+    assert scratch_verdict(with_control(0.94, 8.5e9, 0.93, 1e9)) == (
+        "pruning in training: +1.0 points over training these widths from scratch, at 8.5x its training MACs")
+    assert scratch_verdict(with_control(0.93, 4e9, 0.931, 1e9)) == (
+        "training these widths from scratch matches it (+0.1 points) at 4.0x less training compute")
+    assert scratch_verdict(with_control(0.90, 2e9, 0.91, 1e9)) == (
+        "training these widths from scratch: +1.0 points over pruning in training, at 2.0x less training compute")
+    assert scratch_verdict(with_control(0.93, 1e9, 0.932, 2e9)) == (
+        "pruning in training matches training these widths from scratch (-0.2 points) at 2.0x less training compute")
+    assert scratch_verdict(with_control(0.93, None, 0.932, 2e9)) == (
+        "training these widths from scratch matches pruning in training (+0.2 points)")  # no compute to compare
+    assert scratch_verdict(trial_row(0, accuracy=0.9)) == ""  # no control
+    assert scratch_metric(with_control(0.9, 1, float("nan"), 1), "accuracy") is None
+
+
+def test_scratch_rows_are_the_trials_with_a_control(arms):
+    rows = arm_rows()
+    rows[1].scratch = {"accuracy": 0.93}
+    assert [r.number for r in report_view(arms.spec, rows).scratch_rows] == [0]
