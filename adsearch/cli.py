@@ -95,6 +95,33 @@ def resume(
 
 
 @app.command()
+def scratch(
+    study: Path = typer.Argument(..., help="a finished study directory, e.g. reports/quickstart", show_default=False),
+    trials: Optional[str] = typer.Option(None, help="trials to control, e.g. 3,5 (default: the pruned trials on "
+                                                    "the Pareto front)", show_default=False),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
+) -> None:
+    """Train the final widths of the study's pruned front trials from scratch (same recipe and epochs,
+    no pruning), record them beside each trial and rewrite the report."""
+    numbers = _trial_numbers(trials) if trials is not None else None
+    from adsearch.study import scratch_study
+
+    result = scratch_study(study, trials=numbers, address=address, say=out.print)
+    out.print(f"report: {result.files['report.md']}")
+
+
+def _trial_numbers(text: str) -> list[int]:
+    """'3,5' -> [3, 5]."""
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers:
+        raise AdsearchError(f"--trials must be trial numbers separated by commas, e.g. --trials 3,5; got {text!r}")
+    return numbers
+
+
+@app.command()
 def train(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
     """Train one trial of the spec's base recipe (no search), showing each epoch."""
     from adsearch.trainer import run_trial

@@ -4,10 +4,11 @@
 storage URL of `study.db`, the final checkpoint of each trial (`trials/<number>.pt`), atomic writes
 and what may be deleted there. `read_study(directory)` returns a `StudyRecord`: the spec as run,
 one `TrialRow` per trial (the baseline from `baseline.json` as number -1, every Optuna trial from
-`study.db`) and the study's state: 'running' while the pid in `.lock` is alive, 'done' once the
-baseline and all `search.trials` trials are COMPLETE or FAIL, else 'interrupted'. Reading never
-writes, so it is safe on a study another process is still running. A file of the study that cannot
-be read is a `StudyDirError` naming it.
+`study.db`, with its scratch control from `scratch.json` if one was run) and the study's state:
+'running' while the pid in `.lock` is alive, 'done' once the baseline and all `search.trials`
+trials are COMPLETE or FAIL, else 'interrupted'. Reading never writes, so it is safe on a study
+another process is still running. A file of the study that cannot be read is a `StudyDirError`
+naming it.
 
 A folder is a study when it holds the marker `.adsearch-study` next to `spec.yaml` (studies from
 before the marker: a `spec.yaml` that adsearch wrote). `StudyDir.remove` deletes only such a
@@ -45,10 +46,12 @@ TRIALS_DIR = "trials"
 MODELS_DIR = "models"
 PREFIXES_DIR = "prefixes"
 """The prefix cache (`adsearch.prefixes`): trial states that other trials start from."""
+SCRATCH_FILE = "scratch.json"
+"""The scratch controls' results (`adsearch.scratch`), by trial number."""
 SPEC_HEADER = "# adsearch study spec, digest "
 """The first line of every spec.yaml adsearch writes (then the spec's digest)."""
 WRITTEN = frozenset({SPEC_FILE, MARKER_FILE, BASELINE_FILE, DB_FILE, LOCK_FILE, "ray", TRIALS_DIR, "trials.csv",
-                     "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR, PREFIXES_DIR})
+                     "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR, PREFIXES_DIR, SCRATCH_FILE})
 """Everything adsearch writes directly in a study directory (also SQLite's side files of study.db
 and the temporary files of atomic writes, `.<name>.<...>.tmp`); nothing else is deleted there."""
 
@@ -140,6 +143,10 @@ class StudyDir:
         return self.path / PREFIXES_DIR
 
     @property
+    def scratch_file(self) -> Path:
+        return self.path / SCRATCH_FILE
+
+    @property
     def storage_url(self) -> str:
         """Optuna's storage URL for study.db."""
         return f"sqlite:///{self.db_file.resolve()}"
@@ -167,6 +174,12 @@ class StudyDir:
 
     def save_baseline(self, metrics: dict) -> None:
         self.write(BASELINE_FILE, json.dumps(metrics, indent=2))
+
+    def save_scratch(self, controls: dict[int, dict]) -> None:
+        """Record scratch controls (trial number -> the control's result), merged with those recorded
+        already (a trial's new result replaces its old one)."""
+        merged = {**self.read_scratch(), **controls}
+        self.write(SCRATCH_FILE, json.dumps({str(n): merged[n] for n in sorted(merged)}, indent=2))
 
     def save_checkpoint(self, number: int, state: dict) -> Path:
         """Keep trial `number`'s final state (a plain dict: model, widths, epoch, ...) atomically."""
@@ -217,6 +230,26 @@ class StudyDir:
             raise StudyDirError(f"cannot read {path}: {one_line(exc)}; the baseline's result is lost: "
                                 f"delete the file and `adsearch resume {self.path}` runs the baseline again") from None
         return data
+
+    def read_scratch(self) -> dict[int, dict]:
+        """The recorded scratch controls by trial number: each the control's metrics (`METRICS`
+        keys) with its `widths` and `state` ('COMPLETE'), or `state` 'FAIL' with its `error`. Empty
+        when none was run.
+
+        Raises:
+            StudyDirError: scratch.json is there but cannot be read.
+        """
+        path = self.scratch_file
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+                raise ValueError("expected a JSON object of trial number -> result")
+            return {int(n): v for n, v in data.items()}
+        except (OSError, ValueError) as exc:
+            raise StudyDirError(f"cannot read {path}: {one_line(exc)}; the scratch controls' results are lost: "
+                                f"delete the file and `adsearch scratch {self.path}` runs them again") from None
 
     def load_checkpoint(self, row: TrialRow) -> dict:
         """Trial `row`'s final checkpoint, checked to be the one its reported metrics come from.
@@ -327,7 +360,7 @@ class StudyDir:
             raise StudyDirError(f"{self.path} holds a {SPEC_FILE} that adsearch did not write (no {MARKER_FILE}), so "
                                 "it is not a study to resume; choose another study name or --reports directory")
         before = self.read_spec()
-        if before.digest() != spec.digest():
+        if _resumable(before).digest() != _resumable(spec).digest():
             diff = "".join(difflib.unified_diff(spec_text(before).splitlines(True), spec_text(spec).splitlines(True),
                                                 f"{self.spec_file} (as started)", "the spec now"))
             raise AdsearchError(
@@ -381,6 +414,12 @@ class StudyDir:
             else:
                 path.unlink()
         self.path.rmdir()
+
+
+def _resumable(spec: StudySpec) -> StudySpec:
+    """`spec` as a resume compares it: `search.scratch_controls` (whether to run the controls after the
+    search) changes no trial, so turning it on for a finished study runs its controls."""
+    return spec.model_copy(update={"search": spec.search.model_copy(update={"scratch_controls": False})})
 
 
 def _written_by_us(name: str) -> bool:
@@ -450,11 +489,16 @@ class StudyRecord:
 
 def collect_rows(study_dir: StudyDir | Path | str, spec: StudySpec) -> list[TrialRow]:
     """The study's trials as rows: the baseline (number -1) once it has finished, then every
-    Optuna trial of the search by number."""
+    Optuna trial of the search by number, each with its scratch control if one was run."""
     study_dir = _as_dir(study_dir)
     baseline = study_dir.read_baseline()
     rows = [baseline_row(baseline)] if baseline is not None else []
-    return rows + [search_row(t, spec) for t in optuna_trials(study_dir, spec.name)]
+    rows += [search_row(t, spec) for t in optuna_trials(study_dir, spec.name)]
+    controls = study_dir.read_scratch()
+    for row in rows:
+        if not row.is_baseline:
+            row.scratch = controls.get(row.number)
+    return rows
 
 
 def optuna_trials(study_dir: StudyDir | Path | str, study_name: str) -> list:

@@ -6,6 +6,10 @@ then the search: Ray Tune's `OptunaSearch` over `search.space`, multi-objective 
 the baseline, widths and failure reason are kept as Optuna user attributes, so `study.db` plus
 `baseline.json` are the whole record; `trials.csv`, `pareto.csv` and the report are made from them.
 
+Scratch controls (`adsearch.scratch`: a pruned trial's final widths trained from scratch, pruning
+off) run after the search with `search.scratch_controls`, or on a finished study with
+`scratch_study` (`adsearch scratch`); their results go to `scratch.json`.
+
 The Optuna side of the search (space, sampler, the searcher, counting trials in the storage) is
 `adsearch.searcher`, the only module that touches Ray's or Optuna's private attributes; Ray's
 start-up and the process settings a study needs are `adsearch.cluster`.
@@ -13,6 +17,7 @@ start-up and the process settings a study needs are `adsearch.cluster`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import tempfile
@@ -31,9 +36,11 @@ from adsearch.cluster import configure_process, start_ray
 from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted, one_line
 from adsearch.metrics import METRICS, count, percent, seconds, with_ratios
 from adsearch.prefixes import PrefixCache, branch_epochs, cache_size
-from adsearch.records import StudyDir, collect_rows, search_ended
+from adsearch.records import StudyDir, collect_rows, read_study, search_ended
 from adsearch.report_text import best_so_far, progress_line
-from adsearch.rows import BASELINE, RECORDED, TRACE, TrialRow, baseline_row, plain
+from adsearch.rows import BASELINE, RECORDED, TRACE, TrialRow, baseline_row, find, plain
+from adsearch.scratch import (completed, control_line, control_spec, controls_for, failed, front_controls, to_run,
+                              trials_text)
 from adsearch.searcher import (TRIAL_KEY, FailureLimit, Searcher, failed_count, finished_count, make_sampler,
                                open_storage, optuna_space, set_metric_names)
 from adsearch.space import space_size
@@ -74,9 +81,7 @@ def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int,
         if metrics["epoch"] == spec.train.epochs:  # the last report carries the whole trace
             flat.update({key: state[key] for key in TRACE})
             study.save_checkpoint(number, state)  # before the report that finishes the trial
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, Path(d) / CHECKPOINT_FILE)
-            tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
+        _report(flat, state)
 
     try:
         run_trial(spec, report=report_epoch, checkpoint=checkpoint, prefixes=prefixes)
@@ -84,6 +89,33 @@ def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int,
         # the searcher sees results, not exceptions: report the reason, then fail the trial
         tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
         raise
+
+
+def _control_trainable(config: dict, *, controls: dict, baseline: dict | None, threads: int):
+    """One scratch control as a Ray Tune trial: `controls[config[TRIAL_KEY]]` holds the spec it
+    trains (`scratch.control_spec`) and the widths it starts at; no prefix cache, no final checkpoint
+    kept (a control is a measurement, not a network to export)."""
+    torch.set_num_threads(threads)
+    control = controls[config[TRIAL_KEY]]
+    spec = StudySpec.model_validate(control["spec"])
+    restored = tune.get_checkpoint()
+    checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
+
+    def report_epoch(metrics: dict, state: dict) -> None:
+        _report({**with_ratios(metrics, baseline), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}, state)
+
+    try:
+        run_trial(spec, report=report_epoch, checkpoint=checkpoint, widths=control["widths"])
+    except Exception as exc:
+        tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
+        raise
+
+
+def _report(flat: dict, state: dict) -> None:
+    """Report an epoch's results to Ray Tune with the trial's state as the checkpoint it resumes from."""
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(state, Path(d) / CHECKPOINT_FILE)
+        tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def load_checkpoint(path: Path) -> dict | None:
@@ -148,7 +180,8 @@ def _trial_error(trial) -> str:
 
 
 def _tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=None, samples: int,
-           callbacks=(), stop=None, restore: bool = False) -> tune.Tuner:
+           callbacks=(), stop=None, restore: bool = False, param_space: dict | None = None) -> tune.Tuner:
+    """Ray Tune's experiment `name` (a path under the study's `ray/`: 'search', 'scratch/trials-4-7')."""
     per = spec.resources.per_trial
     trainable = tune.with_resources(trainable, {"cpu": per.cpu, "gpu": per.gpu})
     path = study.ray_dir / name
@@ -158,10 +191,11 @@ def _tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg
                                   resume_errored=False, restart_errored=False)
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=samples, reuse_actors=True,
                                     max_concurrent_trials=spec.resources.max_concurrent),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(study.ray_dir.resolve()), verbose=0,
+            name=path.name, storage_path=str(path.parent.resolve()), verbose=0,
             callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *callbacks], stop=stop,
             # two kept: if the newest is torn by a crash, the trial falls back to the one before
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -222,7 +256,7 @@ def run_study(
                 study.mark(spec)  # a study from before the marker gets one
             if resuming:
                 say(f"resuming study {spec.name!r} in {study}")
-            threads = spec.train.threads or max(1, int(spec.resources.per_trial.cpu))
+            threads = _threads(spec)
             try:
                 baseline = None
                 if spec.search.baseline:
@@ -231,9 +265,15 @@ def run_study(
             except StudyInterrupted:
                 report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
                 raise
+            _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
+            if spec.search.scratch_controls:
+                try:
+                    _run_front_controls(spec, study, threads, say)
+                except StudyInterrupted:  # the study is done, less some controls: `adsearch scratch` goes on
+                    report.write_report(study.path, spec, collect_rows(study, spec), state="done")
+                    raise
             rows = collect_rows(study, spec)
             files = report.write_report(study.path, spec, rows, state="done")
-            _end_prefixes(spec, study, say)
     finally:
         if started_ray:
             ray.shutdown()
@@ -254,6 +294,56 @@ def resume_study(directory: Path | str, *, address: str | None = None, say: Call
                             f"named after it: rename the folder to {directory.with_name(spec.name)}, then "
                             f"`adsearch resume {directory.with_name(spec.name)}`")
     return run_study(spec, reports_dir=directory.parent, address=address, say=say)
+
+
+def scratch_study(directory: Path | str, *, trials: list[int] | None = None, address: str | None = None,
+                  say: Callable[[str], None] = print) -> StudyResult:
+    """Run the scratch controls of the finished study in `directory` (`adsearch scratch`), then
+    rewrite its report. Its spec is not changed; controls already recorded are not run again.
+
+    Args:
+        trials: the trials to control (complete, pruned, not repeats; a failed control of one named
+            here is run again); default: the pruned trials on the study's Pareto front.
+
+    Raises:
+        StudyDirError: no study there, or a file of it unreadable.
+        AdsearchError: the study is running or interrupted; no trial to control (none named and
+            none pruned on the front); a named trial that cannot have a control.
+        StudyInterrupted: the controls stopped early (Ctrl-C); the next run goes on with them.
+    """
+    record = read_study(directory)
+    study, spec = record.study_dir, record.spec
+    if record.state == "running":
+        raise AdsearchError(f"study {study} is running (pid {study.owner()}); its scratch controls can run once it "
+                            f"is done: `adsearch scratch {study}`")
+    if record.state == "interrupted":
+        raise AdsearchError(f"study {study} is interrupted ({record.trials_done} of {record.trials_total} search "
+                            f"trials done), so its Pareto front may still change: finish it with `adsearch resume "
+                            f"{study}`, then `adsearch scratch {study}`")
+    chosen = controls_for(spec, record.rows, trials)  # every error before Ray starts
+    numbers, started_ray = [r.number for r in chosen], False
+    if to_run(chosen, trials or ()):  # nothing to train: no Ray
+        configure_process()
+        check_runnable(spec)
+        started_ray = start_ray(spec, address)
+    try:
+        with study.lock():
+            try:
+                _run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ())
+            except StudyInterrupted:  # the controls that finished go in the report all the same
+                report.write_report(study.path, spec, collect_rows(study, spec), state="done")
+                raise
+            rows = collect_rows(study, spec)
+            files = report.write_report(study.path, spec, rows, state="done")
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return StudyResult(directory=study.path, rows=rows, files=files)
+
+
+def _threads(spec: StudySpec) -> int:
+    """The torch threads of each trial: `train.threads`, else the CPUs a trial asks Ray for."""
+    return spec.train.threads or max(1, int(spec.resources.per_trial.cpu))
 
 
 def _interrupted(directory: StudyDir | Path, what: str) -> StudyInterrupted:
@@ -361,3 +451,99 @@ def _open_storage(study: StudyDir, url: str):
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds here
         raise StudyDirError(f"{study.db_file} cannot be opened as an Optuna storage ({one_line(exc)}); "
                             "the other files of the study are untouched") from None
+
+
+# --- scratch controls ---------------------------------------------------------------------------
+
+
+SCRATCH_EXPERIMENTS = "scratch"
+"""Where under the study's `ray/` the controls' experiments are kept, one per set of trials run together."""
+
+
+def _run_front_controls(spec: StudySpec, study: StudyDir, threads: int, say) -> None:
+    """`search.scratch_controls`: the controls of the pruned trials on the front, after the search."""
+    chosen = front_controls(spec, collect_rows(study, spec))
+    if not chosen:
+        say("scratch controls: none to run, no pruned trial is on the Pareto front")
+        return
+    _run_controls(spec, study, [r.number for r in chosen], threads, say)
+
+
+def _run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: int, say, *,
+                  retry=()) -> None:
+    """Run the scratch controls of trials `numbers` not recorded yet (and those in `retry` whose
+    control failed) on Ray Tune, at once as resources allow; record each result in scratch.json.
+
+    A run stopped early is restored from `ray/scratch/<its trials>` by the next run asking for the
+    same controls: finished controls are kept, running ones go on from their last epoch.
+
+    Raises:
+        StudyInterrupted: some control did not finish (Ctrl-C); those that did are recorded.
+    """
+    rows = collect_rows(study, spec)
+    chosen = [find(rows, n) for n in numbers]
+    pending = to_run(chosen, retry)
+    recorded = [r for r in chosen if r not in pending]
+    if recorded:
+        say(f"scratch controls: {trials_text(recorded)} already recorded")
+    if not pending:
+        return
+    say(f"scratch controls: {trials_text(pending)}, each one's final widths trained from scratch for "
+        f"{spec.train.epochs} epochs without pruning")
+    name = f"{SCRATCH_EXPERIMENTS}/{_experiment_name(pending)}"
+    restore = not any(r.scratch for r in pending)  # a failed control named again starts afresh
+    if not restore:
+        shutil.rmtree(study.ray_dir / name, ignore_errors=True)
+    controls = {r.number: {"spec": control_spec(spec, r).model_dump(mode="json"), "widths": list(r.widths)}
+                for r in pending}
+    trainable = tune.with_parameters(_control_trainable, controls=controls, baseline=study.read_baseline(),
+                                     threads=threads)
+    grid = _tuner(trainable, spec, study, name, samples=1, restore=restore, callbacks=[_ControlProgress(pending, say)],
+                  param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}).fit()
+    results = {}
+    for result in grid:
+        number, metrics = (result.config or {}).get(TRIAL_KEY), result.metrics or {}
+        if number not in controls:
+            continue
+        if result.error:
+            results[number] = failed(metrics.get("error") or one_line(result.error))
+        elif metrics.get("epoch") == spec.train.epochs:
+            results[number] = completed(metrics)
+    if results:
+        study.save_scratch(results)
+    unfinished = [n for n in controls if n not in results]
+    if unfinished:
+        named = f" --trials {','.join(map(str, numbers))}" if retry else ""
+        raise StudyInterrupted(f"the scratch controls stopped before trial{'s' * (len(unfinished) > 1)} "
+                               f"{', '.join(map(str, unfinished))} finished ({len(results)} finished and recorded); "
+                               f"go on from the last epoch with: adsearch scratch {study}{named}")
+
+
+def _experiment_name(rows: list[TrialRow]) -> str:
+    """The Ray experiment of the controls of `rows`: 'trials-4-7-12' (hashed when long)."""
+    name = "trials-" + "-".join(str(r.number) for r in sorted(rows, key=lambda r: r.number))
+    return name if len(name) <= 100 else f"trials-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+class _ControlProgress(tune.Callback):
+    """Says each control's result as it finishes (`scratch.control_line`)."""
+
+    def __init__(self, rows: list[TrialRow], say: Callable[[str], None]):
+        self.rows, self.say = {r.number: r for r in rows}, say
+
+    def __getstate__(self):  # Ray pickles callbacks with the experiment; a console holds locks
+        return {k: v for k, v in self.__dict__.items() if k != "say"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, say=print)
+
+    def _line(self, trial, control: dict) -> None:
+        row = self.rows.get((trial.config or {}).get(TRIAL_KEY))
+        if row is not None:
+            self.say(control_line(row, control))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._line(trial, completed(trial.last_result or {}))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, failed((trial.last_result or {}).get("error") or _trial_error(trial)))

@@ -121,7 +121,12 @@ def break_baseline(study):
     return f"cannot read {study / 'baseline.json'}: JSONDecodeError"
 
 
-@pytest.mark.parametrize("damage", [break_study_db, break_spec, break_baseline])
+def break_scratch(study):
+    (study / "scratch.json").write_text('["not", "by trial"]')
+    return f"cannot read {study / 'scratch.json'}: ValueError"
+
+
+@pytest.mark.parametrize("damage", [break_study_db, break_spec, break_baseline, break_scratch])
 def test_an_unreadable_study_is_named_by_the_library(tiny_study_copy, damage):
     expected = damage(tiny_study_copy)
     with pytest.raises(StudyDirError) as raised:
@@ -202,3 +207,29 @@ def test_a_checkpoint_that_disagrees_with_its_trial_is_refused(tiny_study_copy):
     path.unlink()
     with pytest.raises(AdsearchError, match=rf"trial {row.number} has no final checkpoint \({path} is missing\)"):
         record.study_dir.load_checkpoint(row)
+
+
+# --- scratch controls, by trial number ----------------------------------------------------------
+
+
+def test_scratch_controls_are_merged_by_trial_and_read_back_beside_their_trial(tiny_study_copy):
+    study = StudyDir(tiny_study_copy)
+    assert study.read_scratch() == {} and all(r.scratch is None for r in read_study(study).rows)
+    study.save_scratch({1: {"state": "FAIL", "error": "RuntimeError: out of memory"}})
+    study.save_scratch({0: {"state": "COMPLETE", "accuracy": 0.9, "params": 1690}})
+    study.save_scratch({1: {"state": "COMPLETE", "accuracy": 0.8, "params": 5180}})  # a retry replaces it
+    assert study.read_scratch() == {0: {"state": "COMPLETE", "accuracy": 0.9, "params": 1690},
+                                    1: {"state": "COMPLETE", "accuracy": 0.8, "params": 5180}}
+    rows = {r.number: r for r in read_study(study).rows}
+    assert rows[0].scratch["accuracy"] == 0.9 and rows[1].scratch["params"] == 5180 and rows[-1].scratch is None
+    assert study.foreign_entries() == []  # scratch.json is adsearch's: --fresh deletes it with the study
+
+
+def test_turning_scratch_controls_on_is_no_changed_spec_but_any_other_change_is(tiny_study_copy):
+    from adsearch.spec import parse_spec
+
+    study = StudyDir(tiny_study_copy)
+    assert study.check_can_run(parse_spec(tiny_spec("tiny"), overrides={"search.scratch_controls": True}))
+    with pytest.raises(AdsearchError, match="the spec changed since study 'tiny' began"):
+        study.check_can_run(parse_spec(tiny_spec("tiny"), overrides={"search.scratch_controls": True,
+                                                                     "train.epochs": 4}))
