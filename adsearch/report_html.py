@@ -49,7 +49,9 @@ def html_page(view: ReportView, spec_text: str) -> str:
         body += ["<h2>Arms at equal parameters</h2>", f"<p>{_inline(ARM_INTRO)}</p>", _arm_table(view),
                  "<ul id='arm-verdicts'>" + "".join(f"<li>{_e(v)}</li>" for v in view.arm_verdicts()) + "</ul>"]
     if view.scratch_rows:
+        summary = view.scratch_summary()
         body += ["<h2>Against training from scratch</h2>", f"<p>{_e(SCRATCH_INTRO)}</p>",
+                 *([f"<p id='scratch-summary'>{_inline(summary)}</p>"] if summary else []),
                  "<ul id='scratch-verdicts'>"
                  + "".join(f"<li>trial {_e(r.label)}: {_e(scratch_verdict(r) or 'no accuracy to compare')}</li>"
                            for r in view.scratch_rows) + "</ul>"]

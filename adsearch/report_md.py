@@ -49,6 +49,8 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
 
     if view.scratch_rows:
         out += ["## Against training from scratch", "", SCRATCH_INTRO, ""]
+        if summary := view.scratch_summary():
+            out += [summary, ""]
         out += [f"- Trial {r.label}: {scratch_verdict(r) or 'no accuracy to compare'}." for r in view.scratch_rows]
         out += [""]
 

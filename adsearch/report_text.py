@@ -85,6 +85,8 @@ def study_text(study) -> str:
     out += text_table(header, body)
     if scratch:
         out += ["", "against training from scratch: " + plain(SCRATCH_INTRO)]
+        if summary := view.scratch_summary():
+            out += [plain(summary)]
         out += [f"  trial {r.label}: {scratch_verdict(r) or 'no accuracy to compare'}" for r in view.scratch_rows]
     if grouped:
         out += ["", "arms at equal parameters: " + plain(ARM_INTRO)]

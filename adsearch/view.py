@@ -479,6 +479,32 @@ class ReportView:
         are none the report shows nothing of scratch controls."""
         return [r for r in self.search_rows if r.scratch and not r.is_repeat]
 
+    def scratch_summary(self) -> str:
+        """The trials against their controls in one sentence: how many, the mean accuracy gap, how
+        many above, below and within `CLEAR_GAP` of their control, the mean ratio of training MACs;
+        and, when every controlled trial is on the front, that the front is selected for luck as
+        well as merit (its controls are not). '' without two trials to compare."""
+        pairs = [(r.metric("accuracy"), scratch_metric(r, "accuracy"), r.metric("train_macs"),
+                  scratch_metric(r, "train_macs")) for r in self.scratch_rows]
+        pairs = [p for p in pairs if p[0] is not None and p[1] is not None]
+        if len(pairs) < 2:
+            return ""
+        gaps = [a - c for a, c, _, _ in pairs]
+        ratios = [m / cm for _, _, m, cm in pairs if m and cm]
+        above = sum(_clear(g) and g > 0 for g in gaps)
+        below = sum(_clear(g) and g < 0 for g in gaps)
+        mean = sum(gaps) / len(gaps)
+        text = (f"Over {len(pairs)} trials with a control, pruning in training is {100 * mean:+.2f} points from "
+                f"training the same widths from scratch on average ({above} clearly above their control, {below} "
+                f"clearly below, {len(pairs) - above - below} within {points(CLEAR_GAP)} points)")
+        if ratios:
+            text += f", at {sum(ratios) / len(ratios):.1f}x the control's training MACs on average"
+        text += "."
+        if all(self.on_front(r) for r in self.scratch_rows):
+            text += (" These are front trials, the best of the search: selected for luck as well as merit, unlike "
+                     "their controls, so their edge is overstated (`adsearch scratch --trials` controls others).")
+        return text
+
     # --- plots ---------------------------------------------------------------------------------
 
     def plottable(self, cost: str) -> list[int]:

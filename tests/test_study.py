@@ -83,8 +83,11 @@ def test_kill_9_mid_trial_then_resume_completes_the_budget_exactly(tmp_path, ray
     reported = [line["epoch"] for line in result_lines(study_dir, in_flight.user_attrs["ray_trial_id"])]
     assert study.trials[in_flight.number].user_attrs["shared_epochs"] >= 1  # it started from the baseline's state
     assert sorted(set(reported)) == list(range(1, epochs + 1)) and reported[-1] == epochs  # branch epochs, then trained
-    redone = len(reported) - len(set(reported))
-    assert 0 <= redone <= 1, f"{epochs_before_kill} epochs before the kill, epochs {reported} reported in all"
+    # the resumed run goes on from the newest checkpoint Ray had registered: at most one epoch behind what
+    # the killed run had reported (Ray may also report a few epochs more than once before its state catches up)
+    back = [k for k in range(1, len(reported)) if reported[k] <= reported[k - 1]]
+    assert all(reported[k] >= epochs_before_kill for k in back), \
+        f"{epochs_before_kill} epochs before the kill, epochs {reported} reported in all"
     assert not (study_dir / "prefixes").exists()  # used through the kill and the resume, deleted at the end
     assert [h["epoch"] for h in study.trials[in_flight.number].user_attrs["history"]] == list(range(1, epochs + 1))
     table = pd.read_csv(study_dir / "trials.csv")

@@ -252,3 +252,26 @@ def test_scratch_rows_are_the_trials_with_a_control(arms):
     rows = arm_rows()
     rows[1].scratch = {"accuracy": 0.93}
     assert [r.number for r in report_view(arms.spec, rows).scratch_rows] == [0]
+
+
+def test_scratch_summary_counts_the_trials_above_and_below_their_controls_and_flags_a_front_only_choice(arms):
+    rows = arm_rows()
+    controls = {0: (0.93, 1e9), 1: (0.931, 2e9), 2: (0.91, 1e9), 3: (0.95, 5e8)}  # gaps +1.0, -0.1, -1.0, -2.0
+    for row in rows:
+        if row.number in controls:
+            row.scratch = {"accuracy": controls[row.number][0], "train_macs": controls[row.number][1]}
+            row.metrics["train_macs"] = 4e9
+    view = report_view(arms.spec, rows)
+    assert view.scratch_summary() == (
+        "Over 4 trials with a control, pruning in training is -0.53 points from training the same widths from "
+        "scratch on average (1 clearly above their control, 2 clearly below, 1 within 0.5 points), at 4.5x the "
+        "control's training MACs on average.")  # 4, 2, 4 and 8x
+    front = [r for r in view.scratch_rows if view.on_front(r)]
+    for row in rows:
+        if row.scratch is not None and row not in front:
+            row.scratch = None
+    only_front = report_view(arms.spec, rows)
+    assert len(only_front.scratch_rows) == len(front) >= 2
+    assert only_front.scratch_summary().endswith("so their edge is overstated (`adsearch scratch --trials` controls "
+                                                 "others).")
+    assert report_view(arms.spec, arm_rows()).scratch_summary() == ""  # no control at all
