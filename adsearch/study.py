@@ -266,14 +266,9 @@ def run_study(
                 report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
                 raise
             _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
-            if spec.search.scratch_controls:
-                try:
-                    _run_front_controls(spec, study, threads, say)
-                except StudyInterrupted:  # the study is done, less some controls: `adsearch scratch` goes on
-                    report.write_report(study.path, spec, collect_rows(study, spec), state="done")
-                    raise
-            rows = collect_rows(study, spec)
-            files = report.write_report(study.path, spec, rows, state="done")
+            controls = (lambda: _run_front_controls(spec, study, threads, say)) if spec.search.scratch_controls \
+                else (lambda: None)
+            rows, files = _controls_then_report(spec, study, controls)
     finally:
         if started_ray:
             ray.shutdown()
@@ -328,17 +323,24 @@ def scratch_study(directory: Path | str, *, trials: list[int] | None = None, add
         started_ray = start_ray(spec, address)
     try:
         with study.lock():
-            try:
-                _run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ())
-            except StudyInterrupted:  # the controls that finished go in the report all the same
-                report.write_report(study.path, spec, collect_rows(study, spec), state="done")
-                raise
-            rows = collect_rows(study, spec)
-            files = report.write_report(study.path, spec, rows, state="done")
+            rows, files = _controls_then_report(
+                spec, study, lambda: _run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ()))
     finally:
         if started_ray:
             ray.shutdown()
     return StudyResult(directory=study.path, rows=rows, files=files)
+
+
+def _controls_then_report(spec: StudySpec, study: StudyDir, run_controls: Callable[[], None]):
+    """Run the scratch controls, then write the done study's report: also when the controls stop early
+    (Ctrl-C; `StudyInterrupted` goes on up), with those that finished. Returns the rows and the files."""
+    try:
+        run_controls()
+    except StudyInterrupted:  # the study is done, less some controls: `adsearch scratch` goes on with them
+        report.write_report(study.path, spec, collect_rows(study, spec), state="done")
+        raise
+    rows = collect_rows(study, spec)
+    return rows, report.write_report(study.path, spec, rows, state="done")
 
 
 def _threads(spec: StudySpec) -> int:

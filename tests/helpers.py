@@ -173,3 +173,27 @@ def hand_made_rows() -> list[TrialRow]:
         hand_made_trial(2, 0.5, None, None, None, state="FAIL", error="RuntimeError: CUDA out of memory | step 3"),
         baseline,  # out of order on purpose: the tables put it first
     ]
+
+
+ARM_SPEC = HAND_MADE_SPEC.replace("pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}",
+                                  "pruning.criterion: {values: [activation_density, random]}\n"
+                                  "    pruning.widths: {values: [density, uniform]}")
+"""`HAND_MADE_SPEC` searching the criterion and the width rule: trials fall in arms."""
+ARMS = ["activation_density / density", "random / uniform 0.5"]
+
+
+def arm_rows(controls: int = 1) -> list[TrialRow]:
+    """A hand-made two-arm study of `ARM_SPEC`: the baseline, two trials of each arm, and a scratch
+    control for the first `controls` search trials (trial 0: 0.93 at 1e9 training MACs; trial 1:
+    0.931 at 1e9)."""
+    ad, rnd = ({"pruning.criterion": "activation_density", "pruning.widths": "density"},
+               {"pruning.criterion": "random", "pruning.widths": "uniform"})
+    rows = [trial_row(-1, role="baseline", accuracy=0.95, params=1000, macs=1e5, train_macs=10e9),
+            trial_row(0, settings=ad, accuracy=0.94, params=400, macs=4e4, train_macs=8.5e9),
+            trial_row(1, settings=ad, accuracy=0.93, params=200, macs=2e4, train_macs=4e9),
+            trial_row(2, settings=rnd, accuracy=0.93, params=500, macs=5e4, train_macs=5e9),
+            trial_row(3, settings=rnd, accuracy=0.928, params=240, macs=2.4e4, train_macs=3e9)]
+    for row, scratch in list(zip(rows[1:], ({"accuracy": 0.93, "train_macs": 1e9, "params": 400},
+                                             {"accuracy": 0.931, "train_macs": 1e9, "params": 200})))[:controls]:
+        row.scratch = scratch
+    return rows

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import replace
 
 import pytest
-from helpers import HAND_MADE_SPEC, hand_made_rows, trial_row
+from helpers import ARM_SPEC, ARMS, HAND_MADE_SPEC, arm_rows, hand_made_rows, trial_row
 
 from adsearch.report import write_report
 from adsearch.report_html import density_figure, html_page, pareto_figure, width_profile_figure
@@ -99,23 +99,6 @@ def test_density_curves_and_group_names_come_from_the_trials_history():
 # | 3 | random / uniform 0.5 | 92.8% | 240 | |
 #
 # The front: baseline, 0, 1 (trial 2 is beaten by 0, trial 3 by 1); recommended: trial 0 (1 point down).
-
-ARM_SPEC = SPEC.replace("pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}",
-                        "pruning.criterion: {values: [activation_density, random]}\n"
-                        "    pruning.widths: {values: [density, uniform]}")
-ARMS = ["activation_density / density", "random / uniform 0.5"]
-
-
-def arm_rows():
-    ad, rnd = {"pruning.criterion": "activation_density", "pruning.widths": "density"}, \
-        {"pruning.criterion": "random", "pruning.widths": "uniform"}
-    rows = [trial_row(-1, role="baseline", accuracy=0.95, params=1000, macs=1e5, train_macs=10e9),
-            trial_row(0, settings=ad, accuracy=0.94, params=400, macs=4e4, train_macs=8.5e9),
-            trial_row(1, settings=ad, accuracy=0.93, params=200, macs=2e4, train_macs=4e9),
-            trial_row(2, settings=rnd, accuracy=0.93, params=500, macs=5e4, train_macs=5e9),
-            trial_row(3, settings=rnd, accuracy=0.928, params=240, macs=2.4e4, train_macs=3e9)]
-    rows[1].scratch = {"accuracy": 0.93, "train_macs": 1e9, "params": 400}
-    return rows
 
 
 def test_pareto_figure_colours_each_arm_and_rings_the_front_only_for_several_arms():

@@ -8,7 +8,7 @@ import os
 import sqlite3
 
 import pytest
-from helpers import adsearch, hand_made_rows, one_torch_thread, tiny_spec, trial_row
+from helpers import HAND_MADE_SPEC, adsearch, hand_made_rows, one_torch_thread, tiny_spec, trial_row
 
 from adsearch.errors import AdsearchError
 from adsearch.records import StudyDir, read_study
@@ -16,14 +16,8 @@ from adsearch.rows import BASELINE
 from adsearch.scratch import chosen_controls, control_line, control_spec, controls_for, front_controls, to_run
 from adsearch.spec import parse_spec
 
-HAND_MADE = parse_spec("""
-name: hand-made
-search:
-  trials: 6
-  objectives: [{metric: accuracy, mode: max}, {metric: params, mode: min}]
-  space:
-    pruning.target_density: {values: [0.3, 0.5, 0.7, 0.9]}
-""")
+HAND_MADE = parse_spec(HAND_MADE_SPEC)
+
 
 
 def numbers(rows) -> list[int]:
