@@ -39,23 +39,28 @@ from collections import defaultdict
 from pathlib import Path
 
 from adsearch.records import read_study
+from adsearch.scratch import pruned
 from adsearch.view import view_of
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "activation_density / density"
 
 
-def run_seed(spec: Path, reports: Path, seed: int, overrides: list[str]) -> tuple[str, float]:
-    """Run the study for one seed in a subprocess; its name and wall seconds."""
-    name = f"{spec.stem}_s{seed}"
-    sets = [f"seed={seed}", f"name={name}", *overrides]
-    cmd = [sys.executable, "-m", "adsearch.cli", "run", str(spec), "--reports", str(reports), "--fresh"]
-    cmd += [arg for s in sets for arg in ("--set", s)]
+def adsearch(*args: str, what: str) -> float:
+    """Run `adsearch ARGS` in a subprocess; its wall seconds (exit with its output if it fails)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "adsearch.cli", *args], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"seed {seed}: adsearch run failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        sys.exit(f"{what}: adsearch {args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return wall
+
+
+def run_seed(spec: Path, reports: Path, seed: int, overrides: list[str]) -> tuple[str, float]:
+    """Run the study for one seed; its name and wall seconds."""
+    name = f"{spec.stem}_s{seed}"
+    sets = [arg for s in (f"seed={seed}", f"name={name}", *overrides) for arg in ("--set", s)]
+    wall = adsearch("run", str(spec), "--reports", str(reports), "--fresh", *sets, what=f"seed {seed}")
     print(f"seed {seed}: {name} in {wall:.0f} s", flush=True)
     return name, wall
 
@@ -63,13 +68,8 @@ def run_seed(spec: Path, reports: Path, seed: int, overrides: list[str]) -> tupl
 def run_all_controls(directory: Path) -> float:
     """`adsearch scratch` for every pruned trial of the study in `directory`; its wall seconds."""
     view = view_of(read_study(directory))
-    numbers = [r.number for r in view.search_rows if r.complete and r.in_budget and r.widths != r.base_widths]
-    cmd = [sys.executable, "-m", "adsearch.cli", "scratch", str(directory), "--trials", ",".join(map(str, numbers))]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{directory.name}: adsearch scratch failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    numbers = [r.number for r in view.search_rows if r.complete and r.in_budget and pruned(r)]
+    wall = adsearch("scratch", str(directory), "--trials", ",".join(map(str, numbers)), what=directory.name)
     print(f"{directory.name}: controls of {len(numbers)} trials in {wall:.0f} s", flush=True)
     return wall
 
