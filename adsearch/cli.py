@@ -1,8 +1,9 @@
 """`adsearch` command line: a thin layer over the library.
 
 User errors (`AdsearchError`, an invalid spec) are printed as plain lines without a traceback;
-an invalid spec, missing data (`DataError`) or an unusable study folder (`StudyDirError`) exits 2,
-a study stopped early (`StudyInterrupted`) 130, other user errors 1.
+an invalid spec, missing data (`DataError`), resources the machine cannot give (`ResourceError`)
+or an unusable study folder (`StudyDirError`) exits 2, a study stopped early (`StudyInterrupted`)
+130, other user errors 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from adsearch.errors import AdsearchError, DataError, StudyDirError, StudyInterrupted
+from adsearch.errors import AdsearchError, DataError, ResourceError, StudyDirError, StudyInterrupted
 from adsearch.metrics import METRICS, count, percent, seconds, widths
 from adsearch.spec import SpecError, json_schema, load_spec, spec_warnings
 
@@ -26,6 +27,10 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SpecArg = typer.Argument(..., help="study spec (YAML)", show_default=False)
+LogOpt = typer.Option("error", "--log-level", help="show Ray's own log lines at this level and up: "
+                      "error, warning, info or debug")
+EveryOpt = typer.Option(30.0, "--progress-every", min=0.1, help="when the output is not a terminal (a log, CI): "
+                        "print the running trials' epochs at most every this many seconds")
 SetOpt = typer.Option([], "--set", help="override a spec field: --set train.epochs=1 (value read as YAML)")
 
 
@@ -73,12 +78,15 @@ def run(
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
     fresh: bool = typer.Option(False, help="delete an existing study of this name and start again (only a folder "
                                            "adsearch made, holding only what it wrote)"),
+    log_level: str = LogOpt,
+    every: float = EveryOpt,
 ) -> None:
     """Run a study: the baseline, then the search; write reports/<name>/."""
-    from adsearch.study import run_study
+    from adsearch.study import Live, run_study
 
     s = read_spec(spec, set_)
-    result = run_study(s, reports_dir=reports, address=address, fresh=fresh, say=out.print)
+    result = run_study(s, reports_dir=reports, address=address, fresh=fresh, say=out.print, warn=_warn,
+                       log_level=_log_level(log_level), live=Live(out, every))
     out.print(f"report: {result.files['report.md']}")
 
 
@@ -86,11 +94,14 @@ def run(
 def resume(
     study: Path = typer.Argument(..., help="the study directory, e.g. reports/quickstart", show_default=False),
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
+    log_level: str = LogOpt,
+    every: float = EveryOpt,
 ) -> None:
     """Continue an interrupted study: finished trials kept, unfinished ones from their checkpoint."""
-    from adsearch.study import resume_study
+    from adsearch.study import Live, resume_study
 
-    result = resume_study(study, address=address, say=out.print)
+    result = resume_study(study, address=address, say=out.print, warn=_warn, log_level=_log_level(log_level),
+                          live=Live(out, every))
     out.print(f"report: {result.files['report.md']}")
 
 
@@ -100,14 +111,29 @@ def scratch(
     trials: Optional[str] = typer.Option(None, help="trials to control, e.g. 3,5 (default: the pruned trials on "
                                                     "the Pareto front)", show_default=False),
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
+    log_level: str = LogOpt,
+    every: float = EveryOpt,
 ) -> None:
     """Train the final widths of the study's pruned front trials from scratch (same recipe and epochs,
     no pruning), record them beside each trial and rewrite the report."""
     numbers = _trial_numbers(trials) if trials is not None else None
-    from adsearch.study import scratch_study
+    from adsearch.study import Live, scratch_study
 
-    result = scratch_study(study, trials=numbers, address=address, say=out.print)
+    result = scratch_study(study, trials=numbers, address=address, say=out.print, warn=_warn,
+                           log_level=_log_level(log_level), live=Live(out, every))
     out.print(f"report: {result.files['report.md']}")
+
+
+def _warn(message: str) -> None:
+    err.print(f"warning: {message}", markup=False)
+
+
+def _log_level(text: str) -> str:
+    from adsearch.cluster import LOG_LEVELS
+
+    if text.lower() not in LOG_LEVELS:
+        raise AdsearchError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {text!r}")
+    return text.lower()
 
 
 def _trial_numbers(text: str) -> list[int]:
@@ -238,7 +264,7 @@ def main() -> None:
     except SpecError as exc:
         err.print(str(exc), markup=False)
         raise SystemExit(2) from None
-    except (DataError, StudyDirError) as exc:
+    except (DataError, ResourceError, StudyDirError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(2) from None
     except StudyInterrupted as exc:

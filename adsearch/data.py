@@ -64,17 +64,25 @@ DATA_ENV = "ADSEARCH_DATA"
 _REGISTRY: dict[str, Callable[[DataSettings, int], Dataset]] = {}
 _FROM_FILES: set[str] = set()
 """The registered datasets read from `data.root` on disk (the others are built in)."""
+_IMAGES: dict[str, tuple[int, int | None]] = {}
+"""(channels, native side in pixels) of the images of the datasets that declare them; a side of
+None: only the files tell."""
 
 
-def register_dataset(fn=None, *, files: bool = False):
+def register_dataset(fn=None, *, files: bool = False, channels: int | None = None, size: int | None = None):
     """Register `fn(spec, seed) -> Dataset` under its name, as `@register_dataset`, or as
-    `@register_dataset(files=True)` for a dataset read from `data.root` on disk."""
+    `@register_dataset(files=True)` for a dataset read from `data.root` on disk. `channels` and
+    `size` declare its images (size: their native side, before `data.image_size`), so that a spec
+    is checked against its network without loading it (`input_shape`)."""
 
     def register(fn):
         _REGISTRY[fn.__name__] = fn
-        _FROM_FILES.discard(fn.__name__)  # registered again: the flag given now counts
+        _FROM_FILES.discard(fn.__name__)  # registered again: the flags given now count
+        _IMAGES.pop(fn.__name__, None)
         if files:
             _FROM_FILES.add(fn.__name__)
+        if channels is not None:
+            _IMAGES[fn.__name__] = (channels, size)
         return fn
 
     return register if fn is None else register(fn)
@@ -95,6 +103,23 @@ def check_dataset(name: str) -> None:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown dataset {name!r};{hint} available: {', '.join(map(repr, list_datasets()))}")
+
+
+def _declared_size(dataset: str) -> int | None:
+    """The side in pixels of `dataset`'s images before `data.image_size` resizes them (None: not
+    declared, or known only from its files)."""
+    return _IMAGES.get(dataset, (None, None))[1]
+
+
+def input_shape(spec: DataSettings) -> tuple[int, int, int] | None:
+    """(channels, height, width) of the samples `load_data(spec)` gives, known without loading them;
+    None where only the files tell (imagefolder without `data.image_size`) or the dataset did not
+    declare its images."""
+    if spec.dataset not in _IMAGES:
+        return None
+    channels = _IMAGES[spec.dataset][0]
+    size = spec.image_size or _declared_size(spec.dataset)
+    return None if size is None else (channels, size, size)
 
 
 def load_data(spec: DataSettings, seed: int = 0) -> Dataset:
@@ -123,7 +148,7 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-@register_dataset
+@register_dataset(channels=1, size=8)
 def digits(spec: DataSettings, seed: int) -> Dataset:
     """scikit-learn's bundled handwritten digits: 1,797 grey 8x8 images, 10 classes."""
     from sklearn.datasets import load_digits
@@ -140,11 +165,11 @@ def digits(spec: DataSettings, seed: int) -> Dataset:
     return TensorData("digits", train_x, y[idx_train], test_x, y[idx_test], num_classes=10).limited(spec.limit)
 
 
-@register_dataset
+@register_dataset(channels=3, size=8)
 def synthetic(spec: DataSettings, seed: int) -> Dataset:
     """Gaussian images whose class decides a bright quadrant: learnable in an epoch, for tests."""
     g = torch.Generator().manual_seed(seed)
-    size = spec.image_size or 8
+    size = spec.image_size or _declared_size("synthetic")
     n, k = spec.num_samples, spec.num_classes
     y = torch.arange(n) % k
     x = torch.randn(n, 3, size, size, generator=g) * 0.5
@@ -258,13 +283,13 @@ CIFARS = {
 }
 
 
-@register_dataset(files=True)
+@register_dataset(files=True, channels=3, size=32)
 def cifar10(spec: DataSettings, seed: int) -> Dataset:
     """CIFAR-10: 50,000 training and 10,000 test colour images of 32 x 32, 10 classes."""
     return _cifar(spec)
 
 
-@register_dataset(files=True)
+@register_dataset(files=True, channels=3, size=32)
 def cifar100(spec: DataSettings, seed: int) -> Dataset:
     """CIFAR-100: 50,000 training and 10,000 test colour images of 32 x 32, 100 (fine) classes."""
     return _cifar(spec)
@@ -285,7 +310,7 @@ def _cifar(spec: DataSettings) -> FileData:
         raise _incomplete(spec.dataset, spec.root, directory, problems)
     train = _read_cifar(directory, cifar.train, cifar)
     test = _read_cifar(directory, cifar.test, cifar)
-    return _file_data(spec, train, test, cifar.num_classes, native_size=32)
+    return _file_data(spec, train, test, cifar.num_classes, native_size=_declared_size(spec.dataset))
 
 
 def _read_cifar(directory: Path, names: tuple[str, ...], cifar: _Cifar) -> Split:
@@ -339,7 +364,7 @@ def _download_cifar(dataset: str, into: Path) -> None:
 # --- TinyImageNet: the tiny-imagenet-200 layout -------------------------------------------------
 
 
-@register_dataset(files=True)
+@register_dataset(files=True, channels=3, size=64)
 def tinyimagenet(spec: DataSettings, seed: int) -> Dataset:
     """TinyImageNet: 200 classes of 64 x 64 colour images, 500 per class to train, 50 held out
     (the `val` split; its labels come from val/val_annotations.txt). The class index is the order of
@@ -364,7 +389,7 @@ def tinyimagenet(spec: DataSettings, seed: int) -> Dataset:
     test, val_problems = _tiny_val(directory / "val", index)
     if problems or val_problems:
         raise fail(problems + val_problems)
-    return _file_data(spec, train, test, len(wnids), native_size=64)
+    return _file_data(spec, train, test, len(wnids), native_size=_declared_size("tinyimagenet"))
 
 
 def _tiny_train(train_dir: Path, wnids: list[str]) -> tuple[Split, list[str]]:
@@ -414,7 +439,7 @@ def _image_names(folder: Path) -> list[str]:
 # --- imagefolder: train/<class>/..., val/<class>/... -------------------------------------------
 
 
-@register_dataset(files=True)
+@register_dataset(files=True, channels=3)
 def imagefolder(spec: DataSettings, seed: int) -> Dataset:
     """Any tree of class folders: train/<class>/ and val/<class>/ (images at any depth below). The
     class index is the sorted train folder names; val folders map through it. Images are resized

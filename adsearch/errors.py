@@ -1,8 +1,8 @@
 """The project's one exception family: user-facing errors the CLI prints without a traceback.
 
 Exit codes (`adsearch.cli`): 2 for what the user named being unusable (an invalid spec, missing
-data, a folder that is not a study or cannot be read), 130 for a study stopped early that can
-resume, 1 for every other `AdsearchError`.
+data, resources the machine cannot give, a folder that is not a study or cannot be read), 130 for
+a study stopped early that can resume, 1 for every other `AdsearchError`.
 """
 
 
@@ -17,6 +17,12 @@ class DataError(AdsearchError):
 class StudyDirError(AdsearchError):
     """A study directory that cannot be used as asked (exit code 2): no study there, a file of it
     unreadable, or a folder adsearch did not make where it would write or delete."""
+
+
+class ResourceError(AdsearchError):
+    """What a spec asks of the machine that runs it and that machine can never give: more CPUs or
+    GPUs per trial than a local Ray has, a CUDA device where there is none, bf16 on a GPU without it
+    (exit code 2, like a bad spec)."""
 
 
 class StudyInterrupted(AdsearchError):

@@ -1,12 +1,14 @@
 """The study directory `reports/<name>/`: the one place that knows its files, and reading it back.
 
 `StudyDir` alone knows the paths in a study directory, its lock, its spec file and marker, the
-storage URL of `study.db`, the final checkpoint of each trial (`trials/<number>.pt`), atomic writes
-and what may be deleted there. `read_study(directory)` returns a `StudyRecord`: the spec as run,
-one `TrialRow` per trial (the baseline from `baseline.json` as number -1, every Optuna trial from
-`study.db`, with its scratch control from `scratch.json` if one was run) and the study's state:
+storage URL of `study.db`, the final checkpoint of each trial (`trials/<number>.pt`), the live
+entries of the running trials (`live/`), atomic writes and what may be deleted there.
+`read_study(directory)` returns a `StudyRecord`: the spec as run, one `TrialRow` per trial (the
+baseline from `baseline.json` as number -1, every Optuna trial from `study.db`, with its scratch
+control from `scratch.json` if one was run) and the study's state:
 'running' while the pid in `.lock` is alive, 'done' once the baseline and all `search.trials`
-trials are COMPLETE or FAIL, else 'interrupted'. Reading never writes, so it is safe on a study
+trials are COMPLETE or FAIL, else 'interrupted'; and the live entries of the trials running (or
+left unfinished by a run that was stopped). Reading never writes, so it is safe on a study
 another process is still running. A file of the study that cannot be read is a `StudyDirError`
 naming it.
 
@@ -25,7 +27,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -48,10 +50,18 @@ PREFIXES_DIR = "prefixes"
 """The prefix cache (`adsearch.prefixes`): trial states that other trials start from."""
 SCRATCH_FILE = "scratch.json"
 """The scratch controls' results (`adsearch.scratch`), by trial number."""
+LIVE_DIR = "live"
+"""One JSON file per running trial (`adsearch.live.live_entry`: its epoch, last accuracy and loss,
+size, times), written by the trial's process when it starts and after every epoch, removed when it
+ends; `adsearch ls` and `show` read them from another shell."""
+LIVE_FILES = {"baseline": "baseline.json", "search": "trial-{}.json", "control": "control-{}.json"}
+"""A live entry's file in `live/` by the entry's kind (the baseline, search trial N, the scratch
+control of trial N), formatted with its trial number."""
 SPEC_HEADER = "# adsearch study spec, digest "
 """The first line of every spec.yaml adsearch writes (then the spec's digest)."""
 WRITTEN = frozenset({SPEC_FILE, MARKER_FILE, BASELINE_FILE, DB_FILE, LOCK_FILE, "ray", TRIALS_DIR, "trials.csv",
-                     "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR, PREFIXES_DIR, SCRATCH_FILE})
+                     "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR, PREFIXES_DIR, SCRATCH_FILE,
+                     LIVE_DIR})
 """Everything adsearch writes directly in a study directory (also SQLite's side files of study.db
 and the temporary files of atomic writes, `.<name>.<...>.tmp`); nothing else is deleted there."""
 
@@ -147,6 +157,22 @@ class StudyDir:
         return self.path / SCRATCH_FILE
 
     @property
+    def live_dir(self) -> Path:
+        """The running trials' live entries; on a multi-node cluster on storage every node sees, like `ray_dir`."""
+        return self.path / LIVE_DIR
+
+    def live_file(self, kind: str, number: int) -> Path:
+        """Where the live entry of trial `number` of `kind` ('baseline', 'search', 'control') is kept:
+        live/baseline.json, live/trial-3.json, live/control-3.json.
+
+        Raises:
+            ValueError: an unknown kind.
+        """
+        if kind not in LIVE_FILES:
+            raise ValueError(f"a live entry's kind must be one of {', '.join(map(repr, LIVE_FILES))}, got {kind!r}")
+        return self.live_dir / LIVE_FILES[kind].format(number)
+
+    @property
     def storage_url(self) -> str:
         """Optuna's storage URL for study.db."""
         return f"sqlite:///{self.db_file.resolve()}"
@@ -180,6 +206,24 @@ class StudyDir:
         already (a trial's new result replaces its old one)."""
         merged = {**self.read_scratch(), **controls}
         self.write(SCRATCH_FILE, json.dumps({str(n): merged[n] for n in sorted(merged)}, indent=2))
+
+    def save_live(self, entry: dict) -> None:
+        """Write a running trial's live entry (`adsearch.live.live_entry`) atomically, replacing its last one;
+        the file is named by the entry's `kind` and `number` (`live_file`)."""
+        atomic_write(self.live_file(entry["kind"], entry["number"]), json.dumps(entry))
+
+    def end_live(self, kind: str, number: int) -> None:
+        """Remove the live entry of a trial that ended (complete or failed); none there is fine."""
+        self.live_file(kind, number).unlink(missing_ok=True)
+
+    def clear_live(self) -> None:
+        """Remove every live entry (and any write of one cut short): a run starting calls it, so the
+        entries a stopped run left behind do not read as running trials."""
+        if not self.live_dir.is_dir():
+            return
+        for path in self.live_dir.iterdir():
+            if path.is_file() or path.is_symlink():
+                path.unlink(missing_ok=True)
 
     def save_checkpoint(self, number: int, state: dict) -> Path:
         """Keep trial `number`'s final state (a plain dict: model, widths, epoch, ...) atomically."""
@@ -250,6 +294,23 @@ class StudyDir:
         except (OSError, ValueError) as exc:
             raise StudyDirError(f"cannot read {path}: {one_line(exc)}; the scratch controls' results are lost: "
                                 f"delete the file and `adsearch scratch {self.path}` runs them again") from None
+
+    def read_live(self) -> list[dict]:
+        """The live entries in `live/`, by file name; a file that cannot be read or is not a JSON
+        object (one being replaced, a torn one) is skipped, so this never raises."""
+        try:
+            paths = sorted(self.live_dir.glob("*.json"))
+        except OSError:
+            return []
+        entries = []
+        for path in paths:
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
 
     def load_checkpoint(self, row: TrialRow) -> dict:
         """Trial `row`'s final checkpoint, checked to be the one its reported metrics come from.
@@ -418,8 +479,12 @@ class StudyDir:
 
 def _resumable(spec: StudySpec) -> StudySpec:
     """`spec` as a resume compares it: `search.scratch_controls` (whether to run the controls after the
-    search) changes no trial, so turning it on for a finished study runs its controls."""
-    return spec.model_copy(update={"search": spec.search.model_copy(update={"scratch_controls": False})})
+    search) changes no trial, so turning it on for a finished study runs its controls; nor does
+    `resources.placement_timeout_s` (a study stopped by it may resume with a longer wait)."""
+    return spec.model_copy(update={
+        "search": spec.search.model_copy(update={"scratch_controls": False}),
+        "resources": spec.resources.model_copy(update={"placement_timeout_s": 0.0}),
+    })
 
 
 def _written_by_us(name: str) -> bool:
@@ -446,6 +511,9 @@ class StudyRecord:
     spec: StudySpec
     rows: list[TrialRow]
     state: str
+    live: list[dict] = field(default_factory=list)
+    """The live entries in `live/` (`StudyDir.read_live`): the trials running, or those a stopped run
+    left unfinished."""
 
     @property
     def directory(self) -> Path:
@@ -573,7 +641,7 @@ def search_ended(study_dir: StudyDir | Path | str, study_name: str) -> str:
 
 
 def read_study(directory: StudyDir | Path | str) -> StudyRecord:
-    """Read study `directory` (e.g. `reports/quickstart`): spec, rows and state.
+    """Read study `directory` (e.g. `reports/quickstart`): spec, rows, state and live entries.
 
     Raises:
         StudyDirError: no study there (the message lists the studies next to it), or a file of
@@ -582,7 +650,8 @@ def read_study(directory: StudyDir | Path | str) -> StudyRecord:
     study_dir = _as_dir(directory)
     spec = study_dir.read_spec()
     rows = collect_rows(study_dir, spec)
-    return StudyRecord(study_dir=study_dir, spec=spec, rows=rows, state=study_state(study_dir, spec, rows))
+    return StudyRecord(study_dir=study_dir, spec=spec, rows=rows, state=study_state(study_dir, spec, rows),
+                       live=study_dir.read_live())
 
 
 def _as_dir(directory: StudyDir | Path | str) -> StudyDir:

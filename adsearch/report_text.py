@@ -2,22 +2,24 @@
 per-trial progress lines.
 
 `study_line`, `study_text` and `trial_text` render a `adsearch.view.ReportView` (or a study read
-from disk, `records.StudyRecord`, whose view they take); `progress_line` and `best_so_far` render
-the rows a running search has seen so far. Nothing here decides what is on the front, what is
-recommended or how states are counted: that is the view's.
+from disk, `records.StudyRecord`, whose view they take), with the running trials' epochs from their
+live entries (`adsearch.live`); `progress_line` renders a trial a running search has just finished,
+with the view's `best_so_far`. Nothing here decides what is on the front, what is recommended or
+how states are counted: that is the view's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from adsearch.live import LiveTrial, live_trials
 from adsearch.metrics import against_baseline, count, percent, points, seconds, value, widths
-from adsearch.pareto import recommended
 from adsearch.rows import TrialRow
 from adsearch.view import (
     ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, cost_text, fewer, plain, scratch_metric, scratch_verdict,
-    sharing_text, view_of,
+    sharing_text, short_settings, view_of,
 )
+from adsearch.view import best_so_far  # noqa: F401 - the "best so far" the study gives `progress_line`
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""
@@ -38,17 +40,33 @@ def _view(study) -> ReportView:
 
 
 def study_line(study) -> list[str]:
-    """One `adsearch ls` row (`STUDY_HEADER`) of a view or a `StudyRecord`: name, state, search
-    trials done/total, the baseline's accuracy, the recommended trade-off."""
+    """One `adsearch ls` row (`STUDY_HEADER`) of a view or a `StudyRecord`: name, state (with the
+    running trials' progress: `live_state`), search trials done/total, the baseline's accuracy, the
+    recommended trade-off."""
     view = _view(study)
     best, baseline = view.recommended, view.baseline
     if best is not None:
         pick = f"trial {best.label}: {percent(best.metric('accuracy'))}, {view.cost_text(best, 'params')} params"
     else:
         pick = "—" if baseline is None else f"none within {points(view.max_drop)} pts"
-    return [view.name, view.state, f"{view.counts.done}/{view.spec.search.trials}",
+    return [view.name, live_state(view), f"{view.counts.done}/{view.spec.search.trials}",
             percent(baseline.metric("accuracy")) if baseline is not None else "—", pick,
             view.compute_saved() or "—"]
+
+
+def live_state(view: ReportView) -> str:
+    """The study's state with its running trials' progress: 'running: trial 5 epoch 7/20',
+    'running: 3 trials, trial 5 epoch 7/20' (the one furthest on), and for a study that no longer
+    runs but whose run left trials unfinished, 'interrupted: trial 5 stopped at epoch 7/20'."""
+    trials = live_trials(view.live)
+    if not trials:
+        return view.state
+    ahead = max(trials, key=lambda t: (t.epoch / max(t.epochs, 1), -t.number))
+    if view.state == "running":
+        return f"running: {f'{len(trials)} trials, ' if len(trials) > 1 else ''}{ahead.progress}"
+    where = f"at epoch {ahead.epoch}/{ahead.epochs}"
+    return f"{view.state}: " + (f"{len(trials)} trials stopped, {ahead.label} {where}" if len(trials) > 1
+                                else f"{ahead.label} stopped {where}")
 
 
 # --- adsearch show ---------------------------------------------------------------------------
@@ -70,6 +88,7 @@ def study_text(study) -> str:
     out.append("recommended: " + plain(view.recommendation))
     if view.sharing():
         out.append(view.sharing())
+    out += _live_text(view)
     out += ["", f"trials (* on the Pareto front over {view.objectives_text}, > recommended):"]
     grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
     header = ["", "trial", "state", *(["arm"] if grouped else []), *_short_names(view.paths), "accuracy", "drop",
@@ -98,6 +117,30 @@ def study_text(study) -> str:
     out += ["", f"one trial: adsearch show {directory} --trial N; the report: {directory / 'report.html'}"
             if directory is not None else ""]
     return "\n".join(out).rstrip()
+
+
+def _live_text(view: ReportView) -> list[str]:
+    """`show`'s part on the running trials, from their live entries: a line each while the study
+    runs (the words a run prints), or where its last run left each unfinished trial."""
+    trials = live_trials(view.live)
+    if not trials:
+        return []
+    if view.state == "running":
+        return ["", "running:"] + [f"  {_running_text(t)}" for t in trials]
+    return ["", f"left unfinished by the last run (the study is {view.state}):"] + [f"  {t.stopped_text()}"
+                                                                                   for t in trials]
+
+
+def _live_trial(view: ReportView, row: TrialRow) -> LiveTrial | None:
+    """The live entry of search trial `row` while it is unfinished, if it has one."""
+    if row.finished or row.is_baseline:
+        return None
+    return next((t for t in live_trials(view.live) if t.kind == "search" and t.number == row.number), None)
+
+
+def _running_text(trial: LiveTrial) -> str:
+    """A running trial's line, said to be quiet when its entry has not changed for long."""
+    return trial.text() + (f" (no update for {seconds(trial.quiet_s)})" if trial.quiet else "")
 
 
 def _short_names(paths: Sequence[str]) -> list[str]:
@@ -129,6 +172,9 @@ def trial_text(study, row: TrialRow) -> str:
         out.append("settings: " + (view.settings_text(row) or "none"))
     if row.state == "FAIL":
         out.append(f"error: {row.error or '(no message recorded)'}")
+    if (live := _live_trial(view, row)) is not None:
+        out.append(f"running: {_running_text(live)}" if view.state == "running"
+                   else f"last run: {live.stopped_text()}")
     if not row.has("accuracy"):
         return "\n".join(out + ["no results yet" if row.state != "FAIL" else ""]).rstrip()
     drop = view.drop(row)
@@ -187,7 +233,7 @@ def progress_line(row: TrialRow, *, done: int, total: int, best: str = "") -> st
         done: search trials finished so far (this one included); total: the budget.
         best: `best_so_far(...)`; '' leaves the part out.
     """
-    settings = ", ".join(f"{path.rsplit('.', 1)[-1]}={value(v)}" for path, v in row.settings.items())
+    settings = short_settings(row.settings)
     if row.complete:
         train = fewer(row, "train_macs", None) or count(row.metric("train_macs"))
         what = (f"accuracy {percent(row.metric('accuracy'))}, params {cost_text(row, 'params', None)}, "
@@ -197,17 +243,3 @@ def progress_line(row: TrialRow, *, done: int, total: int, best: str = "") -> st
     else:
         what = f"failed: {row.error or 'unknown error'}"
     return f"[{done}/{total}] trial {row.label}: {settings}: {what}" + (f" | best so far: {best}" if best else "")
-
-
-def best_so_far(baseline: TrialRow | None, rows: Sequence[TrialRow], max_accuracy_drop: float) -> str:
-    """The recommended trade-off among the search trials `rows` so far, for `progress_line`:
-    '97.5% at 10.0x fewer params', 'none within 1.0 pts of the baseline yet', or '' without a
-    baseline (`pareto.recommended` decides, as for the report)."""
-    if baseline is None:
-        return ""
-    every = [baseline, *rows]
-    i = recommended(every, max_accuracy_drop)
-    if i is None:
-        return f"none within {points(max_accuracy_drop)} pts of the baseline yet"
-    r = every[i]
-    return f"{percent(r.metric('accuracy'))} at {fewer(r, 'params', baseline) or count(r.metric('params'))} params"

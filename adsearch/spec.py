@@ -396,8 +396,8 @@ class SearchSpec(_Model):
 
 
 class PerTrial(_Model):
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
+    cpu: float = Field(1.0, gt=0, description="CPUs Ray gives each trial (the baseline too)")
+    gpu: float = Field(0.0, ge=0, description="GPUs Ray gives each trial; a fraction shares one GPU")
 
 
 class ResourcesSpec(_Model):
@@ -405,6 +405,9 @@ class ResourcesSpec(_Model):
     max_concurrent: int | None = Field(None, ge=1, description="trials at once (default: what fits)")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray (default: all)")
     address: str | None = Field(None, description="Ray cluster: auto, host:port or ray://host:10001")
+    placement_timeout_s: float = Field(
+        900, gt=0, description="how long to wait for the first trial of a run to be placed (on a cluster, for an "
+        "autoscaler to add a node with resources.per_trial) before the study stops, resumable")
 
 
 class ReportSpec(_Model):
@@ -435,6 +438,24 @@ class StudySpec(_Model):
             problem = criterion_problem(self.model.arch, self.pruning.criterion)
             if problem:
                 raise ValueError(f"pruning.criterion: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def model_takes_the_image_size(self):
+        from adsearch.data import input_shape
+        from adsearch.models import input_problem  # one forward pass on the meta device, once per input
+
+        shape = input_shape(self.data)
+        if shape is None:  # known only from the files (imagefolder without data.image_size)
+            return self
+        # the size search stops at data.image_size's own bound: no larger size can be set
+        largest = next(bound.le for bound in DataSpec.model_fields["image_size"].metadata if hasattr(bound, "le"))
+        m = self.model
+        problem = input_problem(m.arch, in_channels=shape[0], image_size=shape[-1], stem=m.stem, largest=largest,
+                                layers=None if m.layers is None else tuple(m.layers))
+        if problem:
+            unset = "" if self.data.image_size else f"not set: {self.data.dataset} gives its native {shape[-1]} px; "
+            raise ValueError(f"data.image_size: {unset}{problem}")
         return self
 
     def without_pruning(self) -> StudySpec:

@@ -17,27 +17,34 @@ start-up and the process settings a study needs are `adsearch.cluster`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import shutil
+import signal
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import ray
 import torch
 from ray import tune
+from rich.console import Console
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.stopper import CombinedStopper
 
 from adsearch import report
-from adsearch.cluster import configure_process, start_ray
+from adsearch.cluster import cluster_capacity, configure_process, prepare_ray
 from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted, one_line
+from adsearch.live import Board, Monitor, live_entry
 from adsearch.metrics import METRICS, count, percent, seconds, with_ratios
 from adsearch.prefixes import PrefixCache, branch_epochs, cache_size
 from adsearch.records import StudyDir, collect_rows, read_study, search_ended
-from adsearch.report_text import best_so_far, progress_line
+from adsearch.report_text import progress_line
+from adsearch.view import best_so_far
 from adsearch.rows import BASELINE, RECORDED, TRACE, TrialRow, baseline_row, find, plain
 from adsearch.scratch import (completed, control_line, control_spec, controls_for, failed, front_controls, to_run,
                               trials_text)
@@ -73,42 +80,71 @@ def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int,
     checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
     study = StudyDir(directory)
     prefixes = PrefixCache(study.prefixes_dir, branches, owner=number) if branches is not None else None
+    settings = {k: v for k, v in config.items() if k != TRIAL_KEY}
+    kind = "baseline" if number == BASELINE else "search"
 
-    def report_epoch(metrics: dict, state: dict) -> None:
-        flat = with_ratios(metrics, baseline)
-        flat["base_widths"] = base_widths
-        flat["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]  # what Ray gave this trial
-        if metrics["epoch"] == spec.train.epochs:  # the last report carries the whole trace
-            flat.update({key: state[key] for key in TRACE})
-            study.save_checkpoint(number, state)  # before the report that finishes the trial
-        _report(flat, state)
+    with _live_entry(study, kind, number, settings, spec, checkpoint) as show:
+        def report_epoch(metrics: dict, state: dict) -> None:
+            show(metrics)
+            flat = with_ratios(metrics, baseline)
+            flat["base_widths"] = base_widths
+            flat["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]  # what Ray gave this trial
+            if metrics["epoch"] == spec.train.epochs:  # the last report carries the whole trace
+                flat.update({key: state[key] for key in TRACE})
+                study.save_checkpoint(number, state)  # before the report that finishes the trial
+            _report(flat, state)
 
-    try:
-        run_trial(spec, report=report_epoch, checkpoint=checkpoint, prefixes=prefixes)
-    except Exception as exc:
-        # the searcher sees results, not exceptions: report the reason, then fail the trial
-        tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
-        raise
+        try:
+            run_trial(spec, report=report_epoch, checkpoint=checkpoint, prefixes=prefixes)
+        except Exception as exc:
+            # the searcher sees results, not exceptions: report the reason, then fail the trial
+            tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
+            raise
 
 
-def _control_trainable(config: dict, *, controls: dict, baseline: dict | None, threads: int):
+def _control_trainable(config: dict, *, controls: dict, baseline: dict | None, threads: int, directory: str):
     """One scratch control as a Ray Tune trial: `controls[config[TRIAL_KEY]]` holds the spec it
     trains (`scratch.control_spec`) and the widths it starts at; no prefix cache, no final checkpoint
     kept (a control is a measurement, not a network to export)."""
     torch.set_num_threads(threads)
-    control = controls[config[TRIAL_KEY]]
+    number = config[TRIAL_KEY]
+    control = controls[number]
     spec = StudySpec.model_validate(control["spec"])
     restored = tune.get_checkpoint()
     checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
 
-    def report_epoch(metrics: dict, state: dict) -> None:
-        _report({**with_ratios(metrics, baseline), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}, state)
+    with _live_entry(StudyDir(directory), "control", number, {}, spec, checkpoint) as show:
+        def report_epoch(metrics: dict, state: dict) -> None:
+            show(metrics)
+            _report({**with_ratios(metrics, baseline), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}, state)
 
+        try:
+            run_trial(spec, report=report_epoch, checkpoint=checkpoint, widths=control["widths"])
+        except Exception as exc:
+            tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
+            raise
+
+
+@contextlib.contextmanager
+def _live_entry(study: StudyDir, kind: str, number: int, settings: dict, spec: StudySpec,
+                checkpoint: dict | None) -> Iterator[Callable[[dict], None]]:
+    """The trial's live entry (`adsearch.live`) in the study's `live/`: written now and by the function
+    given after each epoch (with the epoch's metrics), removed when the trial ends. A write that
+    fails is skipped: the display is not worth a trial."""
+    started, first_epoch = time.time(), (checkpoint or {}).get("epoch", 0)
+
+    def show(metrics: dict | None) -> None:
+        try:
+            study.save_live(live_entry(kind=kind, number=number, settings=settings, epochs=spec.train.epochs,
+                                       metrics=metrics, started=started, first_epoch=first_epoch))
+        except OSError:
+            pass
+
+    show(None)
     try:
-        run_trial(spec, report=report_epoch, checkpoint=checkpoint, widths=control["widths"])
-    except Exception as exc:
-        tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
-        raise
+        yield show
+    finally:
+        study.end_live(kind, number)
 
 
 def _report(flat: dict, state: dict) -> None:
@@ -138,36 +174,119 @@ def load_checkpoint(path: Path) -> dict | None:
 # --- progress ----------------------------------------------------------------------------------
 
 
+class _Driver:
+    """What the Ray Tune callbacks running in this process report to: the running study's `say`, and
+    why a run stopped before any trial was placed. Ray pickles callbacks with its experiment and
+    unpickles them when a study resumes, so they keep no console of their own and look here."""
+
+    def __init__(self):
+        self.say: Callable[[str], None] = print
+        self.board: Board | None = None
+        """The live display's board (`adsearch.live`), while one is shown."""
+        self.placement_timeout_s: float | None = None
+        """How long the run now fitting waits for its first trial to be placed (None: for ever)."""
+        self.unplaced = False
+        """Whether it stopped for that."""
+
+    @contextlib.contextmanager
+    def driving(self, spec: StudySpec, study: StudyDir, say: Callable[[str], None], live: Live | None):
+        """While a study runs in this process: its callbacks' lines go to `say`; with `live`, the running
+        trials are shown as `live` says (`adsearch.live.Monitor`), from entries cleared first (those a
+        killed run left)."""
+        before, self.say = self.say, say
+        study.clear_live()
+        try:
+            if live is None:
+                yield
+                return
+            self.board = Board(spec.report.max_accuracy_drop)
+            with Monitor(study, self.board, console=live.console, terminal=live.console.is_terminal,
+                         every_s=live.every_s, say=say):
+                yield
+        finally:
+            self.say, self.board = before, None
+
+
+_DRIVER = _Driver()
+
+
+@dataclass
+class Live:
+    """How a study shows its running trials: on `console`, live where it is a terminal, else as plain
+    lines at most every `every_s` seconds (`adsearch.live.Monitor`)."""
+
+    console: Console
+    every_s: float = 30.0
+
+
 class _Progress(tune.Callback):
     """Prints a line per finished trial: done/total and the current recommended trade-off."""
 
-    def __init__(self, total: int, baseline: dict | None, max_drop: float, say: Callable[[str], None],
-                 url: str, study_name: str):
-        self.total, self.max_drop, self.say = total, max_drop, say
+    def __init__(self, total: int, baseline: dict | None, max_drop: float, url: str, study_name: str):
+        self.total, self.max_drop = total, max_drop
         self.url, self.study_name = url, study_name
         self.baseline = baseline_row(baseline) if baseline else None
         self.rows: list[TrialRow] = []
-
-    def __getstate__(self):  # Ray pickles callbacks with the experiment; a console holds locks
-        return {k: v for k, v in self.__dict__.items() if k != "say"}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, say=print)
 
     def _line(self, trial, state: str, error: str = "") -> None:
         config = dict(trial.config or {})
         number = config.pop(TRIAL_KEY, len(self.rows))
         row = TrialRow.from_result(number, trial.last_result or {}, state=state, error=error, settings=config)
         self.rows.append(row)
+        if _DRIVER.board is not None:
+            _DRIVER.board.finished(row)
         done = max(len(self.rows), finished_count(self.url, self.study_name))  # counts those before a resume
-        self.say(progress_line(row, done=done, total=self.total,
-                               best=best_so_far(self.baseline, self.rows, self.max_drop)))
+        _DRIVER.say(progress_line(row, done=done, total=self.total,
+                                  best=best_so_far(self.baseline, self.rows, self.max_drop)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._line(trial, "COMPLETE")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._line(trial, "FAIL", _trial_error(trial))
+
+
+class _PlacementWait(tune.Stopper, tune.Callback):
+    """Stops a run whose first trial is not placed within `_DRIVER.placement_timeout_s`
+    (`resources.placement_timeout_s`: a cluster with no node that has `resources.per_trial`, waiting
+    for an autoscaler), and tells `_DRIVER`. A run restored from its snapshot waits afresh, as long
+    as the spec it resumes with says."""
+
+    def __init__(self):
+        self._since: float | None = None
+        self._placed = False
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._placed = True
+
+    def stop_all(self) -> bool:
+        if self._placed or _DRIVER.unplaced or _DRIVER.placement_timeout_s is None:
+            return False
+        now = time.monotonic()
+        self._since = self._since or now
+        if now - self._since < _DRIVER.placement_timeout_s:
+            return False
+        _DRIVER.unplaced = True
+        # Returning True would end the trials (a resume would not go on with them): end the run as
+        # Ctrl-C does instead. Tune treats SIGUSR1 as its first SIGINT where it installed its
+        # handler (this, the main thread); never raise it where the default (exit) would act.
+        if not callable(signal.getsignal(signal.SIGUSR1)):
+            raise _Unplaced("no trial placed within resources.placement_timeout_s")
+        signal.raise_signal(signal.SIGUSR1)
+        return False
+
+
+class _Unplaced(RuntimeError):
+    """`_PlacementWait` ends a Tune run it cannot stop gracefully (Tune not in the main thread)."""
 
 
 def _trial_error(trial) -> str:
@@ -184,6 +303,7 @@ def _tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg
     """Ray Tune's experiment `name` (a path under the study's `ray/`: 'search', 'scratch/trials-4-7')."""
     per = spec.resources.per_trial
     trainable = tune.with_resources(trainable, {"cpu": per.cpu, "gpu": per.gpu})
+    wait = _PlacementWait()
     path = study.ray_dir / name
     if restore and tune.Tuner.can_restore(str(path.resolve())):
         # finished and failed trials stay as they are; unfinished ones go on from their checkpoint
@@ -196,7 +316,8 @@ def _tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg
                                     max_concurrent_trials=spec.resources.max_concurrent),
         run_config=tune.RunConfig(
             name=path.name, storage_path=str(path.parent.resolve()), verbose=0,
-            callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *callbacks], stop=stop,
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), wait, *callbacks],
+            stop=CombinedStopper(wait, stop) if stop is not None else wait,
             # two kept: if the newest is torn by a crash, the trial falls back to the one before
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=0),
@@ -229,27 +350,37 @@ def run_study(
     address: str | None = None,
     fresh: bool = False,
     say: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+    log_level: str = "error",
+    live: Live | None = None,
 ) -> StudyResult:
     """Run (or resume) the baseline and the search of `spec`; write `reports/<name>/` and its report.
 
     An existing study of the same name and spec is resumed: finished trials are kept, unfinished
     ones go on from their last checkpoint, and the budget is completed exactly.
 
+    Args:
+        say: where the study's lines go; warn: where its warnings go (default: `say`, prefixed).
+        log_level: Ray's own log lines shown at this level and up (`cluster.LOG_LEVELS`).
+        live: show the running trials so (None: only a line per finished trial).
+
     Raises:
+        ResourceError: the machine (a local Ray) can never give what the trials ask; nothing written.
         AdsearchError: the study is running elsewhere, its spec changed, or the baseline failed.
-        StudyInterrupted: it stopped early (Ctrl-C or `search.max_failures`); it can resume.
+        StudyInterrupted: it stopped early (Ctrl-C, `search.max_failures`, no trial placed within
+            `resources.placement_timeout_s`); it can resume.
     """
     configure_process()
     base_widths = check_runnable(spec)
     study = StudyDir(Path(reports_dir) / spec.name)
     resuming = study.check_can_run(spec, fresh=fresh)  # reads only: nothing written yet
-    started_ray = start_ray(spec, address)
+    started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
     try:
         if fresh and study.path.exists():
             study.remove()
             say(f"deleted the earlier study in {study} (--fresh)")
         study.path.mkdir(parents=True, exist_ok=True)
-        with study.lock():
+        with study.lock(), _DRIVER.driving(spec, study, say, live):
             if not study.check_can_run(spec):  # again under the lock: another run may have begun
                 study.start(spec)
             else:
@@ -261,6 +392,8 @@ def run_study(
                 baseline = None
                 if spec.search.baseline:
                     baseline = _run_baseline(spec, study, threads, base_widths, say)
+                    if _DRIVER.board is not None:
+                        _DRIVER.board.set_baseline(baseline_row(baseline))
                 _run_search(spec, study, baseline, threads, base_widths, say)
             except StudyInterrupted:
                 report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
@@ -275,8 +408,10 @@ def run_study(
     return StudyResult(directory=study.path, rows=rows, files=files)
 
 
-def resume_study(directory: Path | str, *, address: str | None = None, say: Callable[[str], None] = print) -> StudyResult:
-    """Continue the study in `directory` with the spec it was started with.
+def resume_study(directory: Path | str, *, address: str | None = None, say: Callable[[str], None] = print,
+                 warn: Callable[[str], None] | None = None, log_level: str = "error",
+                 live: Live | None = None) -> StudyResult:
+    """Continue the study in `directory` with the spec it was started with (the arguments as `run_study`'s).
 
     Raises:
         StudyDirError: no study there, a file of it unreadable, or a folder not named after the
@@ -288,11 +423,13 @@ def resume_study(directory: Path | str, *, address: str | None = None, say: Call
         raise StudyDirError(f"{directory} holds study {spec.name!r} (its spec.yaml says so); a study's folder is "
                             f"named after it: rename the folder to {directory.with_name(spec.name)}, then "
                             f"`adsearch resume {directory.with_name(spec.name)}`")
-    return run_study(spec, reports_dir=directory.parent, address=address, say=say)
+    return run_study(spec, reports_dir=directory.parent, address=address, say=say, warn=warn, log_level=log_level,
+                     live=live)
 
 
 def scratch_study(directory: Path | str, *, trials: list[int] | None = None, address: str | None = None,
-                  say: Callable[[str], None] = print) -> StudyResult:
+                  say: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
+                  log_level: str = "error", live: Live | None = None) -> StudyResult:
     """Run the scratch controls of the finished study in `directory` (`adsearch scratch`), then
     rewrite its report. Its spec is not changed; controls already recorded are not run again.
 
@@ -304,7 +441,9 @@ def scratch_study(directory: Path | str, *, trials: list[int] | None = None, add
         StudyDirError: no study there, or a file of it unreadable.
         AdsearchError: the study is running or interrupted; no trial to control (none named and
             none pruned on the front); a named trial that cannot have a control.
-        StudyInterrupted: the controls stopped early (Ctrl-C); the next run goes on with them.
+        ResourceError: as `run_study`.
+        StudyInterrupted: the controls stopped early (Ctrl-C, none placed in time); the next run goes
+            on with them.
     """
     record = read_study(directory)
     study, spec = record.study_dir, record.spec
@@ -320,9 +459,9 @@ def scratch_study(directory: Path | str, *, trials: list[int] | None = None, add
     if to_run(chosen, trials or ()):  # nothing to train: no Ray
         configure_process()
         check_runnable(spec)
-        started_ray = start_ray(spec, address)
+        started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
     try:
-        with study.lock():
+        with study.lock(), _DRIVER.driving(spec, study, say, live):
             rows, files = _controls_then_report(
                 spec, study, lambda: _run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ()))
     finally:
@@ -341,6 +480,32 @@ def _controls_then_report(spec: StudySpec, study: StudyDir, run_controls: Callab
         raise
     rows = collect_rows(study, spec)
     return rows, report.write_report(study.path, spec, rows, state="done")
+
+
+def _warn_with(say: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda message: say(f"warning: {message}")
+
+
+def _fit(tuner: tune.Tuner, spec: StudySpec, study: StudyDir, again: str) -> tune.ResultGrid:
+    """`tuner.fit()`; a run stopped because no trial was placed in time raises `StudyInterrupted`
+    saying what a trial asks and what the nodes have now; `again` is the command that goes on."""
+    _DRIVER.unplaced, _DRIVER.placement_timeout_s = False, spec.resources.placement_timeout_s
+    try:
+        grid = tuner.fit()
+    except Exception:  # noqa: BLE001 - `_Unplaced`, as Tune wraps it
+        if not _DRIVER.unplaced:
+            raise
+    finally:
+        _DRIVER.placement_timeout_s = None
+    if not _DRIVER.unplaced:
+        return grid
+    per, nodes = spec.resources.per_trial, cluster_capacity(None)
+    now = ("a node that has them is there now: go on with" if nodes.fits(per.cpu, per.gpu)
+           else f"no node has them ({nodes.shapes()}): add one, then go on with")
+    raise StudyInterrupted(
+        f"no trial was placed within resources.placement_timeout_s ({seconds(spec.resources.placement_timeout_s)}): "
+        f"each asks {per.cpu:g} CPU(s) and {per.gpu:g} GPU(s) (resources.per_trial), and {now}: {again} "
+        "(to wait longer, `adsearch run` the spec again with --set resources.placement_timeout_s=SECONDS)")
 
 
 def _threads(spec: StudySpec) -> int:
@@ -379,7 +544,8 @@ def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: l
     base = spec.without_pruning().model_dump(mode="json")
     trainable = tune.with_parameters(_trainable, base=base, baseline=None, threads=threads, base_widths=base_widths,
                                      directory=str(study.path.resolve()), branches=_branches(spec))
-    grid = _tuner(trainable, spec, study, "baseline", samples=1, restore=True).fit()
+    grid = _fit(_tuner(trainable, spec, study, "baseline", samples=1, restore=True), spec, study,
+                f"adsearch resume {study}")
     result = grid[0]
     if result.error:
         raise AdsearchError(f"the baseline trial failed: {one_line(result.error)}. The baseline trains the "
@@ -412,13 +578,16 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     trainable = tune.with_parameters(_trainable, base=spec.model_dump(mode="json"), baseline=baseline,
                                      threads=threads, base_widths=base_widths, directory=str(study.path.resolve()),
                                      branches=_branches(spec))
-    progress = _Progress(spec.search.trials, baseline, spec.report.max_accuracy_drop, say, url, spec.name)
+    progress = _Progress(spec.search.trials, baseline, spec.report.max_accuracy_drop, url, spec.name)
     stopper = FailureLimit(spec.search.max_failures, url, spec.name)
     _check_failure_limit(spec, study, storage)  # failures before a resume count
+    if _DRIVER.board is not None:
+        _DRIVER.board.totals(spec.search.trials, done_before=_count(finished_count, storage, spec.name),
+                             concurrent=_concurrency(spec), failed_before=_count(failed_count, storage, spec.name))
     say(f"search: {spec.search.trials} trials, sampler {spec.search.sampler}, objectives "
         + ", ".join(f"{o.metric} ({o.mode})" for o in objectives))
-    _tuner(trainable, spec, study, "search", search_alg=searcher, samples=spec.search.trials,
-           callbacks=[progress, stopper], stop=stopper, restore=True).fit()
+    _fit(_tuner(trainable, spec, study, "search", search_alg=searcher, samples=spec.search.trials,
+                callbacks=[progress, stopper], stop=stopper, restore=True), spec, study, f"adsearch resume {study}")
     set_metric_names(storage, spec.name, [o.metric for o in objectives])
     _check_failure_limit(spec, study, storage)
     finished = finished_count(storage, spec.name)
@@ -428,6 +597,22 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
             say(f"search: ended after {finished} of {spec.search.trials} trials: {ended}")
             return
         raise _interrupted(study, f"interrupted after {finished} of {spec.search.trials} trials")
+
+
+def _count(counter, storage, name: str) -> int:
+    """`finished_count` or `failed_count` of the study; 0 before its search made its Optuna study."""
+    try:
+        return counter(storage, name)
+    except KeyError:
+        return 0
+
+
+def _concurrency(spec: StudySpec) -> int:
+    """How many trials run at once: what the Ray this process is connected to fits now, at most
+    `resources.max_concurrent`."""
+    per = spec.resources.per_trial
+    fits = cluster_capacity(None).fits(per.cpu, per.gpu)
+    return max(1, min(fits, spec.resources.max_concurrent or fits))
 
 
 def _check_failure_limit(spec: StudySpec, study: StudyDir, storage) -> None:
@@ -499,9 +684,11 @@ def _run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads:
     controls = {r.number: {"spec": control_spec(spec, r).model_dump(mode="json"), "widths": list(r.widths)}
                 for r in pending}
     trainable = tune.with_parameters(_control_trainable, controls=controls, baseline=study.read_baseline(),
-                                     threads=threads)
-    grid = _tuner(trainable, spec, study, name, samples=1, restore=restore, callbacks=[_ControlProgress(pending, say)],
-                  param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}).fit()
+                                     threads=threads, directory=str(study.path.resolve()))
+    named = f" --trials {','.join(map(str, numbers))}" if retry else ""
+    grid = _fit(_tuner(trainable, spec, study, name, samples=1, restore=restore, callbacks=[_ControlProgress(pending)],
+                       param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}),
+                spec, study, f"adsearch scratch {study}{named}")
     results = {}
     for result in grid:
         number, metrics = (result.config or {}).get(TRIAL_KEY), result.metrics or {}
@@ -515,7 +702,6 @@ def _run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads:
         study.save_scratch(results)
     unfinished = [n for n in controls if n not in results]
     if unfinished:
-        named = f" --trials {','.join(map(str, numbers))}" if retry else ""
         raise StudyInterrupted(f"the scratch controls stopped before trial{'s' * (len(unfinished) > 1)} "
                                f"{', '.join(map(str, unfinished))} finished ({len(results)} finished and recorded); "
                                f"go on from the last epoch with: adsearch scratch {study}{named}")
@@ -530,19 +716,13 @@ def _experiment_name(rows: list[TrialRow]) -> str:
 class _ControlProgress(tune.Callback):
     """Says each control's result as it finishes (`scratch.control_line`)."""
 
-    def __init__(self, rows: list[TrialRow], say: Callable[[str], None]):
-        self.rows, self.say = {r.number: r for r in rows}, say
-
-    def __getstate__(self):  # Ray pickles callbacks with the experiment; a console holds locks
-        return {k: v for k, v in self.__dict__.items() if k != "say"}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, say=print)
+    def __init__(self, rows: list[TrialRow]):
+        self.rows = {r.number: r for r in rows}
 
     def _line(self, trial, control: dict) -> None:
         row = self.rows.get((trial.config or {}).get(TRIAL_KEY))
         if row is not None:
-            self.say(control_line(row, control))
+            _DRIVER.say(control_line(row, control))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._line(trial, completed(trial.last_result or {}))

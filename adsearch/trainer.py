@@ -65,7 +65,8 @@ class Precision:
 
     @classmethod
     def of(cls, train: TrainSpec, device: torch.device) -> Precision:
-        if train.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if (train.amp == "bf16" and device.type == "cuda"
+                and not torch.cuda.is_bf16_supported(including_emulation=False)):  # emulated bf16 is slow
             raise AdsearchError(f"train.amp is bf16 but {torch.cuda.get_device_name(device)} has no bfloat16; "
                                 "use fp16 (or off)")
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train.amp)

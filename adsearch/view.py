@@ -13,7 +13,8 @@ A trial's ratios against the baseline and its accuracy drop are taken as the tri
 A trial's *arm* is its channel criterion x width rule (`arm_of`: 'activation_density / density',
 'random / uniform 0.5'); a study with more than one arm is grouped by arm (`grouped_by_arm`): the
 plots colour each arm, and `arm_table` / `arm_verdicts` compare the arms at equal parameters. A
-trial's scratch control (`TrialRow.scratch`) is set against it by `scratch_verdict`.
+trial's scratch control (`TrialRow.scratch`) is set against it by `scratch_verdict`. While a search
+runs, `best_so_far` says the recommended trade-off among the trials finished so far.
 
 Pure: no file I/O, no plotting library.
 """
@@ -106,6 +107,12 @@ def settings_text(row: TrialRow, paths: Sequence[str], quote: str = "") -> str:
     """The row's values of the searched `paths`: 'pruning.target_density = 0.3, ...' ('' for none);
     each path between `quote`s."""
     return ", ".join(f"{quote}{p}{quote} = {value(row.settings.get(p))}" for p in paths)
+
+
+def short_settings(settings: dict) -> str:
+    """Searched values by the last part of their path, as a progress line says them:
+    {'pruning.target_density': 0.5, 'pruning.compress_at': [5, 10]} -> 'target_density=0.5, compress_at=[5, 10]'."""
+    return ", ".join(f"{path.rsplit('.', 1)[-1]}={value(v)}" for path, v in settings.items())
 
 
 # --- arms: which channels survive a cut x how many ---------------------------------------------
@@ -275,6 +282,9 @@ class ReportView:
     """The recommended trade-off (or why there is none) in one paragraph, Markdown-flavoured
     (`**bold**`, `` `code` ``); `plain` strips the marks."""
     directory: Path | None = None
+    live: tuple[dict, ...] = ()
+    """The entries of the trials running (or, in a study that no longer runs, left unfinished), as
+    the study directory's `live/` holds them (`adsearch.live.live_entry`); read by `show` and `ls`."""
 
     # --- what the study holds ----------------------------------------------------------------
 
@@ -541,8 +551,9 @@ def plain(text: str) -> str:
 
 
 def report_view(spec: StudySpec, rows: Sequence[TrialRow], state: str = "done",
-                directory: Path | str | None = None) -> ReportView:
-    """The view of a study from its spec, its rows (any order) and its state."""
+                directory: Path | str | None = None, live: Sequence[dict] = ()) -> ReportView:
+    """The view of a study from its spec, its rows (any order), its state and its running trials'
+    live entries."""
     rows = sort_rows(rows)
     b = baseline_index(rows)
     baseline = rows[b] if b is not None else None
@@ -553,12 +564,13 @@ def report_view(spec: StudySpec, rows: Sequence[TrialRow], state: str = "done",
         objectives=objective_pairs(spec.search.objectives),
         front=pareto_front(rows, spec.search.objectives), best=best, counts=state_counts(rows),
         recommendation=_recommendation(spec, rows, best, baseline, paths),
-        directory=Path(directory) if directory is not None else None)
+        directory=Path(directory) if directory is not None else None, live=tuple(live))
 
 
 def view_of(record) -> ReportView:
-    """The view of a study read from disk (`records.StudyRecord`: spec, rows, state, directory)."""
-    return report_view(record.spec, record.rows, record.state, record.directory)
+    """The view of a study read from disk (`records.StudyRecord`: spec, rows, state, directory and,
+    where it has them, the live entries of its running trials)."""
+    return report_view(record.spec, record.rows, record.state, record.directory, getattr(record, "live", ()))
 
 
 def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, baseline: TrialRow | None,
@@ -585,3 +597,20 @@ def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, bas
             f"MACs {cost_text(r, 'macs', baseline)}; training MACs {cost_text(r, 'train_macs', baseline)}; "
             f"wall time {seconds(r.metric('wall_s'))}; widths {widths(r.widths)}"
             + (f". Searched: {chosen}." if chosen else "."))
+
+
+# --- the recommendation while a search runs ------------------------------------------------------
+
+
+def best_so_far(baseline: TrialRow | None, rows: Sequence[TrialRow], max_accuracy_drop: float) -> str:
+    """The recommended trade-off among the search trials `rows` so far, for the progress lines:
+    '97.5% at 10.0x fewer params', 'none within 1.0 pts of the baseline yet', or '' without a
+    baseline (`pareto.recommended` decides, as for the report)."""
+    if baseline is None:
+        return ""
+    every = [baseline, *rows]
+    i = recommended(every, max_accuracy_drop)
+    if i is None:
+        return f"none within {points(max_accuracy_drop)} pts of the baseline yet"
+    r = every[i]
+    return f"{percent(r.metric('accuracy'))} at {fewer(r, 'params', baseline) or count(r.metric('params'))} params"

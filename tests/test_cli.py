@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import sys
+import threading
+import time
 
 import optuna
 import pandas as pd
@@ -93,6 +99,18 @@ def test_unknown_names_list_the_available_ones(tmp_path):
     assert "search.objectives.1.metric" in proc.stderr and "'train_macs'" in proc.stderr
 
 
+def test_a_network_too_deep_for_the_image_size_is_a_spec_error_before_anything_runs(tmp_path):
+    spec = tmp_path / "small.yaml"
+    # squeezenet1_1 fails on 8 px as densenet121 does (tests/test_models.py), and costs less to build
+    spec.write_text(tiny_spec("small").replace("{arch: vgg, layers: [16, M, 32]}",
+                                               "{arch: 'torchvision:squeezenet1_1'}"))
+    proc = adsearch("validate", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (f"data.image_size (line {line_of(spec.read_text(), 'dataset: digits')}): not set: digits gives its "
+            "native 8 px; torchvision:squeezenet1_1 cannot take 8x8 inputs") in proc.stderr
+    assert "the smallest size it takes is 17: set data.image_size: 17" in proc.stderr
+
+
 def test_a_directory_that_is_not_a_study_is_not_touched(tmp_path):
     spec = tmp_path / "again.yaml"
     spec.write_text(tiny_spec("again"))
@@ -113,3 +131,87 @@ def test_train_command_shows_each_epoch(tmp_path):
     lines = [l for l in proc.stdout.splitlines() if l.startswith("epoch")]
     assert len(lines) == 3 and "widths" in lines[0] and "density" in lines[0]
     assert "done: accuracy" in proc.stdout
+
+
+@pytest.mark.parametrize("sets, field, numbers", [
+    (["resources.per_trial.cpu=64"], "resources.per_trial.cpu is 64", "this machine has"),
+    (["train.device=cuda"], "train.device is 'cuda'", "no CUDA device"),
+])
+def test_what_a_local_ray_can_never_give_stops_the_run_before_anything_is_written(tmp_path, sets, field, numbers):
+    (tmp_path / "res.yaml").write_text(tiny_spec("res"))
+    overrides = [arg for s in sets for arg in ("--set", s)]
+    proc = adsearch("run", "res.yaml", *overrides, "--reports", tmp_path / "reports", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: {field}") and numbers in proc.stderr, proc.stderr
+    if "cpu" in field:
+        assert f"this machine has {os.cpu_count()} CPUs" in proc.stderr
+    assert "Traceback" not in proc.stderr and "baseline" not in proc.stdout
+    assert not (tmp_path / "reports").exists()
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    """Everything written to the pseudo-terminal `fd` until its writer closes it."""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed its end
+            return
+        if not data:
+            return
+        into.extend(data)
+
+
+def test_a_study_on_a_terminal_shows_its_running_trial_live_and_ls_shows_its_epoch_from_another_process(
+        tmp_path, ray_session):
+    """The baseline of 100 short epochs runs for several seconds: the terminal shows its epochs as it
+    trains, and `adsearch ls`, another process, reads its current epoch from the study's folder."""
+    (tmp_path / "live.yaml").write_text(tiny_spec("live", epochs=100, trials=1,
+                                                  space="pruning.target_density: {values: [0.3]}"))
+    study_dir = tmp_path / "reports" / "live"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: `adsearch run` on a terminal 160 columns wide
+        os.chdir(tmp_path)
+        os.environ["COLUMNS"] = "160"
+        os.execv(sys.executable, [sys.executable, "-m", "adsearch.cli", "run", "live.yaml", "--reports", "reports",
+                                  "--address", ray_session.get_runtime_context().gcs_address])
+    screen = bytearray()
+    reader = threading.Thread(target=_read_all, args=(fd, screen), daemon=True)
+    reader.start()
+    try:
+        entry = study_dir / "live" / "baseline.json"
+        deadline = time.time() + 120
+        while not (entry.exists() and json.loads(entry.read_text() or "{}").get("epoch", 0) >= 1):
+            assert time.time() < deadline, f"the baseline reported no epoch: {screen.decode(errors='replace')[-2000:]}"
+            time.sleep(0.1)
+        listing = adsearch("ls", tmp_path / "reports", cwd=tmp_path)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        reader.join(timeout=10)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, screen.decode(errors="replace")[-3000:]
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("live "))
+    epoch = int(re.search(r"running: baseline epoch (\d+)/100", row).group(1))
+    assert 1 <= epoch < 100, row
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))  # without the terminal's codes
+    before_done = text[:text.index("baseline: accuracy")]
+    shown = [int(k) for k in re.findall(r"baseline\s+(\d+)/100", before_done)]
+    assert shown and min(shown) < 100 and shown == sorted(shown), before_done[-2000:]  # epochs as they ran
+    assert "study: baseline running" in before_done
+    assert "[1/1] trial 0" in text and "Traceback" not in text
+
+
+def test_off_a_terminal_running_trials_print_a_block_at_most_every_progress_every_seconds(tmp_path, ray_session):
+    (tmp_path / "plain.yaml").write_text(tiny_spec("plain", epochs=30, trials=1))
+    started = time.monotonic()
+    proc = adsearch("run", "plain.yaml", "--reports", tmp_path / "reports", "--progress-every", "1", "--address",
+                    ray_session.get_runtime_context().gcs_address, cwd=tmp_path)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    blocks = [i for i, line in enumerate(lines) if line.startswith("  study: ")]
+    epochs = [int(m.group(1)) for line in lines if (m := re.match(r"  running (?:baseline|trial 0 \(.*\)): epoch "
+                                                                  r"(\d+)/30, accuracy", line))]
+    assert len(epochs) >= 2 and max(epochs) < 30  # epochs shown while the trials ran
+    assert 2 <= len(blocks) <= took / 1 + 1, proc.stdout  # a block a second at most
+    assert all(lines[i - 1].startswith("  running ") for i in blocks)  # each block: its trials, then the study

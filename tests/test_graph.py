@@ -74,7 +74,7 @@ def test_unsupported_op_names_module_and_op_and_suggests_method_none():
         parse_spec("name: s\nmodel: {arch: 'torchvision:convnext_tiny'}")
     assert "module 'features.0.1': op permute" in str(err.value)
     assert "pruning.method: none" in str(err.value)
-    assert parse_spec("name: s\nmodel: {arch: 'torchvision:convnext_tiny'}\npruning: {method: none}")
+    assert parse_spec("name: s\nmodel: {arch: 'torchvision:convnext_tiny'}\ndata: {image_size: 32}\npruning: {method: none}")
 
 
 def test_untraceable_model_names_the_module():

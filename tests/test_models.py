@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from adsearch.cost import count_macs, count_params
-from adsearch.models import check_arch, create_model, list_models
+from adsearch import models
+from adsearch.models import check_arch, create_model, input_problem, list_models
 
 
 @pytest.mark.parametrize("size", [8, 9, 13, 32, 64])
@@ -75,3 +76,58 @@ def test_unknown_arch_lists_the_available_names():
 def test_arch_vgg_needs_a_layer_list():
     with pytest.raises(ValueError, match="arch 'vgg' needs model.layers"):
         create_model("vgg", num_classes=10)
+
+
+# --- the input sizes a network takes ------------------------------------------------------------
+
+
+def test_densenet121_cannot_take_8_px_and_names_the_smallest_size_it_takes():
+    # 7x7/2 conv, 3x3/2 max-pool, then a 2x2/2 avg-pool in each of 3 transitions: 8 -> 4 -> 2 -> 1 -> 0
+    # at transition2; 28 -> 14 -> 7 -> 3 -> 1 -> 0 at transition3; 29 -> 15 -> 8 -> 4 -> 2 -> 1
+    problem = input_problem("torchvision:densenet121", in_channels=1, image_size=8)
+    assert problem == ("torchvision:densenet121 cannot take 8x8 inputs (its feature maps shrink to nothing: "
+                       "features.transition2.pool (AvgPool2d) gets 1x1); the smallest size it takes is 29: "
+                       "set data.image_size: 29")
+    assert "transition3.pool (AvgPool2d) gets 1x1" in input_problem("torchvision:densenet121", in_channels=1,
+                                                                    image_size=28)
+    assert input_problem("torchvision:densenet121", in_channels=1, image_size=29) is None
+
+
+def test_a_network_that_takes_no_size_up_to_the_largest_says_so():
+    # squeezenet1_1: a 3x3/2 conv, then 3x3/2 max-pools (ceil mode) at features.2, .5 and .8:
+    # 8 -> 3 -> 1 -> 0 at features.5; 16 -> 7 -> 3 -> 1 -> 0 at features.8; 17 -> 8 -> 4 -> 2 -> 1
+    assert input_problem("torchvision:squeezenet1_1", in_channels=3, image_size=8, largest=16) == (
+        "torchvision:squeezenet1_1 cannot take 8x8 inputs (its feature maps shrink to nothing: features.5 "
+        "(MaxPool2d) gets 1x1), nor any size up to 16: choose another model.arch")
+    assert input_problem("torchvision:squeezenet1_1", in_channels=3, image_size=16).endswith(
+        "the smallest size it takes is 17: set data.image_size: 17")
+
+
+def test_the_default_model_and_resnets_take_small_inputs():
+    assert input_problem("vgg11", in_channels=1, image_size=8) is None  # the default study: digits, 8 px
+    assert input_problem("vgg", in_channels=1, image_size=8, layers=(8, "M", 16, "M", 32, "M", 64, "M")) is None
+    assert input_problem("resnet18", in_channels=3, image_size=32) is None
+    assert input_problem("resnet18", in_channels=3, image_size=8, stem="imagenet") is None
+    assert input_problem("torchvision:resnet18", in_channels=3, image_size=32) is None
+
+
+def test_a_network_made_for_one_size_names_it():
+    problem = input_problem("torchvision:vit_b_16", in_channels=3, image_size=32)
+    assert "(AssertionError: Wrong image height! Expected 224 but got 32!)" in problem
+    assert problem.endswith("the smallest size it takes is 224: set data.image_size: 224")
+
+
+class _NeedsRealData(nn.Module):
+    """Reads a value out of its input (`.item()`), which the meta device cannot: it trains on any size."""
+
+    def __init__(self, num_classes: int, **_):
+        super().__init__()
+        self.fc = nn.Linear(1, num_classes)
+
+    def forward(self, x):
+        return self.fc(x.mean(dim=(1, 2, 3))[:, None]) * float(x.abs().sum().item() >= 0)
+
+
+def test_a_network_that_fails_on_the_meta_device_only_is_checked_on_the_cpu(monkeypatch):
+    monkeypatch.setitem(models._REGISTRY, "needs_data", _NeedsRealData)
+    assert input_problem("needs_data", in_channels=3, image_size=8) is None

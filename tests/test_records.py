@@ -1,17 +1,21 @@
 """The study directory (adsearch.records): what counts as a study, what --fresh may delete, the
-trial checkpoints kept by number, and a study whose files cannot be read, through the library and
-the command line as a user meets it."""
+trial checkpoints kept by number, the running trials' live entries, and a study whose files cannot
+be read, through the library and the command line as a user meets it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import time
 
 import pytest
 from helpers import adsearch, tiny_spec
 
 from adsearch.errors import AdsearchError, StudyDirError
+from adsearch.live import live_entry
 from adsearch.records import MARKER_FILE, StudyDir, optuna_trials, read_study
+from adsearch.spec import parse_spec
 
 
 def snapshot(folder) -> dict:
@@ -233,3 +237,45 @@ def test_turning_scratch_controls_on_is_no_changed_spec_but_any_other_change_is(
     with pytest.raises(AdsearchError, match="the spec changed since study 'tiny' began"):
         study.check_can_run(parse_spec(tiny_spec("tiny"), overrides={"search.scratch_controls": True,
                                                                      "train.epochs": 4}))
+
+
+# --- live/: an entry per running trial ------------------------------------------------------------
+
+
+def live(kind: str, number: int, epoch: int = 1) -> dict:
+    return live_entry(kind=kind, number=number, settings={}, epochs=3, metrics={"epoch": epoch, "accuracy": 0.5},
+                      started=time.time() - 10)
+
+
+def test_live_entries_are_saved_by_trial_read_back_ended_and_cleared(tmp_path):
+    study = StudyDir(tmp_path / "s")
+    assert study.read_live() == []  # no live/ yet
+    for kind, number in (("baseline", -1), ("search", 3), ("control", 3)):
+        study.save_live(live(kind, number))
+    assert sorted(p.name for p in study.live_dir.iterdir()) == ["baseline.json", "control-3.json", "trial-3.json"]
+    study.save_live(live("search", 3, epoch=2))  # the trial's next epoch replaces its entry
+    assert [(e["kind"], e["number"], e["epoch"]) for e in study.read_live()] == [
+        ("baseline", -1, 1), ("control", 3, 1), ("search", 3, 2)]
+    (study.live_dir / "trial-9.json").write_text('{"kind": "search", "num')  # torn
+    (study.live_dir / "trial-8.json").write_text("[1, 2]")  # not an entry
+    assert len(study.read_live()) == 3
+    study.end_live("search", 3)
+    study.end_live("search", 3)  # already gone: fine
+    assert [e["kind"] for e in study.read_live()] == ["baseline", "control"]
+    study.clear_live()
+    assert study.read_live() == [] and list(study.live_dir.iterdir()) == []
+    with pytest.raises(ValueError, match="kind must be one of 'baseline', 'search', 'control', got 'trial'"):
+        study.save_live({**live("search", 3), "kind": "trial"})
+
+
+def test_a_running_studys_record_has_its_live_entries_and_fresh_may_delete_them(tmp_path):
+    study = StudyDir(tmp_path / "tiny")
+    study.start(parse_spec(tiny_spec("tiny")))
+    study.save_live(live("baseline", -1))
+    study.lock_file.write_text(f"{os.getpid()}\n")  # this process runs it
+    record = read_study(study)
+    assert record.state == "running" and [e["kind"] for e in record.live] == ["baseline"]
+    study.lock_file.unlink()
+    study.check_removable()  # live/ is adsearch's own
+    study.remove()
+    assert not study.path.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import replace
 
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from helpers import ARM_SPEC, HAND_MADE_SPEC, arm_rows, brute_force_front, hand_made_rows, trial_row
 from matplotlib.colors import to_hex
 
+from adsearch.live import live_entry
 from adsearch.metrics import METRICS
 from adsearch.plots import front_figure
 from adsearch.report import write_report
@@ -140,6 +142,47 @@ def test_show_trial_gives_settings_ratios_and_widths(view):
     assert "group 1  24     64        37.5%" in text  # 24 of 64 channels kept
     failed = trial_text(view, next(r for r in view.rows if r.number == 2))
     assert failed.splitlines()[-1] == "error: RuntimeError: CUDA out of memory | step 3"
+
+
+def running(number: int, epoch: int, *, ago: float = 0.0) -> dict:
+    """The live entry of search trial `number` at `epoch` of 20, 20 s an epoch, written `ago` seconds ago."""
+    now = time.time() - ago
+    return live_entry(kind="search", number=number, settings={"pruning.target_density": 0.5}, epochs=20,
+                      metrics={"epoch": epoch, "accuracy": 0.912, "loss": 0.3123, "params": 115_000, "rounds": 1},
+                      started=now - 20 * epoch, now=now)
+
+
+def test_show_and_ls_give_the_running_trials_epochs():
+    rows = [r for r in hand_made_rows() if r.number != 4] + [trial_row(n, state="RUNNING") for n in (4, 5)]
+    view = report_view(parse_spec(SPEC), rows, "running", "reports/hand-made", live=[running(5, 2), running(4, 7)])
+    assert study_line(view)[:3] == ["hand-made", "running: 2 trials, trial 4 epoch 7/20", "4/6"]
+    lines = study_text(view).splitlines()
+    at = lines.index("running:")
+    assert lines[at + 1:at + 3] == [
+        "  trial 4 (target_density=0.5): epoch 7/20, accuracy 91.2%, loss 0.312, params 115k, rounds 1; "
+        "2m 20s so far, about 4m 20s left",
+        "  trial 5 (target_density=0.5): epoch 2/20, accuracy 91.2%, loss 0.312, params 115k, rounds 1; "
+        "40.0 s so far, about 6m 00s left"]
+    assert lines.index("running:") < next(i for i, line in enumerate(lines) if line.startswith("trials ("))
+    assert trial_text(view, view.rows[-2]).splitlines()[2:] == [
+        "running: trial 4 (target_density=0.5): epoch 7/20, accuracy 91.2%, loss 0.312, params 115k, rounds 1; "
+        "2m 20s so far, about 4m 20s left", "no results yet"]
+    one = report_view(view.spec, rows, "running", live=[running(5, 2, ago=3600)])
+    assert study_line(one)[1] == "running: trial 5 epoch 2/20"
+    assert study_text(one).splitlines()[study_text(one).splitlines().index("running:") + 1].endswith(
+        "about 0.0 s left (no update for 1h 00m)")  # its process may be gone
+
+
+def test_show_and_ls_of_a_stopped_run_say_where_its_trials_stopped():
+    rows = [r for r in hand_made_rows() if r.number != 4] + [trial_row(4, state="RUNNING")]
+    view = report_view(parse_spec(SPEC), rows, "interrupted", live=[running(4, 7, ago=7200)])
+    assert study_line(view)[1] == "interrupted: trial 4 stopped at epoch 7/20"
+    text = study_text(view)
+    assert ("left unfinished by the last run (the study is interrupted):\n  trial 4 (target_density=0.5): stopped "
+            "at epoch 7 of 20, accuracy 91.2%, loss 0.312, params 115k, rounds 1; last update 2h 00m ago") in text
+    two = report_view(view.spec, rows, "interrupted", live=[running(4, 7, ago=7200), running(5, 2, ago=7200)])
+    assert study_line(two)[1] == "interrupted: 2 trials stopped, trial 4 at epoch 7/20"
+    assert "running" not in study_text(report_view(view.spec, rows, "done"))  # no entries: nothing added
 
 
 def test_progress_lines_show_each_trial_and_the_best_so_far():

@@ -422,3 +422,29 @@ def test_criterion_widths_and_keep_are_checked_and_searchable():
                                 "pruning.every": 2})
     assert (trial.pruning.criterion, trial.pruning.widths, trial.pruning.keep) == ("random", "uniform", 0.4)
     assert trial.pruning.schedule(trial.train.epochs) == list(range(2, trial.train.epochs, 2))
+
+
+def test_a_network_that_cannot_take_the_image_size_is_an_error_at_data_image_size():
+    text = "name: x\nmodel: {arch: 'torchvision:densenet121'}\ndata:\n  dataset: digits\n  image_size: 8\n" \
+           "pruning: {method: none}\n"
+    assert problems_of(text) == [
+        "data.image_size (line 5): torchvision:densenet121 cannot take 8x8 inputs (its feature maps shrink to "
+        "nothing: features.transition2.pool (AvgPool2d) gets 1x1); the smallest size it takes is 29: "
+        "set data.image_size: 29"]
+    assert parse_spec(text.replace("image_size: 8", "image_size: 29")).data.image_size == 29
+
+
+def test_an_unset_image_size_is_checked_at_the_dataset_native_size_with_pruning_on_and_in_the_space():
+    # squeezenet1_1 takes 17 px and up (tests/test_models.py); digits are 8 px
+    (problem,) = problems_of("name: x\nmodel: {arch: 'torchvision:squeezenet1_1'}\ndata: {dataset: digits}\n")
+    assert problem.startswith("data.image_size (line 3): not set: digits gives its native 8 px; "
+                              "torchvision:squeezenet1_1 cannot take 8x8 inputs (")
+    assert problem.endswith("the smallest size it takes is 17: set data.image_size: 17")
+    (problem,) = problems_of("name: x\nmodel: {arch: 'torchvision:squeezenet1_1'}\n"
+                             "data: {dataset: digits, image_size: 17}\n"
+                             "search:\n  space:\n    data.image_size: {values: [8, 17]}\n")
+    assert problem.startswith("search.space.data.image_size (line 6): value 8 is not allowed: data.image_size: "
+                              "torchvision:squeezenet1_1 cannot take 8x8 inputs")
+    # imagefolder's size is read from its files: not checked here
+    assert parse_spec("name: x\nmodel: {arch: 'torchvision:squeezenet1_1'}\n"
+                      "data: {dataset: imagefolder, root: /nowhere}\n").data.image_size is None

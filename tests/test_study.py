@@ -299,6 +299,43 @@ def test_a_study_on_a_real_cluster_with_one_gpu_per_trial(tmp_path, cluster):
     assert ids[0] != ids[1]  # ... one whole GPU each: different devices
     search = table[table["number"] >= 0].sort_values("number")
     assert [json.loads(g) for g in search["gpu_ids"]] == ids  # and trials.csv says which
+    baseline = json.loads((tmp_path / "r" / "cluster" / "baseline.json").read_text())
+    assert len(baseline["gpu_ids"]) == 1  # the baseline asks what a trial asks
+
+
+def test_a_trial_no_node_can_take_waits_then_stops_resumable_and_goes_on_once_a_node_joins(tmp_path, cluster):
+    spec = tmp_path / "big.yaml"
+    spec.write_text(spec_text("big", epochs=1, trials=1, gpu=3)
+                    .replace("max_concurrent: 2}", "max_concurrent: 2, placement_timeout_s: 3}"))
+    study_dir = tmp_path / "r" / "big"
+    res = adsearch("run", spec, "--reports", tmp_path / "r", "--address", cluster, cwd=tmp_path)
+    assert res.returncode == 130, res.stderr[-3000:]
+    assert (f"warning: resources.per_trial asks 1 CPU and 3 GPUs per trial, but no node of the cluster at "
+            f"'{cluster}' has that now (1 node of 2 CPUs, 2 GPUs): waiting up to 3.0 s "
+            "(resources.placement_timeout_s) for an autoscaler to add one") in res.stderr
+    assert ("stopped: no trial was placed within resources.placement_timeout_s (3.0 s): each asks 1 CPU(s) and 3 "
+            "GPU(s) (resources.per_trial), and no node has them (1 node of 2 CPUs, 2 GPUs): add one, then go on with: "
+            f"adsearch resume {study_dir}") in res.stderr
+    assert "Traceback" not in res.stderr and "No trial is running" not in res.stderr  # Ray's own warning, not shown
+    assert "interrupted" in adsearch("show", study_dir, cwd=tmp_path).stdout.splitlines()[0]
+
+    node = subprocess.Popen(["ray", "start", f"--address={cluster}", "--block", "--node-ip-address=127.0.0.1",
+                             "--num-cpus=1", "--num-gpus=3", "--disable-usage-stats"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while "5.0 GPU" not in (status := subprocess.run(["ray", "status", f"--address={cluster}"],
+                                                         capture_output=True, text=True).stdout):
+            assert node.poll() is None and time.time() < deadline, f"the node did not join: {status[-1500:]}"
+            time.sleep(1)
+        # the same spec with a longer wait (a new node's first worker takes a while to start) resumes it
+        res = adsearch("run", spec, "--set", "resources.placement_timeout_s=120", "--reports", tmp_path / "r",
+                       "--address", cluster, cwd=tmp_path)
+    finally:
+        os.killpg(node.pid, signal.SIGKILL)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming study 'big'" in res.stdout and "[1/1]" in res.stdout
+    assert len(json.loads((study_dir / "baseline.json").read_text())["gpu_ids"]) == 3
 
 
 def test_half_a_gpu_per_trial_lets_two_trials_share_one(tmp_path, cluster):
