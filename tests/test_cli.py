@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ import time
 import optuna
 import pandas as pd
 import pytest
-from helpers import adsearch, brute_force_front, line_of, tiny_spec
+from helpers import adsearch, adsearch_process, brute_force_front, line_of, tiny_spec
 
 
 def test_study_end_to_end_through_the_cli(tiny_study_run):
@@ -161,29 +162,38 @@ def _read_all(fd: int, into: bytearray) -> None:
         into.extend(data)
 
 
-def test_a_study_on_a_terminal_shows_its_running_trial_live_and_ls_shows_its_epoch_from_another_process(
+def test_running_trials_show_live_on_a_terminal_in_bounded_lines_off_one_and_in_ls_from_another_process(
         tmp_path, ray_session):
-    """The baseline of 100 short epochs runs for several seconds: the terminal shows its epochs as it
-    trains, and `adsearch ls`, another process, reads its current epoch from the study's folder."""
+    """Two studies at once on the session's Ray (one CPU each): `live` (a baseline of 100 short epochs)
+    on a pseudo-terminal, whose running baseline `adsearch ls` reads from another process, and
+    `plain` with its output in a pipe, as in a log, at most a block a second."""
+    address = ray_session.get_runtime_context().gcs_address
     (tmp_path / "live.yaml").write_text(tiny_spec("live", epochs=100, trials=1,
                                                   space="pruning.target_density: {values: [0.3]}"))
+    (tmp_path / "plain.yaml").write_text(tiny_spec("plain", epochs=30, trials=1))
     study_dir = tmp_path / "reports" / "live"
     pid, fd = pty.fork()
     if pid == 0:  # the child: `adsearch run` on a terminal 160 columns wide
         os.chdir(tmp_path)
         os.environ["COLUMNS"] = "160"
         os.execv(sys.executable, [sys.executable, "-m", "adsearch.cli", "run", "live.yaml", "--reports", "reports",
-                                  "--address", ray_session.get_runtime_context().gcs_address])
+                                  "--address", address])
     screen = bytearray()
     reader = threading.Thread(target=_read_all, args=(fd, screen), daemon=True)
     reader.start()
     try:
-        entry = study_dir / "live" / "baseline.json"
-        deadline = time.time() + 120
-        while not (entry.exists() and json.loads(entry.read_text() or "{}").get("epoch", 0) >= 1):
-            assert time.time() < deadline, f"the baseline reported no epoch: {screen.decode(errors='replace')[-2000:]}"
-            time.sleep(0.1)
-        listing = adsearch("ls", tmp_path / "reports", cwd=tmp_path)
+        started = time.monotonic()
+        with adsearch_process("run", "plain.yaml", "--reports", tmp_path / "plain", "--progress-every", "1",
+                              "--address", address, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) as plain:
+            entry = study_dir / "live" / "baseline.json"
+            deadline = time.time() + 120
+            while not (entry.exists() and json.loads(entry.read_text() or "{}").get("epoch", 0) >= 1):
+                assert time.time() < deadline, f"no epoch reported: {screen.decode(errors='replace')[-2000:]}"
+                time.sleep(0.1)
+            listing = adsearch("ls", tmp_path / "reports", cwd=tmp_path)
+            out, err = plain.communicate(timeout=300)
+            took = time.monotonic() - started
     finally:
         _, status = os.waitpid(pid, 0)
         reader.join(timeout=10)
@@ -200,18 +210,11 @@ def test_a_study_on_a_terminal_shows_its_running_trial_live_and_ls_shows_its_epo
     assert "study: baseline running" in before_done
     assert "[1/1] trial 0" in text and "Traceback" not in text
 
-
-def test_off_a_terminal_running_trials_print_a_block_at_most_every_progress_every_seconds(tmp_path, ray_session):
-    (tmp_path / "plain.yaml").write_text(tiny_spec("plain", epochs=30, trials=1))
-    started = time.monotonic()
-    proc = adsearch("run", "plain.yaml", "--reports", tmp_path / "reports", "--progress-every", "1", "--address",
-                    ray_session.get_runtime_context().gcs_address, cwd=tmp_path)
-    took = time.monotonic() - started
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    assert plain.returncode == 0, err[-3000:]
+    lines = out.splitlines()
     blocks = [i for i, line in enumerate(lines) if line.startswith("  study: ")]
     epochs = [int(m.group(1)) for line in lines if (m := re.match(r"  running (?:baseline|trial 0 \(.*\)): epoch "
                                                                   r"(\d+)/30, accuracy", line))]
-    assert len(epochs) >= 2 and max(epochs) < 30  # epochs shown while the trials ran
-    assert 2 <= len(blocks) <= took / 1 + 1, proc.stdout  # a block a second at most
+    assert len(epochs) >= 2 and max(epochs) < 30, out  # epochs shown while the trials ran
+    assert 2 <= len(blocks) <= took / 1 + 1, out  # a block a second at most
     assert all(lines[i - 1].startswith("  running ") for i in blocks)  # each block: its trials, then the study

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from adsearch.cost import count_macs, count_params
 from adsearch import models
+from adsearch.cost import count_macs, count_params
 from adsearch.models import check_arch, create_model, input_problem, list_models
 
 
@@ -98,7 +98,7 @@ def test_a_network_that_takes_no_size_up_to_the_largest_says_so():
     # 8 -> 3 -> 1 -> 0 at features.5; 16 -> 7 -> 3 -> 1 -> 0 at features.8; 17 -> 8 -> 4 -> 2 -> 1
     assert input_problem("torchvision:squeezenet1_1", in_channels=3, image_size=8, largest=16) == (
         "torchvision:squeezenet1_1 cannot take 8x8 inputs (its feature maps shrink to nothing: features.5 "
-        "(MaxPool2d) gets 1x1), nor any size up to 16: choose another model.arch")
+        "(MaxPool2d) gets 1x1), nor any of 16 px: choose another model.arch or data.image_size")
     assert input_problem("torchvision:squeezenet1_1", in_channels=3, image_size=16).endswith(
         "the smallest size it takes is 17: set data.image_size: 17")
 
@@ -111,23 +111,21 @@ def test_the_default_model_and_resnets_take_small_inputs():
     assert input_problem("torchvision:resnet18", in_channels=3, image_size=32) is None
 
 
-def test_a_network_made_for_one_size_names_it():
-    problem = input_problem("torchvision:vit_b_16", in_channels=3, image_size=32)
-    assert "(AssertionError: Wrong image height! Expected 224 but got 32!)" in problem
-    assert problem.endswith("the smallest size it takes is 224: set data.image_size: 224")
+class _Only40px(nn.Module):
+    """A head that flattens a 40x40 map: it takes that size and no other (as a ViT takes 224)."""
 
-
-class _NeedsRealData(nn.Module):
-    """Reads a value out of its input (`.item()`), which the meta device cannot: it trains on any size."""
-
-    def __init__(self, num_classes: int, **_):
+    def __init__(self, num_classes: int, in_channels: int, **_):
         super().__init__()
-        self.fc = nn.Linear(1, num_classes)
+        self.fc = nn.Linear(in_channels * 40 * 40, num_classes)
 
     def forward(self, x):
-        return self.fc(x.mean(dim=(1, 2, 3))[:, None]) * float(x.abs().sum().item() >= 0)
+        return self.fc(x.flatten(1))
 
 
-def test_a_network_that_fails_on_the_meta_device_only_is_checked_on_the_cpu(monkeypatch):
-    monkeypatch.setitem(models._REGISTRY, "needs_data", _NeedsRealData)
-    assert input_problem("needs_data", in_channels=3, image_size=8) is None
+def test_a_network_made_for_one_size_names_it(monkeypatch):
+    monkeypatch.setitem(models._REGISTRY, "only40", _Only40px)
+    problem = input_problem("only40", in_channels=3, image_size=32)
+    assert problem.startswith("only40 cannot take 32x32 inputs (RuntimeError: mat1 and mat2 shapes cannot be")
+    assert problem.endswith("nor any of 64, 128, 224, 256 px: choose another model.arch or data.image_size")
+    assert input_problem("only40", in_channels=3, image_size=20).endswith(
+        "the smallest size it takes is 40: set data.image_size: 40")

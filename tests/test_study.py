@@ -147,8 +147,13 @@ def test_a_changed_spec_refuses_to_resume_and_shows_the_difference(tmp_path, ray
     spec = tmp_path / "c.yaml"
     spec.write_text(spec_text("changed", epochs=2, trials=1, space="pruning.target_density: {values: [0.95]}")
                     .replace("  sampler: grid", "  sampler: grid\n  baseline: false"))  # one trial a run
-    first = adsearch("run", spec, "--reports", tmp_path / "r", cwd=tmp_path)  # on a local Ray of its own
+    # on a local Ray of its own, with Ray's default token authentication (its token in a home of the
+    # test's own), whose start-up notice adsearch does not pass on at the default --log-level
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"HOME": str(tmp_path / "home")}
+    first = adsearch("run", spec, "--reports", tmp_path / "r", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr[-2000:]
+    assert (tmp_path / "home" / ".ray" / "auth_token").exists()  # token authentication was on
+    assert "Token authentication" not in first.stderr and "WARNING" not in first.stderr, first.stderr
     before = (tmp_path / "r" / "changed" / "trials.csv").read_text()
     address = ray_session.get_runtime_context().gcs_address  # the session's Ray from here on: quicker
     again = adsearch("run", spec, "--reports", tmp_path / "r", "--address", address, cwd=tmp_path)
