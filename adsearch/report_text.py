@@ -19,7 +19,6 @@ from adsearch.view import (
     ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, cost_text, fewer, plain, scratch_metric, scratch_verdict,
     sharing_text, short_settings, view_of,
 )
-from adsearch.view import best_so_far  # noqa: F401 - the "best so far" the study gives `progress_line`
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""

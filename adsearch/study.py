@@ -486,7 +486,7 @@ def _warn_with(say: Callable[[str], None]) -> Callable[[str], None]:
     return lambda message: say(f"warning: {message}")
 
 
-def _fit(tuner: tune.Tuner, spec: StudySpec, study: StudyDir, again: str) -> tune.ResultGrid:
+def _fit(tuner: tune.Tuner, spec: StudySpec, again: str) -> tune.ResultGrid:
     """`tuner.fit()`; a run stopped because no trial was placed in time raises `StudyInterrupted`
     saying what a trial asks and what the nodes have now; `again` is the command that goes on."""
     _DRIVER.unplaced, _DRIVER.placement_timeout_s = False, spec.resources.placement_timeout_s
@@ -544,8 +544,7 @@ def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: l
     base = spec.without_pruning().model_dump(mode="json")
     trainable = tune.with_parameters(_trainable, base=base, baseline=None, threads=threads, base_widths=base_widths,
                                      directory=str(study.path.resolve()), branches=_branches(spec))
-    grid = _fit(_tuner(trainable, spec, study, "baseline", samples=1, restore=True), spec, study,
-                f"adsearch resume {study}")
+    grid = _fit(_tuner(trainable, spec, study, "baseline", samples=1, restore=True), spec, f"adsearch resume {study}")
     result = grid[0]
     if result.error:
         raise AdsearchError(f"the baseline trial failed: {one_line(result.error)}. The baseline trains the "
@@ -587,7 +586,7 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     say(f"search: {spec.search.trials} trials, sampler {spec.search.sampler}, objectives "
         + ", ".join(f"{o.metric} ({o.mode})" for o in objectives))
     _fit(_tuner(trainable, spec, study, "search", search_alg=searcher, samples=spec.search.trials,
-                callbacks=[progress, stopper], stop=stopper, restore=True), spec, study, f"adsearch resume {study}")
+                callbacks=[progress, stopper], stop=stopper, restore=True), spec, f"adsearch resume {study}")
     set_metric_names(storage, spec.name, [o.metric for o in objectives])
     _check_failure_limit(spec, study, storage)
     finished = finished_count(storage, spec.name)
@@ -688,7 +687,7 @@ def _run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads:
     named = f" --trials {','.join(map(str, numbers))}" if retry else ""
     grid = _fit(_tuner(trainable, spec, study, name, samples=1, restore=restore, callbacks=[_ControlProgress(pending)],
                        param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}),
-                spec, study, f"adsearch scratch {study}{named}")
+                spec, f"adsearch scratch {study}{named}")
     results = {}
     for result in grid:
         number, metrics = (result.config or {}).get(TRIAL_KEY), result.metrics or {}

@@ -19,9 +19,9 @@ from adsearch.metrics import METRICS
 from adsearch.plots import front_figure
 from adsearch.report import write_report
 from adsearch.report_md import markdown
-from adsearch.report_text import STUDY_HEADER, best_so_far, progress_line, study_line, study_text, trial_text
+from adsearch.report_text import STUDY_HEADER, progress_line, study_line, study_text, trial_text
 from adsearch.spec import parse_spec
-from adsearch.view import report_view
+from adsearch.view import best_so_far, report_view
 
 SPEC = HAND_MADE_SPEC
 
