@@ -253,6 +253,13 @@ def resource_problems(spec: StudySpec, capacity: Capacity) -> tuple[list[str], l
                          f"{seconds(spec.resources.placement_timeout_s)} (resources.placement_timeout_s) for an "
                          "autoscaler to add one")
     errors += _device_problems(spec, capacity)
+    base = spec.train.device.partition(":")[0]
+    if base in ("auto", "cuda") and capacity.gpus and not per.gpu and not errors:
+        where_to = "cuda:0" if base == "auto" else spec.train.device
+        warnings_.append(f"train.device is {spec.train.device!r} and {where} has {_gpus(capacity.gpus)}, but "
+                         f"resources.per_trial.gpu is 0: Ray hands out no GPU, so every trial runs on {where_to}, as "
+                         "many at once as the CPUs allow; ask resources.per_trial.gpu (1, or 0.5 for two trials per "
+                         "GPU) to have Ray share the GPUs out, or set train.device: cpu")
     fits, asked = capacity.fits(per.cpu, per.gpu), spec.resources.max_concurrent
     if asked and fits and asked > fits:
         warnings_.append(f"resources.max_concurrent is {asked}, but {has}, room for {fits} trial(s) at "
@@ -281,11 +288,6 @@ def _device_problems(spec: StudySpec, capacity: Capacity) -> list[str]:
             problems.append(f"train.device is {train.device!r}, but this machine has {_gpus(capacity.gpus)} "
                             f"(cuda:0 to cuda:{int(capacity.gpus) - 1})")
     on_gpu = base == "cuda" or (base == "auto" and capacity.gpus > 0)
-    if on_gpu and capacity.gpus and not per.gpu and not problems:
-        problems.append(f"train.device is {train.device!r} and {capacity.where} has {_gpus(capacity.gpus)}, but "
-                        "resources.per_trial.gpu is 0: Ray hands out no GPU, so every trial at once would run on "
-                        f"{'cuda:0' if base == 'auto' else train.device}; ask resources.per_trial.gpu (1, or 0.5 for "
-                        "two trials per GPU), or set train.device: cpu")
     if train.amp == "bf16" and on_gpu and capacity.bf16 is False:
         problems.append(f"train.amp is bf16, but this machine's GPU ({capacity.gpu_name or 'cuda:0'}) has no "
                         "bfloat16: use fp16 (or off)")
