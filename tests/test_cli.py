@@ -105,11 +105,12 @@ def test_a_network_too_deep_for_the_image_size_is_a_spec_error_before_anything_r
     # squeezenet1_1 fails on 8 px as densenet121 does (tests/test_models.py), and costs less to build
     spec.write_text(tiny_spec("small").replace("{arch: vgg, layers: [16, M, 32]}",
                                                "{arch: 'torchvision:squeezenet1_1'}"))
-    proc = adsearch("validate", str(spec), cwd=tmp_path)
+    proc = adsearch("run", str(spec), "--reports", tmp_path / "reports", cwd=tmp_path)  # as `validate` says
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (f"data.image_size (line {line_of(spec.read_text(), 'dataset: digits')}): not set: digits gives its "
             "native 8 px; torchvision:squeezenet1_1 cannot take 8x8 inputs") in proc.stderr
     assert "the smallest size it takes is 17: set data.image_size: 17" in proc.stderr
+    assert not (tmp_path / "reports").exists()
 
 
 def test_a_directory_that_is_not_a_study_is_not_touched(tmp_path):
@@ -136,6 +137,7 @@ def test_train_command_shows_each_epoch(tmp_path):
 
 @pytest.mark.parametrize("sets, field, numbers", [
     (["resources.per_trial.cpu=64"], "resources.per_trial.cpu is 64", "this machine has"),
+    (["resources.per_trial.gpu=1"], "resources.per_trial.gpu is 1", "and no GPU, and the local Ray"),
     (["train.device=cuda"], "train.device is 'cuda'", "no CUDA device"),
 ])
 def test_what_a_local_ray_can_never_give_stops_the_run_before_anything_is_written(tmp_path, sets, field, numbers):
