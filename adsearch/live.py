@@ -342,11 +342,6 @@ class Board:
             left = left_text(self.left_s()) if self.running or self.done < self.total else ""
             return "  study: " + "; ".join(p for p in (", ".join(parts), f"recommended so far: {best}", left) if p)
 
-    def lines(self) -> list[str]:
-        """The board as plain text: a line per running trial, then the study line."""
-        with self._lock:
-            return [t.line() for t in self.running] + [self.study_line()]
-
     def renderable(self) -> Group:
         """The board for `rich.live.Live`: a table of the running trials, then the study line."""
         with self._lock:

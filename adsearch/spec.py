@@ -443,7 +443,7 @@ class StudySpec(_Model):
     @model_validator(mode="after")
     def model_takes_the_image_size(self):
         from adsearch.data import input_shape
-        from adsearch.models import input_problem  # one forward pass on the meta device, once per input
+        from adsearch.models import input_problem  # one forward pass on the CPU, cached per input
 
         shape = input_shape(self.data)
         if shape is None:  # known only from the files (imagefolder without data.image_size)

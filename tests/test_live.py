@@ -85,7 +85,8 @@ def board_of_a_search() -> Board:
 def test_the_board_has_a_line_per_running_trial_and_one_for_the_study():
     # left: trials 3 and 4 end in 300 s and 180 s; the 3 trials not started take the mean 300 s each,
     # each in the slot that frees first: 180 -> 480 -> 780, 300 -> 600: the last ends in 780 s
-    assert board_of_a_search().lines() == [
+    board = board_of_a_search()
+    assert [t.line() for t in board.running] + [board.study_line()] == [
         "  running trial 3 (target_density=0.5, compress_at=[5, 10]): epoch 5/20, accuracy 91.2%, loss 0.312, "
         "params 115k, rounds 1; 1m 40s so far, about 5m 00s left",
         "  running trial 4 (target_density=0.9): epoch 2/20, accuracy 50.0%, loss 1.2, params 900k, rounds 0; "
@@ -97,8 +98,8 @@ def test_the_board_has_a_line_per_running_trial_and_one_for_the_study():
 def test_the_study_estimate_says_unknown_until_there_is_something_to_go_on():
     board = Board(max_drop=0.01)
     board.totals(4, done_before=1, failed_before=1)
-    assert board.lines() == ["  study: 1/4 trials done, 1 failed; recommended so far: none without a baseline; "
-                             "time left unknown"]
+    assert not board.running and board.study_line() == (
+        "  study: 1/4 trials done, 1 failed; recommended so far: none without a baseline; time left unknown")
     board.update([entry(BASELINE, 0, kind="baseline", settings={})], now=1100.0)
     assert board.study_line().endswith("baseline running; recommended so far: none until the baseline is done; "
                                        "time left unknown")
