@@ -42,8 +42,8 @@ def written(tmp_path_factory):
     directory and files; for the tests of the CSVs, the Markdown and the HTML page."""
     from helpers import HAND_MADE_SPEC, hand_made_rows
 
-    from adsearch.report import write_report
-    from adsearch.spec import parse_spec
+    from adsearch.report.writer import write_report
+    from adsearch.spec.study_spec import parse_spec
 
     spec = parse_spec(HAND_MADE_SPEC)
     study_dir = tmp_path_factory.mktemp("reports") / spec.name

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from adsearch.errors import AdsearchError, DataError, ResourceError, StudyDirError, StudyInterrupted
 from adsearch.metrics import METRICS, count, percent, seconds, widths
-from adsearch.spec import SpecError, json_schema, load_spec, spec_warnings
+from adsearch.spec.study_spec import SpecError, json_schema, load_spec, spec_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search activation-density pruning schedules; read the Pareto report.")
@@ -82,7 +82,7 @@ def run(
     every: float = EveryOpt,
 ) -> None:
     """Run a study: the baseline, then the search; write reports/<name>/."""
-    from adsearch.study import Live, run_study
+    from adsearch.study.runner import Live, run_study
 
     s = read_spec(spec, set_)
     result = run_study(s, reports_dir=reports, address=address, fresh=fresh, say=out.print, warn=_warn,
@@ -98,7 +98,7 @@ def resume(
     every: float = EveryOpt,
 ) -> None:
     """Continue an interrupted study: finished trials kept, unfinished ones from their checkpoint."""
-    from adsearch.study import Live, resume_study
+    from adsearch.study.runner import Live, resume_study
 
     result = resume_study(study, address=address, say=out.print, warn=_warn, log_level=_log_level(log_level),
                           live=Live(out, every))
@@ -117,7 +117,7 @@ def scratch(
     """Train the final widths of the study's pruned front trials from scratch (same recipe and epochs,
     no pruning), record them beside each trial and rewrite the report."""
     numbers = _trial_numbers(trials) if trials is not None else None
-    from adsearch.study import Live, scratch_study
+    from adsearch.study.runner import Live, scratch_study
 
     result = scratch_study(study, trials=numbers, address=address, say=out.print, warn=_warn,
                            log_level=_log_level(log_level), live=Live(out, every))
@@ -129,7 +129,7 @@ def _warn(message: str) -> None:
 
 
 def _log_level(text: str) -> str:
-    from adsearch.cluster import LOG_LEVELS
+    from adsearch.study.cluster import LOG_LEVELS
 
     if text.lower() not in LOG_LEVELS:
         raise AdsearchError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {text!r}")
@@ -150,7 +150,7 @@ def _trial_numbers(text: str) -> list[int]:
 @app.command()
 def train(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
     """Train one trial of the spec's base recipe (no search), showing each epoch."""
-    from adsearch.trainer import run_trial
+    from adsearch.train.trainer import run_trial
 
     s = read_spec(spec, set_)
     result = run_trial(s, report=lambda metrics, _: out.print(_epoch_line(metrics)))
@@ -188,7 +188,7 @@ def _trial_number(text: str) -> int:
 @app.command("report")
 def report_cmd(study: Path = StudyArg) -> None:
     """(Re)build a study's report from what is on disk: also while it runs or after it stopped."""
-    from adsearch.report import build_report
+    from adsearch.report.writer import build_report
 
     record, files = build_report(study)
     out.print(f"study {record.name}: {record.state}, {record.trials_done}/{record.trials_total} search trials done")
@@ -199,8 +199,8 @@ def report_cmd(study: Path = StudyArg) -> None:
 @app.command("ls")
 def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study directories are")) -> None:
     """List the studies: state, search trials done, baseline accuracy, recommended trade-off."""
-    from adsearch.records import find_studies, read_study
-    from adsearch.report_text import STUDY_HEADER, study_line, text_table
+    from adsearch.results.study_dir import find_studies, read_study
+    from adsearch.report.text import STUDY_HEADER, study_line, text_table
 
     if not reports.is_dir():
         raise AdsearchError(f"no directory {reports}; studies are made there by `adsearch run SPEC --reports {reports}`")
@@ -219,9 +219,9 @@ def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study
 @app.command()
 def show(study: Path = StudyArg, trial: Optional[str] = TrialOpt) -> None:
     """A study's summary, or with --trial N one trial: settings, metrics, widths, rounds, history."""
-    from adsearch.records import read_study
-    from adsearch.report_text import study_text, trial_text
-    from adsearch.view import view_of
+    from adsearch.results.study_dir import read_study
+    from adsearch.report.text import study_text, trial_text
+    from adsearch.results.view import view_of
 
     record = read_study(study)
     view = view_of(record)

@@ -8,7 +8,7 @@ shape). Both are written under temporary names and renamed at the end, so a fail
 no half-written file and an earlier export of the same trial intact. `load_model(path)` reads any
 of the three back as something to call on a batch.
 The inputs the network expects are the data module's: standardised per channel with the training
-split's statistics (`adsearch.data`).
+split's statistics (`adsearch.data.registry`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from torch import nn
 
 from adsearch.errors import AdsearchError, one_line
 from adsearch.metrics import METRICS, SPENDING
-from adsearch.records import StudyRecord, read_study
-from adsearch.rows import TrialRow
+from adsearch.results.study_dir import StudyRecord, read_study
+from adsearch.results.rows import TrialRow
 
 FORMATS = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
 """Export formats and the file suffix each is written with."""
@@ -52,7 +52,7 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
         study_dir: the study's directory, e.g. `reports/quickstart`.
         number: the trial to export; exactly one of `number` and `pick` is given.
         pick: 'recommended': the study's recommended trade-off.
-        fmt: 'state_dict' (`load_model` or `adsearch.models.load_compressed` rebuilds it),
+        fmt: 'state_dict' (`load_model` or `adsearch.models.registry.load_compressed` rebuilds it),
             'torchscript' or 'onnx' (needs the `onnx` extra: `pip install 'adsearch[onnx]'`).
         out_dir: where to write; default `<study_dir>/models/`.
 
@@ -100,7 +100,7 @@ def _check_request(number: int | None, pick: str | None, fmt: str) -> None:
 def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> int:
     if number is not None:
         return number
-    from adsearch.pareto import recommended
+    from adsearch.results.pareto import recommended
 
     best = recommended(record.rows, record.spec.report.max_accuracy_drop)
     if best is None:
@@ -127,7 +127,7 @@ def _check_exportable(record: StudyRecord, row: TrialRow) -> None:
 
 def trial_spec(record: StudyRecord, row: TrialRow):
     """The spec the trial ran: the study's with the trial's sampled values put in."""
-    from adsearch.spec import apply_params
+    from adsearch.spec.study_spec import apply_params
 
     if row.is_baseline:
         return record.spec.without_pruning()
@@ -135,8 +135,8 @@ def trial_spec(record: StudyRecord, row: TrialRow):
 
 
 def _rebuild(spec, checkpoint: dict) -> tuple[nn.Module, object]:
-    from adsearch.data import load_data
-    from adsearch.trainer import build_model
+    from adsearch.data.registry import load_data
+    from adsearch.train.trainer import build_model
 
     data = load_data(spec.data, spec.seed)
     model = build_model(spec, data, list(checkpoint["widths"]))
@@ -170,7 +170,7 @@ def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, 
 def _write_model(model: nn.Module, spec, data, fmt: str, path: Path, info: dict) -> None:
     example = torch.zeros(2, *data.input_shape)
     if fmt == "state_dict":
-        from adsearch.models import save_compressed
+        from adsearch.models.registry import save_compressed
 
         m = spec.model
         save_compressed(model, path, arch=m.arch, num_classes=data.num_classes, in_channels=data.input_shape[0],
@@ -303,7 +303,7 @@ def _load(path: Path, map_location):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location=map_location).eval()
-    from adsearch.models import load_compressed
+    from adsearch.models.registry import load_compressed
 
     return load_compressed(path, map_location=map_location).eval()
 
@@ -320,7 +320,7 @@ def _is_torchscript(path: Path) -> bool:
 def held_out_accuracy(model, study_dir: Path | str, number: int, batch_size: int = 256) -> float:
     """Top-1 accuracy of `model` (anything `load_model` returns) on the held-out split trial
     `number` of the study was evaluated on."""
-    from adsearch.data import load_data
+    from adsearch.data.registry import load_data
 
     record = read_study(study_dir)
     spec = trial_spec(record, record.row(number))

@@ -134,7 +134,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("accuracy_drop", "min", "fraction", "drop (pts)", points),
     Metric("epoch", None, "epochs", "epoch", value, objective=False),
     Metric("rounds", None, "rounds", "rounds", value, objective=False),
-    # what the study actually ran for the trial, with the prefix cache (adsearch.prefixes)
+    # what the study actually ran for the trial, with the prefix cache (adsearch.train.prefixes)
     Metric("spent_train_macs", "min", "MACs", "train MACs run", count, objective=False),
     Metric("spent_s", "min", "s", "time run", seconds, objective=False),
     Metric("shared_epochs", None, "epochs", "shared epochs", value, objective=False),

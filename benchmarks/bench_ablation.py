@@ -38,9 +38,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from adsearch.records import read_study
-from adsearch.scratch import pruned
-from adsearch.view import view_of
+from adsearch.results.study_dir import read_study
+from adsearch.study.scratch import pruned
+from adsearch.results.view import view_of
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "activation_density / density"

@@ -5,7 +5,7 @@
 
 For every (sampler, seed) an in-memory Optuna study (no Ray, no storage) asks N trials (default the
 spec's `search.trials`) of the spec's own `search.space` and tells their `search.objectives`, each
-trial trained in this process by `adsearch.trainer.run_trial`. The spec's `seed` is the benchmark
+trial trained in this process by `adsearch.train.trainer.run_trial`. The spec's `seed` is the benchmark
 seed, for training and sampler alike, as in a real study. Each seed's baseline (`without_pruning`)
 is trained once and normalises that seed's points: every objective becomes trial / baseline.
 
@@ -21,7 +21,7 @@ sampler's figure divided by random's for the same seed.
 
 Identical (seed, params) are trained once per run (samplers repeat points in categorical spaces,
 and samplers that share a seed share their random start-up trials). `--cache DIR` also shares
-training prefixes between trials through `adsearch.prefixes.PrefixCache`.
+training prefixes between trials through `adsearch.train.prefixes.PrefixCache`.
 
 A dry run (a minute or two on 2 CPU cores):
 
@@ -44,12 +44,12 @@ import optuna
 import torch
 
 from adsearch.cli import parse_overrides
-from adsearch.pareto import hypervolume
-from adsearch.rows import TrialRow
-from adsearch.searcher import GIVE_UP_AFTER, RANDOM_AFTER, make_sampler, optuna_space
-from adsearch.space import decode_choice
-from adsearch.spec import StudySpec, apply_params, load_spec
-from adsearch.trainer import TrialDiverged, run_trial
+from adsearch.results.pareto import hypervolume
+from adsearch.results.rows import TrialRow
+from adsearch.study.searcher import GIVE_UP_AFTER, RANDOM_AFTER, make_sampler, optuna_space
+from adsearch.spec.space import decode_choice
+from adsearch.spec.study_spec import StudySpec, apply_params, load_spec
+from adsearch.train.trainer import TrialDiverged, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,7 +181,7 @@ def progress_text(spec: StudySpec, metrics: dict | None, baseline: dict) -> str:
 def run_one(name: str, seed_spec: StudySpec, baseline: dict, trainings: Trainings) -> tuple[list[dict | None], list[str]]:
     """One ask/tell study of `name` over the budget, as a study runs it: a proposal repeating an
     earlier trial's parameters is told that trial's result at once and is not in the budget, and
-    after `RANDOM_AFTER` repeats in a row the next proposal is drawn at random (adsearch.searcher).
+    after `RANDOM_AFTER` repeats in a row the next proposal is drawn at random (adsearch.study.searcher).
     Returns each budget trial's metrics (None: it diverged) and its memo key, in the order asked."""
     n = seed_spec.search.trials
     space = optuna_space(seed_spec)
@@ -244,7 +244,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2", help="comma list")
     ap.add_argument("--samplers", default=",".join(SAMPLERS), help=f"comma list of {', '.join(SAMPLERS)}")
     ap.add_argument("--epochs", type=int, help="override train.epochs (a quick dry run)")
-    ap.add_argument("--cache", help="share training prefixes between trials in this folder (adsearch.prefixes)")
+    ap.add_argument("--cache", help="share training prefixes between trials in this folder (adsearch.train.prefixes)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--at", help="comma list of budgets (at most --trials) to give the tables for, from the same "
                     "runs: the hypervolume after the first n trials (default: the budget only)")
@@ -266,7 +266,7 @@ def main() -> int:
 
     prefixes = None
     if args.cache:
-        from adsearch.prefixes import PrefixCache, branch_epochs  # only with --cache: it is optional
+        from adsearch.train.prefixes import PrefixCache, branch_epochs  # only with --cache: it is optional
 
         prefixes = PrefixCache(args.cache, branch_epochs(spec))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from adsearch.cli import parse_overrides
-from adsearch.spec import load_spec
+from adsearch.spec.study_spec import load_spec
 from compare import compare  # benchmarks/compare.py: both arms, figures, targets
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import time
 
 import torch
 
-from adsearch.spec import StudySpec
-from adsearch.trainer import run_trial
+from adsearch.spec.study_spec import StudySpec
+from adsearch.train.trainer import run_trial
 
 LOWER_IS_BETTER = {"accuracy drop (points)"}
 

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import optuna
 
-from adsearch.rows import BASELINE, TrialRow
+from adsearch.results.rows import BASELINE, TrialRow
 
 TINY_SPEC = """\
 name: {name}

@@ -1,4 +1,4 @@
-"""Checks shared by tests/test_resnet.py and tests/test_torchvision_models.py.
+"""Checks shared by tests/models/test_resnet.py and tests/models/test_torchvision_models.py.
 
 The reference for a compressed network: the original network with the dropped channels set to
 zero at every activation site of their group (`zeroed_at_sites`). A consumer reads a group's
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from adsearch.compress import ChannelGroup, RoundPlan, group_widths, plan_round
-from adsearch.criteria import channel_scores
+from adsearch.prune.compress import ChannelGroup, RoundPlan, group_widths, plan_round
+from adsearch.prune.criteria import channel_scores
 
 
 def random_plan(groups: list[ChannelGroup], widths: list[int], seed: int) -> RoundPlan:

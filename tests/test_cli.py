@@ -102,7 +102,7 @@ def test_unknown_names_list_the_available_ones(tmp_path):
 
 def test_a_network_too_deep_for_the_image_size_is_a_spec_error_before_anything_runs(tmp_path):
     spec = tmp_path / "small.yaml"
-    # squeezenet1_1 fails on 8 px as densenet121 does (tests/test_models.py), and costs less to build
+    # squeezenet1_1 fails on 8 px as densenet121 does (tests/models/test_models.py), and costs less to build
     spec.write_text(tiny_spec("small").replace("{arch: vgg, layers: [16, M, 32]}",
                                                "{arch: 'torchvision:squeezenet1_1'}"))
     proc = adsearch("run", str(spec), "--reports", tmp_path / "reports", cwd=tmp_path)  # as `validate` says

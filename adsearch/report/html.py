@@ -1,0 +1,441 @@
+"""The study report as one self-contained HTML page: Plotly plots, a sortable trials table, the spec.
+
+`html_page(view, spec_text)` renders a `adsearch.results.view.ReportView` as text. It opens offline:
+plotly.js is inlined once (what Plotly's `include_plotlyjs=True` inlines) and every figure is a
+JSON document in a `<script type="application/json" data-plot=ID>` tag, drawn into the element
+with that id on load. Each trace's `customdata` holds the trial number of each point, so a figure
+can be checked against `trials.csv` by reading its JSON. Rows of the trials table have the id
+`trial-<label>` ('trial-baseline', 'trial-0', ...).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.offline import get_plotlyjs
+
+from adsearch.metrics import COSTS, against_baseline, count, finite, percent, points, seconds, value, widths
+from adsearch.results.rows import TrialRow
+from adsearch.results.view import ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, scratch_metric, scratch_verdict
+
+TEMPLATE = "plotly_white"
+COLORS = {"trials": "#7f9cc0", "front": "#e8710a", "baseline": "#c5221f", "recommended": "#188038"}
+
+
+def html_page(view: ReportView, spec_text: str) -> str:
+    """The HTML report of the study in `view`; `spec_text` is shown as the spec it ran with."""
+    figures = {f"pareto-{cost}": pareto_figure(view, cost) for cost in view.costs}
+    profile = width_profile_figure(view)
+    if profile is not None:
+        figures["widths"] = profile
+    densities = density_figure(view)
+    if densities is not None:
+        figures["density"] = densities
+    state = view.state
+    body = [
+        f"<h1>Study <code>{_e(view.name)}</code> <span class='state {state}'>{state}</span></h1>",
+        f"<p>{_summary(view)}</p>",
+        "<h2>Recommended trade-off</h2>",
+        f"<p>{_inline(view.recommendation)}</p>",
+        "<h2>Accuracy against cost</h2>",
+        f"<p>{_plot_caption(view)}</p>",
+        *(_plot_div(name) for name in figures if name.startswith("pareto-")),
+    ]
+    if view.grouped_by_arm:
+        body += ["<h2>Arms at equal parameters</h2>", f"<p>{_inline(ARM_INTRO)}</p>", _arm_table(view),
+                 "<ul id='arm-verdicts'>" + "".join(f"<li>{_e(v)}</li>" for v in view.arm_verdicts()) + "</ul>"]
+    if view.scratch_rows:
+        summary = view.scratch_summary()
+        body += ["<h2>Against training from scratch</h2>", f"<p>{_e(SCRATCH_INTRO)}</p>",
+                 *([f"<p id='scratch-summary'>{_inline(summary)}</p>"] if summary else []),
+                 "<ul id='scratch-verdicts'>"
+                 + "".join(f"<li>trial {_e(r.label)}: {_e(scratch_verdict(r) or 'no accuracy to compare')}</li>"
+                           for r in view.scratch_rows) + "</ul>"]
+    if "widths" in figures:
+        body += ["<h2>Layer widths of the Pareto trials</h2>",
+                 "<p>Channels kept per prunable layer group (log scale), against the baseline's.</p>",
+                 _plot_div("widths")]
+    if "density" in figures:
+        body += ["<h2>Activation density over training</h2>",
+                 "<p>Mean activation density of each layer group per epoch; pick a trial in the menu. "
+                 "Crosses and dotted lines mark the compression points (hover for the widths).</p>",
+                 _plot_div("density")]
+    body += ["<h2>All trials</h2>", "<p>Click a column to sort. ★: on the Pareto front.</p>", _trials_table(view)]
+    if view.failed:
+        body += ["<h2>Failed trials</h2>", _failed_table(view)]
+    body += ["<h2>Spec</h2>", f"<pre class='spec'>{_e(spec_text)}</pre>"]
+    scripts = "\n".join(f"<script type='application/json' data-plot='plot-{name}'>{_json(fig)}</script>"
+                        for name, fig in figures.items())
+    return PAGE.format(title=_e(f"adsearch: {view.name} ({state})"), style=STYLE, body="\n".join(body),
+                       plotly=get_plotlyjs(), figures=scripts, script=SCRIPT)
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def pareto_figure(view: ReportView, cost: str) -> go.Figure:
+    """Accuracy (%) against `cost` (log axis): the plottable trials, the Pareto set (joined where it
+    is also the front of this pair), the baseline and the recommended trial; customdata = trial numbers."""
+    label = COSTS.get(cost, cost)
+    rows, best = view.rows, view.best
+    fig = go.Figure()
+    usable = view.plottable(cost)
+    on_front = set(view.front)
+
+    def trace(name: str, idx: Sequence[int], *, hover: bool = True, labels: bool = False, **kw) -> None:
+        hovers = dict(hovertext=[_hover(view, rows[i]) for i in idx],
+                      hovertemplate="%{hovertext}<extra></extra>") if hover else dict(hoverinfo="skip")
+        fig.add_trace(go.Scatter(
+            name=name, x=[rows[i].metrics[cost] for i in idx], y=[100 * rows[i].metrics["accuracy"] for i in idx],
+            customdata=[[rows[i].number] for i in idx],
+            text=[rows[i].label for i in idx] if labels else None, **hovers, **kw))
+
+    if view.grouped_by_arm:  # every search trial in its arm's colour; the Pareto set ringed in orange on top
+        for arm in view.arms():
+            trace(arm, [i for i in usable if not rows[i].is_baseline and view.arm(rows[i]) == arm], mode="markers",
+                  marker=dict(color=view.arm_color(arm), size=9, opacity=0.85))
+        front_marker = dict(symbol="circle-open", size=15, color=COLORS["front"], line=dict(width=2.5))
+    else:
+        others = [i for i in usable if i not in on_front and not rows[i].is_baseline]
+        trace("trials", others, mode="markers", marker=dict(color=COLORS["trials"], size=8, opacity=0.7))
+        front_marker = dict(color=COLORS["front"], size=10, line=dict(width=1, color="white"))
+    joined = [i for i in view.pair_front(cost) if i in on_front]
+    trace("front (this pair)", joined, hover=False, mode="lines",
+          line=dict(color=COLORS["front"], width=1.5, shape="hv"))
+    pareto_set = sorted((i for i in view.front if i in usable), key=lambda i: rows[i].metrics[cost])
+    trace("Pareto set", pareto_set, labels=True, mode="markers+text", textposition="top center", marker=front_marker)
+    base = next((i for i in usable if rows[i] is view.baseline), None)
+    if base is not None:
+        trace("baseline", [base], mode="markers", marker=dict(symbol="star", size=16, color=COLORS["baseline"]))
+        floor = 100 * (view.baseline.metrics["accuracy"] - view.max_drop)
+        fig.add_hline(y=floor, line=dict(color=COLORS["baseline"], dash="dash", width=1),
+                      annotation_text=f"baseline − {points(view.max_drop)} pts",
+                      annotation_position="bottom left")
+    if best is not None and best in usable:
+        trace(f"recommended: trial {rows[best].label}", [best], mode="markers",
+              marker=dict(symbol="circle-open", size=20, color=COLORS["recommended"], line=dict(width=3)))
+    if not usable:
+        fig.add_annotation(text="no completed trials yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(template=TEMPLATE, height=460, margin=dict(t=50, r=20, b=50, l=60),
+                      title=f"accuracy against {label}", hoverlabel=dict(align="left"),
+                      xaxis=dict(type="log", title=f"{label} (log scale)"), yaxis=dict(title="accuracy (%)"))
+    return fig
+
+
+def width_profile_figure(view: ReportView) -> go.Figure | None:
+    """Channels per layer group of the Pareto search trials (and the recommended one) and the
+    baseline's; None when no trial has widths."""
+    rows, best = view.rows, view.best
+    base_widths = (view.baseline.widths or view.baseline.base_widths) if view.baseline is not None else None
+    chosen = [i for i in view.front if not rows[i].is_baseline and rows[i].widths]
+    if best is not None and best not in chosen and rows[best].widths:
+        chosen.append(best)
+    if not chosen and not base_widths:
+        return None
+    base_widths = base_widths or next((rows[i].base_widths for i in chosen if rows[i].base_widths), None)
+    n = len(base_widths or rows[chosen[0]].widths)
+    names = view.group_names(n)
+    fig = go.Figure()
+    if base_widths:
+        fig.add_trace(go.Scatter(name="baseline", x=names, y=base_widths, mode="lines+markers",
+                                 customdata=[[-1]] * n, line=dict(color="black", dash="dash", width=2),
+                                 hovertemplate="baseline<br>%{x}: %{y} channels<extra></extra>"))
+    for i in sorted(chosen, key=lambda i: rows[i].metric("params") or 0):
+        r = rows[i]
+        ws = r.widths
+        share = [f"{w / bw:.1%} of {bw}" if base_widths and bw else "" for w, bw in zip(ws, base_widths or ws)]
+        fig.add_trace(go.Scatter(
+            name=f"trial {r.label}" + (" (recommended)" if i == best else ""), x=names[:len(ws)], y=ws,
+            mode="lines+markers", customdata=[[r.number, s] for s in share],
+            line=dict(width=4 if i == best else 1.5, color=COLORS["recommended"] if i == best else None),
+            hovertemplate=f"trial {_e(r.label)}<br>%{{x}}: %{{y}} channels (%{{customdata[1]}})<extra></extra>"))
+    fig.update_layout(template=TEMPLATE, height=420, margin=dict(t=40, r=20, b=50, l=60),
+                      title="channels per layer group", xaxis=dict(title="layer group"),
+                      yaxis=dict(type="log", title="channels (log scale)"))
+    return fig
+
+
+DENSITY_TRIALS = 60
+"""At most this many trials in the density menu: the baseline, the Pareto set and the recommended
+trial first, then the others by number (every curve is embedded in the page)."""
+
+
+def density_figure(view: ReportView) -> go.Figure | None:
+    """Per-trial density curves (one line per layer group) with a menu to pick the trial; the
+    compression points marked by crosses and dotted lines. None when no trial has a history."""
+    rows, best, front = view.rows, view.best, view.front
+    traced = [i for i, r in enumerate(rows) if r.history]
+    if not traced:
+        return None
+    if len(traced) > DENSITY_TRIALS:
+        first = [i for i in traced if rows[i].is_baseline or i in front or i == best]
+        traced = sorted(first + [i for i in traced if i not in first][: max(0, DENSITY_TRIALS - len(first))])
+    shown = best if best in traced else next((i for i in traced if not rows[i].is_baseline), traced[0])
+    fig = go.Figure()
+    owner: list[int] = []  # the row index of every trace
+    for i in traced:
+        r = rows[i]
+        history = [h for h in r.history if isinstance(h.get("density"), dict)]
+        groups = list(history[-1]["density"]) if history else []
+        for g, group in enumerate(groups):
+            fig.add_trace(go.Scatter(
+                name=group, x=[h["epoch"] for h in history], y=[h["density"].get(group) for h in history],
+                mode="lines+markers", visible=i == shown, legendgroup=group, customdata=[[r.number]] * len(history),
+                line=dict(color=qualitative.Plotly[g % len(qualitative.Plotly)], width=1.5), marker=dict(size=4),
+                hovertemplate=f"trial {_e(r.label)}, {_e(group)}<br>epoch %{{x}}: density %{{y:.3f}}<extra></extra>"))
+            owner.append(i)
+        marks = [(c, group) for c in r.compressions for group in groups if group in (c.get("density") or {})]
+        if marks:
+            fig.add_trace(go.Scatter(
+                name="compression", x=[c["epoch"] for c, _ in marks], y=[c["density"][g] for c, g in marks],
+                mode="markers", visible=i == shown, marker=dict(symbol="x", size=10, color="black"),
+                customdata=[[r.number]] * len(marks),
+                text=[_compression_hover(c, groups, g) for c, g in marks], hovertemplate="%{text}<extra></extra>"))
+            owner.append(i)
+    buttons = [dict(label=_menu_label(rows[i]), method="update",
+                    args=[{"visible": [o == i for o in owner]},
+                          {"shapes": _compression_lines(rows[i]), "title.text": _density_title(rows[i])}])
+               for i in traced]
+    fig.update_layout(template=TEMPLATE, height=440, margin=dict(t=90, r=20, b=50, l=60),
+                      title=dict(text=_density_title(rows[shown]), x=0.5, xanchor="center"),
+                      shapes=_compression_lines(rows[shown]),
+                      xaxis=dict(title="epoch", dtick=1 if len(rows[shown].history) <= 30 else None),
+                      yaxis=dict(title="activation density", rangemode="tozero"),
+                      updatemenus=[dict(buttons=buttons, active=traced.index(shown), x=0, xanchor="left",
+                                        y=1.2, yanchor="top", direction="down")])
+    return fig
+
+
+def _compression_lines(row: TrialRow) -> list[dict]:
+    return [dict(type="line", xref="x", yref="paper", x0=c["epoch"], x1=c["epoch"], y0=0, y1=1,
+                 line=dict(color="grey", dash="dot", width=1)) for c in row.compressions]
+
+
+def _compression_hover(c: dict, groups: list[str], group: str) -> str:
+    k = groups.index(group)
+    before, after = c.get("widths_before") or [], c.get("widths_after") or []
+    change = f"{before[k]} → {after[k]} channels" if k < len(before) and k < len(after) else ""
+    return (f"round {c.get('round')} at epoch {c.get('epoch')}<br>{_e(group)}: density "
+            f"{c['density'][group]:.3f}, {change}<br>params after: {count(c.get('params'))}")
+
+
+def _density_title(row: TrialRow) -> str:
+    rounds = len(row.compressions)
+    return f"trial {row.label}: {rounds} compression round{'s' if rounds != 1 else ''}"
+
+
+def _menu_label(row: TrialRow) -> str:
+    return f"trial {row.label} ({percent(row.metric('accuracy'))}, {count(row.metric('params'))} params)"
+
+
+def _hover(view: ReportView, row: TrialRow) -> str:
+    lines = [f"<b>trial {_e(row.label)}</b>"]
+    if not row.is_baseline and view.grouped_by_arm:
+        lines.append(f"arm: {_e(view.arm(row))}")
+    if not row.is_baseline:
+        lines += [f"{_e(p)} = {_e(value(row.settings.get(p)))}" for p in view.paths]
+    drop = view.drop(row)
+    lines.append(f"accuracy {percent(row.metric('accuracy'))}"
+                 + (f" ({against_baseline(drop, 'pts')} the baseline)" if not row.is_baseline and drop is not None
+                    else ""))
+    for cost, label in (("params", "params"), ("macs", "MACs"), ("train_macs", "train MACs")):
+        lines.append(f"{label} {_e(view.cost_text(row, cost))}")
+    lines.append(f"widths {_e(widths(row.widths))}")
+    return "<br>".join(lines)
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def _trials_table(view: ReportView) -> str:
+    grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
+    header = ["trial", "state", *(["arm"] if grouped else []), *view.paths, "accuracy", "drop (pts)", "params",
+              "fewer params", "MACs", "train MACs", "fewer train MACs",
+              *(["scratch accuracy", "scratch train MACs"] if scratch else []), "wall time", "rounds", "widths",
+              "front", "error"]
+    out = ["<div class='scroll'><table class='sortable' id='trials'><thead><tr>"
+           + "".join(f"<th title='sort'>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    for r in view.rows:
+        drop, search, on_front = view.drop(r), not r.is_baseline, view.on_front(r)
+        cells = [
+            (r.label, r.number),
+            (r.state, None),
+            *([(view.arm(r) or "", None)] if grouped else []),
+            *((value(r.settings.get(p)), r.settings.get(p)) for p in view.paths),
+            (percent(r.metric("accuracy")), r.metric("accuracy")),
+            (points(drop) if search else "", drop),
+            (count(r.metric("params")), r.metric("params")),
+            (view.fewer(r, "params"), view.inverse_ratio(r, "params")),
+            (count(r.metric("macs")), r.metric("macs")),
+            (count(r.metric("train_macs")), r.metric("train_macs")),
+            (view.fewer(r, "train_macs"), view.inverse_ratio(r, "train_macs")),
+            *(_scratch_cells(r) if scratch else []),
+            (seconds(r.metric("wall_s")), r.metric("wall_s")),
+            (value(r.metric("rounds")), r.metric("rounds")),
+            (widths(r.widths), None),
+            ("★" if on_front else "", 1 if on_front else 0),
+            (r.error, None),
+        ]
+        classes = " ".join(c for c, on in (("front", on_front), ("best", view.is_recommended(r)),
+                                           ("failed", r.state == "FAIL")) if on)
+        out.append(f"<tr id='trial-{_e(r.label)}' class='{classes}'>"
+                   + "".join(_td(text, key) for text, key in cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _scratch_cells(row: TrialRow) -> list[tuple]:
+    """(text, sort key) of the accuracy and training MACs of the row's scratch control; empty without one."""
+    if not row.scratch:
+        return [("", None), ("", None)]
+    acc, macs = scratch_metric(row, "accuracy"), scratch_metric(row, "train_macs")
+    return [(percent(acc), acc), (count(macs), macs)]
+
+
+def _arm_table(view: ReportView) -> str:
+    """Per arm, the best accuracy at or under each parameter budget (`ReportView.arm_table`)."""
+    out = ["<table id='arms'><thead><tr><th>arm</th>"
+           + "".join(f"<th>{_e(budget_text(b))}</th>" for b in view.arm_budgets()) + "</tr></thead><tbody>"]
+    for arm, cells in view.arm_table().items():
+        out.append(f"<tr><td><span class='swatch' style='background:{view.arm_color(arm)}'></span>{_e(arm)}</td>"
+                   + "".join(f"<td>{_e(c.text())}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _failed_table(view: ReportView) -> str:
+    out = ["<table id='failed'><thead><tr><th>trial</th>" + "".join(f"<th>{_e(p)}</th>" for p in view.paths)
+           + "<th>error</th></tr></thead><tbody>"]
+    for r in view.failed:
+        out.append(f"<tr><td>{_e(r.label)}</td>"
+                   + "".join(f"<td>{_e(value(r.settings.get(p)))}</td>" for p in view.paths)
+                   + f"<td class='error'>{_e(r.error or '(no message)')}</td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _td(text, key) -> str:
+    """A table cell; `key`, when a finite number, is what the column sorts by (`data-v`)."""
+    attr = f" data-v='{key!r}'" if finite(key) else ""
+    return f"<td{attr}>{_e(text)}</td>"
+
+
+# --- text ------------------------------------------------------------------------------------
+
+
+def _plot_caption(view: ReportView) -> str:
+    if view.grouped_by_arm:
+        return ("Hover a point for the trial's settings. Colours: the arms (criterion / width rule, see the legend); "
+                "orange rings: the Pareto set over the study's objectives (the orange line joins those not beaten in "
+                "the plotted pair); star: the baseline; green ring: the recommended trade-off; dashed: the lowest "
+                "accuracy it may have.")
+    return ("Hover a point for the trial's settings. Orange: the Pareto set over the study's objectives "
+            "(the line joins those not beaten in the plotted pair); star: the baseline; green ring: the "
+            "recommended trade-off; dashed: the lowest accuracy it may have.")
+
+
+def _summary(view: ReportView) -> str:
+    spec = view.spec
+    text = (f"{view.summary()}. Objectives: {view.objectives_text}. Sampler: {spec.search.sampler}. "
+            f"Spec digest <code>{spec.digest()}</code>.")
+    if view.sharing():
+        text += " " + html.escape(view.sharing())
+    if view.state == "running":
+        text += " <b>The study is still running</b>: this report shows the trials finished so far."
+    elif view.state == "interrupted":
+        text += (" <b>The study was interrupted</b> before all its trials finished; "
+                 "<code>adsearch resume</code> goes on with it.")
+    return text
+
+
+def _inline(markdown_text: str) -> str:
+    """The little Markdown the recommendation uses (**bold**, `code`) as HTML, everything else escaped."""
+    text = _e(markdown_text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _json(fig: go.Figure) -> str:
+    # `<` only occurs inside JSON strings, where \u003c means the same: no `</script>` can end the tag
+    return fig.to_json().replace("<", "\\u003c")
+
+
+def _plot_div(name: str) -> str:
+    return f"<div class='plot' id='plot-{name}'></div>"
+
+
+# --- the page --------------------------------------------------------------------------------
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+<script>{plotly}</script>
+</head>
+<body>
+{body}
+{figures}
+<script>{script}</script>
+</body>
+</html>
+"""
+
+STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1200px;
+       padding: 0 16px; color: #202124; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12.5px; }
+pre.spec { background: #f6f8fa; padding: 10px; overflow-x: auto; }
+.state { font-size: 13px; padding: 2px 8px; border-radius: 10px; vertical-align: middle; color: white; }
+.state.done { background: #188038; } .state.running { background: #1a73e8; } .state.interrupted { background: #e8710a; }
+.plot { width: 100%; min-height: 420px; }
+table { border-collapse: collapse; font-size: 12.5px; }
+.scroll { overflow-x: auto; max-height: 80vh; }
+th, td { border-bottom: 1px solid #e0e0e0; padding: 3px 8px; text-align: right; white-space: nowrap; }
+td:first-child, th:first-child { text-align: left; }
+td.error { white-space: normal; text-align: left; color: #a50e0e; }
+table.sortable th { cursor: pointer; user-select: none; background: #f1f3f4; position: sticky; top: 0; }
+th[data-dir="asc"]::after { content: " ▲"; } th[data-dir="desc"]::after { content: " ▼"; }
+tr.front td { background: #fef3e8; } tr.best td { background: #e6f4ea; font-weight: 600; }
+tr.failed td { color: #a50e0e; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 6px; }
+"""
+
+SCRIPT = """
+document.querySelectorAll('script[data-plot]').forEach(function (tag) {
+  var fig = JSON.parse(tag.textContent);
+  Plotly.newPlot(tag.dataset.plot, fig.data, fig.layout, {responsive: true, displaylogo: false});
+});
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var asc = th.dataset.dir !== 'asc';
+      table.querySelectorAll('th').forEach(function (h) { delete h.dataset.dir; });
+      th.dataset.dir = asc ? 'asc' : 'desc';
+      var key = function (row) {
+        var cell = row.cells[col];
+        if (cell.dataset.v !== undefined) return [0, Number(cell.dataset.v)];
+        return cell.textContent.trim() === '' || cell.textContent === '—' ? [2, ''] : [1, cell.textContent];
+      };
+      var body = table.tBodies[0];
+      Array.prototype.slice.call(body.rows).sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x[0] !== y[0]) return x[0] - y[0];  // numbers, then text, then empty cells: always last
+        var c = x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0;
+        return asc ? c : -c;
+      }).forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""

@@ -1,0 +1,128 @@
+"""Scratch controls: a pruned trial's final widths trained from scratch (Liu et al., "Rethinking the
+Value of Network Pruning", ICLR 2019).
+
+A trial that pruned in training ends with narrower widths than it began with. Its *control* trains
+a network of those final widths from the start, with the trial's own recipe (its searched values
+kept: a searched learning rate too), the same epochs and seed, and pruning off. If the control is
+as accurate, pruning in training bought no accuracy, only the cheaper schedule the control also
+has: it trains the small network from epoch 1, so its training MACs are at most the trial's.
+
+This module decides which trials get a control, what a control trains and what is recorded of it;
+it runs nothing. The study runs them on Ray Tune (after the search with `search.scratch_controls`,
+or on a finished study with `study.scratch_study`, `adsearch scratch`), and the study directory
+keeps their results (`records.StudyDir.save_scratch`, read back as `TrialRow.scratch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from adsearch.errors import AdsearchError
+from adsearch.metrics import METRICS, count, percent
+from adsearch.results.rows import TrialRow, find, plain
+from adsearch.spec.study_spec import StudySpec, apply_params
+from adsearch.results.view import report_view
+
+COMPLETE, FAIL = "COMPLETE", "FAIL"
+"""A recorded control's `state`: trained to the last epoch, or failed (its `error` says why)."""
+
+
+def completed(result: dict) -> dict:
+    """What is recorded of a control that trained to the end (its last report, `result`): `state`
+    COMPLETE, its `METRICS` and its `widths`."""
+    return {"state": COMPLETE, **{k: plain(result[k]) for k in (*METRICS, "widths") if k in result}}
+
+
+def failed(error: str) -> dict:
+    """What is recorded of a control that failed: `state` FAIL and the `error`, one line."""
+    return {"state": FAIL, "error": error}
+
+
+def pruned(row: TrialRow) -> bool:
+    """Whether the trial ended narrower than it began: its widths differ from its base widths. A
+    trial that kept its base widths trained what the baseline trains; its control would be the baseline."""
+    return row.widths is not None and row.base_widths is not None and list(row.widths) != list(row.base_widths)
+
+
+def front_controls(spec: StudySpec, rows: Sequence[TrialRow]) -> list[TrialRow]:
+    """The trials that get a control by default: the pruned search trials on the study's Pareto front
+    (`view.ReportView.front_rows`), the baseline and the repeats left out, by trial number."""
+    view = report_view(spec, rows)
+    return sorted((r for r in view.front_rows if r.in_budget and r.complete and pruned(r)), key=lambda r: r.number)
+
+
+def chosen_controls(rows: Sequence[TrialRow], numbers: Iterable[int]) -> list[TrialRow]:
+    """The trials named by `numbers` (`--trials 3,5`), each checked to be one a control can train.
+
+    Raises:
+        AdsearchError: one line for each number that is no trial, the baseline, a repeat, a trial
+            that did not complete (with its state and error), or one that was not pruned.
+    """
+    chosen, problems = [], []
+    for number in dict.fromkeys(numbers):
+        row = find(rows, number)
+        if row is None:
+            problems.append(f"there is no trial {number}")
+        elif row.is_baseline:
+            problems.append("the baseline is not pruned: its control would be itself")
+        elif row.is_repeat:
+            problems.append(f"trial {number} repeats trial {row.metric('repeat_of')}: name that one")
+        elif not row.complete:
+            problems.append(f"trial {number} is {row.state}{f' ({row.error})' if row.error else ''}: a control "
+                            "trains the final widths of a completed trial")
+        elif not pruned(row):
+            problems.append(f"trial {number} kept its base widths: its control would be the baseline")
+        else:
+            chosen.append(row)
+    if problems:
+        complete = sorted(r.number for r in rows if r.in_budget and r.complete and pruned(r))
+        raise AdsearchError("--trials: " + "; ".join(problems) + ". Pruned completed trials: "
+                            + (", ".join(map(str, complete)) if complete else "none"))
+    return sorted(chosen, key=lambda r: r.number)
+
+
+def controls_for(spec: StudySpec, rows: Sequence[TrialRow], numbers: Iterable[int] | None = None) -> list[TrialRow]:
+    """The trials to control: those named by `numbers` (`chosen_controls`), else `front_controls`.
+
+    Raises:
+        AdsearchError: a named trial that cannot have a control (see `chosen_controls`), or none
+            named and no pruned trial on the front (the message lists the front).
+    """
+    if numbers:
+        return chosen_controls(rows, numbers)
+    chosen = front_controls(spec, rows)
+    if not chosen:
+        front = ", ".join("the baseline" if r.is_baseline else f"trial {r.number}" + ("" if pruned(r) else
+                          " (kept its base widths)") for r in report_view(spec, rows).front_rows)
+        raise AdsearchError(f"no pruned trial is on the Pareto front of study {spec.name!r} (the front: "
+                            f"{front or 'empty'}), so no scratch control to run; name completed pruned trials "
+                            "with --trials, e.g. --trials 3,5")
+    return chosen
+
+
+def to_run(rows: Sequence[TrialRow], numbers: Iterable[int] | None = None) -> list[TrialRow]:
+    """Of the trials that get a control, those still to run: no control recorded, or (only when named
+    in `numbers`) a failed one, which is tried again."""
+    named = set(numbers or ())
+    return [r for r in rows if r.scratch is None or (r.number in named and r.scratch.get("state") == FAIL)]
+
+
+def control_spec(spec: StudySpec, row: TrialRow) -> StudySpec:
+    """What trial `row`'s control trains (at the trial's final widths): the study's spec with the
+    trial's searched values put in, pruning off; the same epochs and seed."""
+    return apply_params(spec, {p: v for p, v in row.settings.items() if v is not None}).without_pruning()
+
+
+def trials_text(rows: Sequence[TrialRow]) -> str:
+    """'trial 4' or 'trials 4, 7, 12'."""
+    return f"trial{'s' if len(rows) != 1 else ''} " + ", ".join(str(r.number) for r in rows)
+
+
+def control_line(row: TrialRow, control: dict) -> str:
+    """A control's progress line: 'scratch control of trial 4: accuracy 97.2% (trial 97.5%), train MACs
+    14.0G (trial 117G)', or 'scratch control of trial 4 failed: <error>'."""
+    if control.get("state") == FAIL:
+        return f"scratch control of trial {row.number} failed: {control.get('error') or 'no reason recorded'}"
+    return (f"scratch control of trial {row.number}: accuracy {percent(control.get('accuracy'))} "
+            f"(trial {percent(row.metric('accuracy'))}), train MACs {count(control.get('train_macs'))} "
+            f"(trial {count(row.metric('train_macs'))})")
