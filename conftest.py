@@ -43,7 +43,7 @@ def written(tmp_path_factory):
     from helpers import HAND_MADE_SPEC, hand_made_rows
 
     from adsearch.report.writer import write_report
-    from adsearch.spec.study_spec import parse_spec
+    from adsearch.spec.loading import parse_spec
 
     spec = parse_spec(HAND_MADE_SPEC)
     study_dir = tmp_path_factory.mktemp("reports") / spec.name

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 from rich.console import Console
 
 from adsearch.errors import AdsearchError, DataError, ResourceError, StudyDirError, StudyInterrupted
 from adsearch.metrics import METRICS, count, percent, seconds, widths
-from adsearch.spec.study_spec import SpecError, json_schema, load_spec, spec_warnings
+from adsearch.spec.loading import SpecError, load_spec, spec_warnings
+from adsearch.spec.study_spec import json_schema
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search activation-density pruning schedules; read the Pareto report.")
@@ -34,23 +34,9 @@ EveryOpt = typer.Option(30.0, "--progress-every", min=0.1, help="when the output
 SetOpt = typer.Option([], "--set", help="override a spec field: --set train.epochs=1 (value read as YAML)")
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """`path=value` pairs, each value read as YAML (so `1`, `0.5`, `[1, 2]`, `cpu` all work)."""
-    overrides = {}
-    for item in items:
-        path, sep, text = item.partition("=")
-        if not sep or not path.strip():
-            raise SpecError("--set", [f"{item!r}: expected dotted.path=value, e.g. train.epochs=1"])
-        try:
-            overrides[path.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise SpecError("--set", [f"{item!r}: the value is not valid YAML"]) from None
-    return overrides
-
-
 def read_spec(path: Path, sets: list[str]):
     """The spec at `path` with the `--set` overrides, its warnings printed to stderr."""
-    s = load_spec(path, parse_overrides(sets))
+    s = load_spec(path, sets)
     for warning in spec_warnings(s):
         err.print(f"warning: {warning}")
     return s
@@ -82,7 +68,8 @@ def run(
     every: float = EveryOpt,
 ) -> None:
     """Run a study: the baseline, then the search; write reports/<name>/."""
-    from adsearch.study.runner import Live, run_study
+    from adsearch.study.callbacks import Live
+    from adsearch.study.runner import run_study
 
     s = read_spec(spec, set_)
     result = run_study(s, reports_dir=reports, address=address, fresh=fresh, say=out.print, warn=_warn,
@@ -98,7 +85,8 @@ def resume(
     every: float = EveryOpt,
 ) -> None:
     """Continue an interrupted study: finished trials kept, unfinished ones from their checkpoint."""
-    from adsearch.study.runner import Live, resume_study
+    from adsearch.study.callbacks import Live
+    from adsearch.study.runner import resume_study
 
     result = resume_study(study, address=address, say=out.print, warn=_warn, log_level=_log_level(log_level),
                           live=Live(out, every))
@@ -117,7 +105,8 @@ def scratch(
     """Train the final widths of the study's pruned front trials from scratch (same recipe and epochs,
     no pruning), record them beside each trial and rewrite the report."""
     numbers = _trial_numbers(trials) if trials is not None else None
-    from adsearch.study.runner import Live, scratch_study
+    from adsearch.study.callbacks import Live
+    from adsearch.study.runner import scratch_study
 
     result = scratch_study(study, trials=numbers, address=address, say=out.print, warn=_warn,
                            log_level=_log_level(log_level), live=Live(out, every))
@@ -199,7 +188,8 @@ def report_cmd(study: Path = StudyArg) -> None:
 @app.command("ls")
 def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study directories are")) -> None:
     """List the studies: state, search trials done, baseline accuracy, recommended trade-off."""
-    from adsearch.results.study_dir import find_studies, read_study
+    from adsearch.results.reading import read_study
+    from adsearch.results.study_dir import find_studies
     from adsearch.report.text import STUDY_HEADER, study_line, text_table
 
     if not reports.is_dir():
@@ -219,7 +209,7 @@ def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study
 @app.command()
 def show(study: Path = StudyArg, trial: Optional[str] = TrialOpt) -> None:
     """A study's summary, or with --trial N one trial: settings, metrics, widths, rounds, history."""
-    from adsearch.results.study_dir import read_study
+    from adsearch.results.reading import read_study
     from adsearch.report.text import study_text, trial_text
     from adsearch.results.view import view_of
 

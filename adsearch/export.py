@@ -27,8 +27,10 @@ from torch import nn
 
 from adsearch.errors import AdsearchError, one_line
 from adsearch.metrics import METRICS, SPENDING
-from adsearch.results.study_dir import StudyRecord, read_study
+from adsearch.results.checkpoints import load_checkpoint
+from adsearch.results.reading import StudyRecord, read_study
 from adsearch.results.rows import TrialRow
+from adsearch.results.trial_network import check_finished, rebuild, trial_spec
 
 FORMATS = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
 """Export formats and the file suffix each is written with."""
@@ -52,7 +54,7 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
         study_dir: the study's directory, e.g. `reports/quickstart`.
         number: the trial to export; exactly one of `number` and `pick` is given.
         pick: 'recommended': the study's recommended trade-off.
-        fmt: 'state_dict' (`load_model` or `adsearch.models.registry.load_compressed` rebuilds it),
+        fmt: 'state_dict' (`load_model` or `adsearch.models.saving.load_compressed` rebuilds it),
             'torchscript' or 'onnx' (needs the `onnx` extra: `pip install 'adsearch[onnx]'`).
         out_dir: where to write; default `<study_dir>/models/`.
 
@@ -67,10 +69,10 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
         _require_onnx()
     record = read_study(study_dir)
     row = record.row(_trial_number(record, number, pick))
-    _check_exportable(record, row)
-    checkpoint = record.study_dir.load_checkpoint(row)
+    check_finished(record, row)
+    checkpoint = load_checkpoint(record.study_dir, row)
     spec = trial_spec(record, row)
-    model, data = _rebuild(spec, checkpoint)
+    model, data = rebuild(spec, checkpoint)
 
     out_dir = Path(out_dir) if out_dir is not None else record.study_dir.models_dir
     stem = "baseline" if row.is_baseline else f"trial-{row.number}"
@@ -112,36 +114,7 @@ def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> 
     return record.rows[best].number
 
 
-def _check_exportable(record: StudyRecord, row: TrialRow) -> None:
-    name = row.label
-    if row.state == "FAIL":
-        raise AdsearchError(f"trial {name} of study {record.name!r} failed, so it has no network to export: "
-                            f"{row.error or '(no message recorded)'}")
-    if not row.complete:
-        raise AdsearchError(f"trial {name} of study {record.name!r} is {row.state} (study {record.state}); "
-                            "only a finished trial can be exported")
-
-
 # --- the checkpoint and the network ------------------------------------------------------------
-
-
-def trial_spec(record: StudyRecord, row: TrialRow):
-    """The spec the trial ran: the study's with the trial's sampled values put in."""
-    from adsearch.spec.study_spec import apply_params
-
-    if row.is_baseline:
-        return record.spec.without_pruning()
-    return apply_params(record.spec, {k: v for k, v in row.settings.items() if v is not None})
-
-
-def _rebuild(spec, checkpoint: dict) -> tuple[nn.Module, object]:
-    from adsearch.data.registry import load_data
-    from adsearch.train.trainer import build_model
-
-    data = load_data(spec.data, spec.seed)
-    model = build_model(spec, data, list(checkpoint["widths"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval(), data
 
 
 def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, fmt: str, path: Path) -> dict:
@@ -170,7 +143,7 @@ def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, 
 def _write_model(model: nn.Module, spec, data, fmt: str, path: Path, info: dict) -> None:
     example = torch.zeros(2, *data.input_shape)
     if fmt == "state_dict":
-        from adsearch.models.registry import save_compressed
+        from adsearch.models.saving import save_compressed
 
         m = spec.model
         save_compressed(model, path, arch=m.arch, num_classes=data.num_classes, in_channels=data.input_shape[0],
@@ -303,7 +276,7 @@ def _load(path: Path, map_location):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location=map_location).eval()
-    from adsearch.models.registry import load_compressed
+    from adsearch.models.saving import load_compressed
 
     return load_compressed(path, map_location=map_location).eval()
 

@@ -38,7 +38,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from adsearch.results.study_dir import read_study
+from adsearch.results.reading import read_study
 from adsearch.study.scratch import pruned
 from adsearch.results.view import view_of
 

@@ -55,7 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from adsearch.data.registry import load_data  # noqa: E402
 from adsearch.spec.study_spec import StudySpec  # noqa: E402
-from adsearch.train.trainer import Precision, build_model, resolve_device, run_trial  # noqa: E402
+from adsearch.train.step import Precision, resolve_device  # noqa: E402
+from adsearch.train.trainer import build_model, run_trial  # noqa: E402
 
 CONFIGS = {  # name: (arch, dataset, batch size, the epochs after which the compressing trial cuts)
     "vgg19-b128": ("vgg19", "cifar10", 128, [1]),

@@ -15,8 +15,8 @@ import sys
 
 import torch
 
-from adsearch.cli import parse_overrides
-from adsearch.spec.study_spec import parse_spec
+from adsearch.spec.loading import parse_overrides
+from adsearch.spec.loading import parse_spec
 from compare import compare  # benchmarks/compare.py: both arms, figures, targets
 
 SPEC = """

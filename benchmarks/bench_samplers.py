@@ -43,12 +43,13 @@ from typing import Any
 import optuna
 import torch
 
-from adsearch.cli import parse_overrides
+from adsearch.spec.loading import parse_overrides
 from adsearch.results.pareto import hypervolume
 from adsearch.results.rows import TrialRow
 from adsearch.study.searcher import GIVE_UP_AFTER, RANDOM_AFTER, make_sampler, optuna_space
 from adsearch.spec.space import decode_choice
-from adsearch.spec.study_spec import StudySpec, apply_params, load_spec
+from adsearch.spec.loading import apply_params, load_spec
+from adsearch.spec.study_spec import StudySpec
 from adsearch.train.trainer import TrialDiverged, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from adsearch.cli import parse_overrides
-from adsearch.spec.study_spec import load_spec
+from adsearch.spec.loading import parse_overrides
+from adsearch.spec.loading import load_spec
 from compare import compare  # benchmarks/compare.py: both arms, figures, targets
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from adsearch import load_model
 from adsearch.errors import AdsearchError
 from adsearch.export import export_trial, held_out_accuracy, verify_export
 from adsearch.results.pareto import recommended
-from adsearch.results.study_dir import read_study
+from adsearch.results.reading import read_study
 
 OOM = "RuntimeError: CUDA out of memory <tried 2 GiB>"
 

@@ -75,10 +75,11 @@ def test_only_the_study_subpackage_imports_ray():
     assert users and all(u.startswith("adsearch.study.") for u in users), f"Ray imported outside study/: {sorted(users)}"
 
 
-# Bottom to top: a module imports only from its own subpackage and those before it. The vocabulary
-# every layer speaks (errors, metric names and formats) sits below all; the runner writes the report
+# Bottom to top: a module imports only from its own subpackage and those before it. The lazy
+# re-exports of the packages' surfaces, and the vocabulary every layer speaks (errors, metric names
+# and formats), sit below all; the runner writes the report
 # when a study ends, so `study` stands above `report`, which reads only `results`.
-LAYERS = ("errors", "metrics", "prune", "data", "models", "spec", "train", "results", "report", "study", "export",
+LAYERS = ("_lazy", "errors", "metrics", "prune", "data", "models", "spec", "train", "results", "report", "study", "export",
           "cli", "__main__")
 
 

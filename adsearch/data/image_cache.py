@@ -2,7 +2,7 @@
 
 An entry is one `.npy` file in `data.cache_dir` (shared by every trial and study), named and keyed
 by the dataset, the split, the size and every file's path, size and modification time
-(`cache_key`); `cached_split` builds a missing entry and reads the split from it (`images.ImageCache`).
+(`cache_key`); `cached_split` builds a missing entry and reads the split from it (`splits.ImageCache`).
 An image that cannot be decoded is an error naming the file, when the entry is built.
 """
 
@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from adsearch.errors import DataError
-from adsearch.data.images import ImageCache, ImageFiles, Split, decoded_in_order
+from adsearch.data.images import decoded_in_order
+from adsearch.data.splits import ImageCache, ImageFiles, Split
 
 CACHE_ENV = "ADSEARCH_CACHE"
 """Environment variable holding the default `data.cache_dir` (else ~/.cache/adsearch)."""

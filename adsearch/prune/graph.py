@@ -2,8 +2,9 @@
 
 `channel_groups(model)` is the one entry: a network of our registry lists its own groups; any
 other network is traced with `torch.fx` and its shapes propagated on the meta device (no data,
-no compute, whatever device the model is on). Each tensor's channel dim (dim 1) is followed through the graph as a list of
-segments, each a run of channels of one group:
+no compute, whatever device the model is on; `adsearch.prune.tracing`). Each tensor's channel
+dim (dim 1) is followed through the graph as a list of segments, each a run of channels of one
+group:
 
 - a conv (groups=1) or Linear reads its input's segments (a consumer of each) and starts a new
   group for its output; a depthwise conv and a BatchNorm keep their input's segments (a producer
@@ -34,14 +35,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from adsearch.prune.compress import ChannelGroup, Slice
-from adsearch.errors import AdsearchError
-
-TRACE_SIZE = 224
-"""Input side used for tracing; shapes are propagated on the meta device, so it costs nothing."""
-
-
-class UnsupportedModel(AdsearchError):
-    """A network whose channels cannot be followed: untraceable, or an op the analysis lacks."""
+from adsearch.prune.tracing import ADVICE, UnsupportedModel, call_numbers, node_shape, trace
 
 
 def channel_groups(model: nn.Module) -> list[ChannelGroup]:
@@ -87,7 +81,7 @@ def _wrapped_functions() -> set:
         return set()
 
 
-# --- tracing ------------------------------------------------------------------------------------
+# --- following the channels node by node -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -164,90 +158,14 @@ def traced_channel_groups(model: nn.Module) -> list[ChannelGroup]:
     Raises:
         UnsupportedModel: the model cannot be traced, or holds an op the analysis does not know.
     """
-    gm = _trace(model)
-    calls = _call_numbers(gm)
+    gm = trace(model)
+    calls = call_numbers(gm)
     graph = _Graph()
     layouts: dict[fx.Node, tuple | None] = {}
     modules = dict(model.named_modules())
     for node in gm.graph.nodes:
         layouts[node] = _step(node, layouts, graph, modules, calls)
     return _groups(graph)
-
-
-def _trace(model: nn.Module) -> fx.GraphModule:
-    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    in_channels = first_conv.in_channels if first_conv is not None else 3
-    was_training = model.training
-    model.eval()  # trace the inference graph: no drop paths, no auxiliary heads
-    try:
-        tracer = fx.Tracer()
-        try:
-            gm = fx.GraphModule(model, tracer.trace(model))
-        except Exception as exc:  # fx raises TraceError, TypeError, AttributeError, ...
-            stack = list(tracer.module_stack.values())  # left as it was where tracing failed
-            where = f"module {stack[-1][0]!r} ({stack[-1][1].__name__})" if stack and stack[-1][0] else \
-                f"{type(model).__name__}.forward"
-            raise UnsupportedModel(
-                f"{where} cannot be traced by torch.fx ({type(exc).__name__}: {exc}); {_ADVICE}"
-            ) from None
-        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        if len(placeholders) != 1:
-            raise UnsupportedModel(f"{type(model).__name__}.forward takes {len(placeholders)} inputs, "
-                                   f"not one image batch; {_ADVICE}")
-        example = torch.empty(2, in_channels, TRACE_SIZE, TRACE_SIZE, device="meta")
-        state = {f"gm.{k}": torch.empty_like(v, device="meta")
-                 for k, v in [*gm.named_parameters(), *gm.named_buffers()]}
-        try:
-            torch.func.functional_call(_ShapeRun(gm), state, (example,))
-        except Exception as exc:
-            raise UnsupportedModel(
-                f"{type(model).__name__} does not run on a {tuple(example.shape[1:])} input while traced "
-                f"({type(exc).__name__}: {exc}); {_ADVICE}"
-            ) from None
-    finally:
-        model.train(was_training)
-    return gm
-
-
-class _ShapeRun(nn.Module):
-    """Runs a traced graph node by node, writing each tensor result's shape into `node.meta`."""
-
-    def __init__(self, gm: fx.GraphModule):
-        super().__init__()
-        self.gm = gm
-
-    def forward(self, x: torch.Tensor):
-        return _ShapeInterpreter(self.gm).run(x)
-
-
-class _ShapeInterpreter(fx.Interpreter):
-    def run_node(self, node: fx.Node):
-        out = super().run_node(node)
-        node.meta["adsearch_shape"] = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-        return out
-
-
-_ADVICE = ("set `pruning.method: none` to train it uncompressed, or use a supported arch "
-           "(vgg*, resnet18/34/50, or torchvision:<name> for CNNs made of convs, BatchNorm, "
-           "activations, pooling, additions and concatenations)")
-
-
-def _call_numbers(gm: fx.GraphModule) -> dict[fx.Node, int | None]:
-    """For a module called more than once per forward, each call node's number (0-based)."""
-    seen: dict[str, list[fx.Node]] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            seen.setdefault(node.target, []).append(node)
-    numbers: dict[fx.Node, int | None] = {}
-    for nodes in seen.values():
-        for i, node in enumerate(nodes):
-            numbers[node] = i if len(nodes) > 1 else None
-    return numbers
-
-
-def _shape(node) -> tuple | None:
-    """The shape of the tensor `node` computes (None: not a tensor)."""
-    return node.meta.get("adsearch_shape") if isinstance(node, fx.Node) else None
 
 
 def _unsupported(node: fx.Node, why: str) -> UnsupportedModel:
@@ -259,7 +177,7 @@ def _unsupported(node: fx.Node, why: str) -> UnsupportedModel:
         stack = node.meta.get("nn_module_stack") or {}
         where = next(reversed(stack.values()))[0] if stack else "(top level)"
         op = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-    return UnsupportedModel(f"module {where!r}: op {op} (node {node.name!r}) {why}; {_ADVICE}")
+    return UnsupportedModel(f"module {where!r}: op {op} (node {node.name!r}) {why}; {ADVICE}")
 
 
 def _step(node: fx.Node, layouts: dict, graph: _Graph, modules: dict, calls: dict):
@@ -267,15 +185,15 @@ def _step(node: fx.Node, layouts: dict, graph: _Graph, modules: dict, calls: dic
     if node.op == "placeholder":
         gid = graph.new()
         graph.fixed.add(gid)
-        return (_Seg(gid, _shape(node)[1]),)
+        return (_Seg(gid, node_shape(node)[1]),)
     if node.op == "output":  # the logits (and any other output) keep their width
         for n in _nodes_in(node.args):
             graph.fix(layouts.get(n))
         return None
     if node.op == "get_attr":
         return None
-    inputs = [n for n in node.all_input_nodes if _shape(n) is not None and len(_shape(n)) >= 2]
-    if _shape(node) is None or not inputs:
+    inputs = [n for n in node.all_input_nodes if node_shape(n) is not None and len(node_shape(n)) >= 2]
+    if node_shape(node) is None or not inputs:
         return None  # sizes, shapes and other non-tensor values; constants
     if node.op == "call_module":
         return _module_step(node, modules[node.target], layouts, graph, calls)
@@ -307,7 +225,7 @@ def _module_step(node, module, layouts, graph: _Graph, calls):
         graph.fixed.add(gid)
         return (_Seg(gid, module.out_channels),)
     if isinstance(module, nn.Linear):
-        if len(_shape(node)) != 2:
+        if len(node_shape(node)) != 2:
             raise _unsupported(node, "is a Linear on a tensor of more than 2 dims")
         graph.reads("consumer", name, x, node)
         return (_Seg(_created(graph, name, node), module.out_features),)
@@ -331,7 +249,7 @@ def _created(graph: _Graph, name: str, node: fx.Node) -> int:
         return graph.created[name]
     gid = graph.new()
     graph.created[name] = gid
-    graph.members.append(_Member(gid, "producer", name, 0, _shape(node)[1], 1, None, creator=True))
+    graph.members.append(_Member(gid, "producer", name, 0, node_shape(node)[1], 1, None, creator=True))
     return gid
 
 
@@ -360,7 +278,7 @@ def _function_step(node, inputs, layouts, graph: _Graph, modules, calls):
     if fn in _FLATTEN or method in _FLATTEN_METHODS:
         return _flatten(node, inputs[0], x)
     if fn in _REDUCE or method in _REDUCE_METHODS:
-        ndim = len(_shape(inputs[0]))
+        ndim = len(node_shape(inputs[0]))
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         dims = (dims,) if isinstance(dims, int) else dims
         if dims and all(isinstance(d, int) and d % ndim not in (0, 1) for d in dims):
@@ -371,7 +289,7 @@ def _function_step(node, inputs, layouts, graph: _Graph, modules, calls):
 
 def _binary(node, inputs, layouts, graph: _Graph):
     """Elementwise op: tensors with a real channel dim are joined; broadcast ones pass."""
-    ndim, width = len(_shape(node)), _shape(node)[1]
+    ndim, width = len(node_shape(node)), node_shape(node)[1]
     sizes = {n: _channel_size(n, ndim) for n in inputs}
     wide = [n for n in inputs if sizes[n] == width]
     for n in inputs:
@@ -394,7 +312,7 @@ def _binary(node, inputs, layouts, graph: _Graph):
 
 def _channel_size(node: fx.Node, ndim: int) -> int:
     """The size `node` has along the output's channel dim once broadcast (1: broadcast along it)."""
-    shape = _shape(node)
+    shape = node_shape(node)
     at = 1 - (ndim - len(shape))  # broadcasting aligns shapes on the right
     return shape[at] if at >= 0 else 1
 
@@ -402,7 +320,7 @@ def _channel_size(node: fx.Node, ndim: int) -> int:
 def _cat(node, layouts, graph: _Graph):
     tensors = node.args[0] if node.args else node.kwargs["tensors"]
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    ndim = len(_shape(node))
+    ndim = len(node_shape(node))
     parts = [layouts.get(n) for n in tensors]
     if any(p is None for p in parts):
         raise _unsupported(node, "concatenates a tensor whose channels are not followed")
@@ -417,7 +335,7 @@ def _cat(node, layouts, graph: _Graph):
 
 
 def _flatten(node, src, layout):
-    shape_in, shape_out = _shape(src), _shape(node)
+    shape_in, shape_out = node_shape(src), node_shape(node)
     if len(shape_out) >= 2 and shape_out[:2] == shape_in[:2]:
         return layout  # e.g. a view of an (N, C, 1, 1) map as (N, C)
     if len(shape_out) == 2 and len(shape_in) >= 2 and shape_out[0] == shape_in[0]:
@@ -464,7 +382,7 @@ def _slices(members: list[_Member]) -> dict[str, Slice]:
         old = slices.get(m.module)
         if old is not None and (old.offset, old.width, old.repeat) != (site.offset, site.width, site.repeat):
             raise UnsupportedModel(f"module {m.module!r} holds the channels of one group at two places "
-                                   f"({old} and {site}); {_ADVICE}")
+                                   f"({old} and {site}); {ADVICE}")
         if old is None or old.call is None:
             slices[m.module] = site
     return slices

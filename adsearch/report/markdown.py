@@ -6,7 +6,10 @@ from collections.abc import Container, Sequence
 
 from adsearch.metrics import COSTS, count, percent, points, seconds, value, widths
 from adsearch.results.rows import TrialRow
-from adsearch.results.view import ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, scratch_metric, scratch_verdict
+from adsearch.results.arms import ARM_INTRO, budget_text
+from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
+from adsearch.results.sharing import sharing_summary
+from adsearch.results.view import ReportView
 
 
 def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
@@ -20,8 +23,8 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
     spec, baseline = view.spec, view.baseline
     out = [f"# Study `{spec.name}`: {view.state}", ""]
     out += [f"{view.summary()}. Objectives: {view.objectives_text}. Spec digest `{spec.digest()}`.", ""]
-    if view.sharing():
-        out += [view.sharing(), ""]
+    if sharing_summary(view.rows):
+        out += [sharing_summary(view.rows), ""]
 
     out += ["## Baseline", ""]
     if baseline is None:

@@ -8,6 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from adsearch.metrics import COSTS, points
+from adsearch.results.plot_data import pair_front, plottable
 from adsearch.results.view import ReportView
 
 
@@ -27,7 +28,7 @@ def front_figure(view: ReportView, cost: str) -> Figure:
     ax = fig.add_subplot()
     label = COSTS.get(cost, cost)
     rows = view.rows
-    usable = view.plottable(cost)
+    usable = plottable(view.rows, cost)
 
     def xy(indices):
         return [rows[i].metrics[cost] for i in indices], [100 * rows[i].metrics["accuracy"] for i in indices]
@@ -35,7 +36,7 @@ def front_figure(view: ReportView, cost: str) -> Figure:
     if not usable:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center", transform=ax.transAxes)
     else:
-        front = view.pair_front(cost)
+        front = pair_front(view.rows, cost)
         if grouped:
             for arm in view.arms():
                 mine = [i for i in usable if not rows[i].is_baseline and view.arm(rows[i]) == arm]

@@ -2,8 +2,8 @@
 per-trial progress lines.
 
 `study_line`, `study_text` and `trial_text` render a `adsearch.results.view.ReportView` (or a study read
-from disk, `records.StudyRecord`, whose view they take), with the running trials' epochs from their
-live entries (`adsearch.study.progress`); `progress_line` renders a trial a running search has just finished,
+from disk, `reading.StudyRecord`, whose view they take), with the running trials' epochs from their
+live entries (`adsearch.results.live`); `progress_line` renders a trial a running search has just finished,
 with the view's `best_so_far`. Nothing here decides what is on the front, what is recommended or
 how states are counted: that is the view's.
 """
@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adsearch.study.progress import LiveTrial, live_trials
 from adsearch.metrics import against_baseline, count, percent, points, seconds, value, widths
 from adsearch.results.rows import TrialRow
-from adsearch.results.view import (
-    ARM_INTRO, SCRATCH_INTRO, ReportView, budget_text, cost_text, fewer, plain, scratch_metric, scratch_verdict,
-    sharing_text, short_settings, view_of,
-)
+from adsearch.results.arms import ARM_INTRO, budget_text
+from adsearch.results.live import LiveTrial, live_trials
+from adsearch.results.plot_data import group_names
+from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
+from adsearch.results.sharing import compute_saved, sharing_summary, sharing_text
+from adsearch.results.texts import cost_text, fewer, short_settings
+from adsearch.results.view import ReportView, plain, view_of
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""
@@ -50,7 +52,7 @@ def study_line(study) -> list[str]:
         pick = "—" if baseline is None else f"none within {points(view.max_drop)} pts"
     return [view.name, live_state(view), f"{view.counts.done}/{view.spec.search.trials}",
             percent(baseline.metric("accuracy")) if baseline is not None else "—", pick,
-            view.compute_saved() or "—"]
+            compute_saved(view.rows) or "—"]
 
 
 def live_state(view: ReportView) -> str:
@@ -85,8 +87,8 @@ def study_text(study) -> str:
     else:
         out.append("baseline: none yet")
     out.append("recommended: " + plain(view.recommendation))
-    if view.sharing():
-        out.append(view.sharing())
+    if sharing_summary(view.rows):
+        out.append(sharing_summary(view.rows))
     out += _live_text(view)
     out += ["", f"trials (* on the Pareto front over {view.objectives_text}, > recommended):"]
     grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
@@ -195,7 +197,7 @@ def trial_text(study, row: TrialRow) -> str:
         out.append(f"shared: {sharing_text(row)}; the study ran {count(row.metric('spent_train_macs'))} training MACs "
                    f"in {seconds(row.metric('spent_s'))} for it")
     ws, base = row.widths or [], row.base_widths or []
-    groups = view.group_names(len(ws), row)
+    groups = group_names(view.rows, len(ws), row)
     out += ["", f"widths ({len(ws)} layer groups):"]
     out += text_table(["group", "width", "baseline", "kept"],
                       [[g, w, bw, f"{w / bw:.1%}" if bw else ""] for g, w, bw in zip(groups, ws, base or ws)])

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adsearch.report.plots import plot_front
-from adsearch.results.study_dir import StudyDir, StudyRecord, read_study, spec_text
+from adsearch.results.reading import StudyRecord, read_study
+from adsearch.results.study_dir import StudyDir, spec_text
 from adsearch.report.html import html_page
 from adsearch.report.markdown import markdown
 from adsearch.results.rows import TrialRow
@@ -36,7 +37,7 @@ def write_report(study_dir: Path | str | StudyDir, spec: StudySpec, rows: Sequen
     Args:
         study_dir: the study's directory (made if missing).
         spec: the study spec (objectives, search space, report settings).
-        rows: one `TrialRow` per trial (see `adsearch.results.study_dir.collect_rows`), in any order.
+        rows: one `TrialRow` per trial (see `adsearch.results.reading.collect_rows`), in any order.
         state: 'done', 'running' or 'interrupted', shown in the reports' titles.
 
     Returns:

@@ -2,7 +2,7 @@
 
 Pure functions over a study's `adsearch.results.rows.TrialRow`s; no I/O. A row takes part in a front only
 when its `state` is COMPLETE and every objective value is a finite number; other rows (failed,
-running, missing a metric) get no rank. Objectives are given as `adsearch.spec.study_spec.Objective` models,
+running, missing a metric) get no rank. Objectives are given as `adsearch.spec.sections.Objective` models,
 `(metric, mode)` pairs or bare metric names (natural mode from `adsearch.metrics.OBJECTIVES`). Values are compared in the units they have: nothing is normalised.
 """
 

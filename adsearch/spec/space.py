@@ -5,7 +5,7 @@ log-uniform or integer, optionally on a step grid). Optuna's categorical choices
 so a choice that is a list or a mapping travels as JSON text (`encode_choice`) and is read back
 as the spec writes it (`decode_choice`). `set_path` puts a value at a dotted spec path. Which
 paths may be searched, and whether a dimension's values fit its field, is the spec's to check
-(`adsearch.spec.study_spec`), which knows the whole schema.
+(`adsearch.spec.loading`), which knows the whole schema.
 """
 
 from __future__ import annotations

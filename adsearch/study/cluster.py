@@ -10,7 +10,7 @@ runs, in Tune's controller, which also runs the Optuna searcher and logs through
 logger. The controller is the driver, this process, except with Ray Client (`ray://`), where it is
 an actor on the cluster: the two variables go there in the job's runtime environment (Optuna's
 log lines and Ray's checkpoint traceback stay at their defaults there: noise in the cluster's
-logs, nothing more). Trial workers need none of it: they run `study._trainable`, which sets what a
+logs, nothing more). Trial workers need none of it: they run `trials._trainable`, which sets what a
 trial needs (its torch threads) itself.
 """
 

@@ -2,15 +2,11 @@
 compression rounds, time so far and time left; the study's trials done, failures, recommended
 trade-off and time left.
 
-A trial's process writes its *live entry* (`live_entry`, a small JSON object) into the study
-directory's `live/` (`records.StudyDir.save_live`) when it starts and after every epoch, and
-removes it when it ends (`end_live`). A reader, in the driver or from another shell (`adsearch ls`,
-`show`), turns the entries back into `LiveTrial`s. The driver keeps a `Board` (the entries read from
-disk plus what only it knows: the baseline, each finished trial, the budget) and a `Monitor` shows
-the board while the run lasts: a `rich.live.Live` display on a terminal, otherwise a block of plain
-lines at most every `every_s` seconds, and only for trials whose epoch changed.
-
-No Ray, no Optuna: a trial's process and the driver both use it.
+The running trials come from their live entries in the study's `live/` (`adsearch.results.live`).
+The driver keeps a `Board` (the entries read from disk plus what only it knows: the baseline, each
+finished trial, the budget) and a `Monitor` shows the board while the run lasts: a `rich.live.Live`
+display on a terminal, otherwise a block of plain lines at most every `every_s` seconds, and only
+for trials whose epoch changed.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, Group
@@ -28,198 +23,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from adsearch.metrics import count, finite, percent, seconds, value, widths
-from adsearch.results.study_dir import LIVE_FILES
-from adsearch.results.rows import TrialRow, plain
-from adsearch.results.view import best_so_far, short_settings
-
-if TYPE_CHECKING:
-    from adsearch.results.study_dir import StudyDir
-
-LABELS = {"baseline": "baseline", "search": "trial {}", "control": "control of trial {}"}
-"""How each kind of live entry (`records.LIVE_FILES`) names its trial."""
-SHOWN = ("accuracy", "loss", "train_loss", "params", "macs", "rounds", "widths")
-"""What a live entry keeps of the trainer's per-epoch metrics (no densities, no histories)."""
-QUIET_S = 600.0
-"""A running trial's entry unchanged for longer than this (or three of its epochs, if longer) is
-said to be quiet: its process may be gone."""
-
-
-def live_entry(*, kind: str, number: int, settings: dict, epochs: int, metrics: dict | None, started: float,
-               first_epoch: int = 0, now: float | None = None) -> dict:
-    """The live entry a trial's process writes (`StudyDir.save_live`) when it starts (`metrics`
-    None: epoch 0) and after every epoch.
-
-    Args:
-        kind: 'baseline', 'search' (trial `number` of the search) or 'control' (the scratch
-            control of trial `number`).
-        settings: the searched values, by dotted spec path ({} for the baseline).
-        epochs: the epochs the trial trains in all.
-        metrics: the trainer's per-epoch results (`epoch`, `accuracy`, `loss`, `params`, `rounds`,
-            `widths`, ...), or None before the first epoch.
-        started: when the trial's process began (`time.time()`).
-        first_epoch: the epoch it resumed from (0 for a fresh start). Epochs before it, and those
-            taken from the prefix cache (`shared_epochs`), were not trained here, so the time left
-            is estimated from the epochs after it only.
-        now: the time of the entry (default: now).
-
-    Raises:
-        ValueError: an unknown `kind`.
-    """
-    if kind not in LIVE_FILES:
-        raise ValueError(f"a live entry's kind must be one of {', '.join(map(repr, LIVE_FILES))}, got {kind!r}")
-    metrics = metrics or {}
-    epoch = int(metrics.get("epoch") or 0)
-    shared = metrics.get("shared_epochs")
-    first = max(first_epoch, int(shared) if finite(shared) else 0)
-    return plain({"kind": kind, "number": number, "settings": dict(settings), "epochs": epochs, "epoch": epoch,
-                  "first_epoch": min(first, epoch), "started": started,
-                  "updated": time.time() if now is None else now, **{k: metrics.get(k) for k in SHOWN}})
-
-
-@dataclass(frozen=True)
-class LiveTrial:
-    """A running trial as its live entry says, seen at time `now`."""
-
-    kind: str
-    number: int
-    settings: dict
-    epochs: int
-    epoch: int
-    """The last epoch finished (0: none yet)."""
-    first_epoch: int
-    started: float
-    updated: float
-    """When the entry was written."""
-    now: float
-    accuracy: float | None = None
-    loss: float | None = None
-    params: float | None = None
-    rounds: int | None = None
-    widths: list[int] | None = None
-
-    @classmethod
-    def from_entry(cls, entry: dict, now: float | None = None) -> LiveTrial:
-        """The trial of a live entry (`live_entry`), seen at `now` (default: now).
-
-        Raises:
-            ValueError: not a live entry (a kind, number or time missing or of the wrong type).
-        """
-        try:
-            kind = entry["kind"]
-            if kind not in LABELS:
-                raise ValueError(f"unknown kind {kind!r}")
-            return cls(kind=kind, number=int(entry["number"]), settings=dict(entry.get("settings") or {}),
-                       epochs=int(entry["epochs"]), epoch=int(entry.get("epoch") or 0),
-                       first_epoch=int(entry.get("first_epoch") or 0), started=float(entry["started"]),
-                       updated=float(entry["updated"]), now=time.time() if now is None else now,
-                       accuracy=_number(entry.get("accuracy")), loss=_number(entry.get("loss")),
-                       params=_number(entry.get("params")), rounds=_number(entry.get("rounds")),
-                       widths=entry.get("widths") if isinstance(entry.get("widths"), list) else None)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a live entry ({exc}): {entry!r:.200}") from None
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.kind, self.number
-
-    @property
-    def label(self) -> str:
-        """'baseline', 'trial 3', 'control of trial 3'."""
-        return LABELS[self.kind].format(self.number)
-
-    @property
-    def elapsed_s(self) -> float:
-        """Time since the trial's process began."""
-        return max(0.0, self.now - self.started)
-
-    @property
-    def epoch_s(self) -> float | None:
-        """Seconds per epoch trained in this process (setup included); None before its first."""
-        trained = self.epoch - self.first_epoch
-        return (self.updated - self.started) / trained if trained > 0 else None
-
-    @property
-    def left_s(self) -> float | None:
-        """The estimated time left: its epochs to go at `epoch_s` each, less the time since the last
-        one; None before the first epoch trained in this process."""
-        if self.epoch_s is None:
-            return None
-        return max(0.0, self.epoch_s * (self.epochs - self.epoch) - max(0.0, self.now - self.updated))
-
-    @property
-    def quiet_s(self) -> float:
-        """Time since the entry was last written."""
-        return max(0.0, self.now - self.updated)
-
-    @property
-    def quiet(self) -> bool:
-        """Whether the entry has not changed for long (`QUIET_S`, or three epochs if longer): the
-        trial's process may have died without removing it."""
-        return self.quiet_s > max(QUIET_S, 3 * (self.epoch_s or 0.0))
-
-    @property
-    def progress(self) -> str:
-        """'trial 3 epoch 5/20'."""
-        return f"{self.label} epoch {self.epoch}/{self.epochs}"
-
-    def results(self) -> str:
-        """'accuracy 91.2%, loss 0.312, params 115k, rounds 1' (what it has; widths without params)."""
-        parts = [f"accuracy {percent(self.accuracy)}" if self.accuracy is not None else "",
-                 f"loss {value(self.loss)}" if self.loss is not None else "",
-                 f"params {count(self.params)}" if self.params is not None else
-                 f"widths {widths(self.widths)}" if self.widths else "",
-                 f"rounds {value(self.rounds)}" if self.rounds is not None else ""]
-        return ", ".join(p for p in parts if p)
-
-    def _head(self) -> str:
-        return self.label + (f" ({short_settings(self.settings)})" if self.settings else "")
-
-    def text(self) -> str:
-        """The trial while it runs: 'trial 3 (target_density=0.5): epoch 5/20, accuracy 91.2%, loss
-        0.312, params 115k, rounds 1; 1m 40s so far, about 5m 00s left'."""
-        so_far = f"{seconds(self.elapsed_s)} so far"
-        if self.epoch == 0:
-            return f"{self._head()}: starting, {self.epochs} epochs; {so_far}"
-        results = self.results()
-        return (f"{self._head()}: epoch {self.epoch}/{self.epochs}{', ' + results if results else ''}; {so_far}, "
-                f"{left_text(self.left_s)}")
-
-    def line(self) -> str:
-        """The plain line a study prints for it: '  running ' and `text()`."""
-        return f"  running {self.text()}"
-
-    def stopped_text(self) -> str:
-        """The trial as a stopped run left it: 'trial 3 (target_density=0.5): stopped at epoch 5 of
-        20, accuracy 91.2%, ...; last update 2h 03m ago'."""
-        results = self.results() if self.epoch else ""
-        return (f"{self._head()}: stopped at epoch {self.epoch} of {self.epochs}{', ' + results if results else ''}; "
-                f"last update {seconds(self.quiet_s)} ago")
-
-
-def _number(v) -> float | None:
-    return v if finite(v) else None
-
-
-def left_text(left_s: float | None) -> str:
-    """'about 5m 00s left', or 'time left unknown' (None)."""
-    return f"about {seconds(left_s)} left" if left_s is not None else "time left unknown"
-
-
-_ORDER = {kind: i for i, kind in enumerate(LABELS)}
-
-
-def live_trials(entries: Iterable[dict], now: float | None = None) -> list[LiveTrial]:
-    """The trials of `entries` (`StudyDir.read_live`) seen at `now`: the baseline, then the search
-    trials, then the controls, each by number; an entry that is not one is skipped."""
-    now = time.time() if now is None else now
-    trials = []
-    for entry in entries:
-        try:
-            trials.append(LiveTrial.from_entry(entry, now))
-        except ValueError:
-            continue
-    return sorted(trials, key=lambda t: (_ORDER[t.kind], t.number))
+from adsearch.metrics import count, percent, seconds, value, widths
+from adsearch.results.live import LiveTrial, left_text, live_trials, read_live
+from adsearch.results.rows import TrialRow
+from adsearch.results.study_dir import StudyDir
+from adsearch.results.texts import short_settings
+from adsearch.results.view import best_so_far
 
 
 # --- the study while it runs -------------------------------------------------------------------
@@ -264,7 +73,7 @@ class Board:
             self.concurrent = max(1, concurrent)
 
     def update(self, entries: Iterable[dict], now: float | None = None) -> None:
-        """The running trials from their live entries (`StudyDir.read_live`); an entry of a trial
+        """The running trials from their live entries (`live.read_live`); an entry of a trial
         already finished (its process has not removed it yet) is left out."""
         trials = live_trials(entries, now)
         with self._lock:
@@ -448,7 +257,7 @@ class Monitor:
     def poll(self) -> None:
         """Read the live entries once and show them: redraw the terminal display, or print a block
         if one is due. The thread calls it every `poll_s` seconds; nothing happens after exit."""
-        entries = self.study_dir.read_live()
+        entries = read_live(self.study_dir)
         with self._lock:
             if self._stopped:
                 return

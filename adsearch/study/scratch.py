@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from adsearch.errors import AdsearchError
 from adsearch.metrics import METRICS, count, percent
 from adsearch.results.rows import TrialRow, find, plain
-from adsearch.spec.study_spec import StudySpec, apply_params
+from adsearch.spec.loading import apply_params
+from adsearch.spec.study_spec import StudySpec
 from adsearch.results.view import report_view
 
 COMPLETE, FAIL = "COMPLETE", "FAIL"

@@ -23,7 +23,6 @@ The private attributes (checked on ray 2.60.0 and optuna 5.0.0):
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from typing import Callable
 
@@ -34,6 +33,7 @@ from ray.tune.search.optuna import OptunaSearch
 from adsearch.results.rows import RECORDED, REPEAT_OF, SEARCH_ENDED, TRACE, plain
 from adsearch.spec.space import ValuesDim, encode_choice
 from adsearch.spec.study_spec import StudySpec
+from adsearch.study.repeats import earlier_trial, exhausted, tell_repeat, untried
 
 CHECKED_ON = {"ray": "2.60.0", "optuna": "5.0.0"}
 TRIAL_KEY = "adsearch_trial"
@@ -139,7 +139,8 @@ class Searcher(OptunaSearch):
     the earlier trial's result (user attribute `repeat_of`; PRUNED while the earlier one still
     runs), without a Ray trial, and the searcher asks again, so repeats do not use up the budget.
     A finite space (`space_size`) whose every point was tried ends the search (the study's user
-    attribute `search_ended` says why), as does a sampler that only repeats itself.
+    attribute `search_ended` says why), as does a sampler that only repeats itself. What was tried
+    and how a repeat is told is `adsearch.study.repeats`.
     """
 
     _orphans: list | None = None  # Optuna trials a crash left RUNNING, not yet handed out; None: not looked for
@@ -157,7 +158,7 @@ class Searcher(OptunaSearch):
             orphan.set_user_attr("ray_trial_id", trial_id)
             return {**orphan.params, TRIAL_KEY: orphan.number}
         for repeats in itertools.count():
-            if self._exhausted():
+            if exhausted(_optuna_study(self), self.space_size):
                 return self._end(f"all {self.space_size} parameter sets of search.space have been tried")
             if repeats >= GIVE_UP_AFTER:
                 return self._end(f"the sampler proposed only parameter sets already tried, {repeats} times in a row")
@@ -165,7 +166,7 @@ class Searcher(OptunaSearch):
             ot_trial = ot_trials.get(trial_id)
             if ot_trial is None or not isinstance(config, dict):
                 return config
-            earlier = self._earlier(ot_trial)
+            earlier = earlier_trial(_optuna_study(self), ot_trial)
             if earlier is None:
                 ot_trial.set_user_attr("ray_trial_id", trial_id)
                 return {**config, TRIAL_KEY: ot_trial.number}
@@ -178,9 +179,9 @@ class Searcher(OptunaSearch):
         if not at_random:
             return super().suggest(trial_id)
         study = _optuna_study(self)
-        untried = self._untried()
-        if untried is not None:  # a finite space: one of the points not tried yet
-            study.enqueue_trial(random.Random(len(study.trials)).choice(untried))
+        points = untried(study, _space_of(self), self.space_size)
+        if points is not None:  # a finite space: one of the points not tried yet
+            study.enqueue_trial(random.Random(len(study.trials)).choice(points))
             return super().suggest(trial_id)
         sampler, study.sampler = study.sampler, optuna.samplers.RandomSampler(seed=len(study.trials))
         try:
@@ -188,59 +189,8 @@ class Searcher(OptunaSearch):
         finally:
             study.sampler = sampler
 
-    def _tried(self) -> list:
-        """The study's trials that ran (or run) their own parameters: every trial but the repeats."""
-        return [t for t in _optuna_study(self).get_trials(deepcopy=False) if REPEAT_OF not in t.user_attrs]
-
-    def _exhausted(self) -> bool:
-        return self.space_size is not None and len({_key(t.params) for t in self._tried()}) >= self.space_size
-
-    def _untried(self) -> list[dict] | None:
-        """The points of a finite space (of at most 100,000) no trial has run; None otherwise."""
-        if self.space_size is None or self.space_size > 100_000:
-            return None
-        grids = {}
-        for name, dist in _space_of(self).items():
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                grids[name] = list(dist.choices)
-            elif isinstance(dist, optuna.distributions.IntDistribution):
-                grids[name] = list(range(dist.low, dist.high + 1, dist.step))
-            elif dist.step is not None:
-                n = int(round((dist.high - dist.low) / dist.step))
-                grids[name] = [dist.low + k * dist.step for k in range(n + 1)]
-            else:
-                return None
-        tried = {_key(t.params) for t in self._tried()}
-        points = (dict(zip(grids, values)) for values in itertools.product(*grids.values()))
-        return [p for p in points if _key(p) not in tried]
-
-    def _earlier(self, ot_trial: optuna.Trial):
-        """The earlier trial with the same parameters (a finished one first), or None."""
-        key, number = _key(ot_trial.params), ot_trial.number
-        same = [t for t in self._tried() if t.number != number and _key(t.params) == key
-                and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
-                                optuna.trial.TrialState.RUNNING)]
-        return min(same, key=lambda t: (not t.state.is_finished(), t.number), default=None)
-
     def _tell_repeat(self, ot_trial: optuna.Trial, earlier) -> None:
-        study, state = _optuna_study(self), earlier.state
-        ot_trial.set_user_attr(REPEAT_OF, earlier.number)
-        if state == optuna.trial.TrialState.COMPLETE:
-            for key in RECORDED + TRACE:
-                if key in earlier.user_attrs:
-                    ot_trial.set_user_attr(key, earlier.user_attrs[key])
-            ot_trial.set_user_attr("spent_train_macs", 0)
-            ot_trial.set_user_attr("spent_s", 0.0)
-            study.tell(ot_trial, earlier.values)
-            what = "told its result"
-        elif state == optuna.trial.TrialState.FAIL:
-            ot_trial.set_user_attr("error", f"repeat of trial {earlier.number}, which failed: "
-                                            f"{earlier.user_attrs.get('error', 'no reason recorded')}")
-            study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-            what = "told that it failed"
-        else:
-            study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
-            what = "it is still running, so this one is dropped"
+        what = tell_repeat(_optuna_study(self), ot_trial, earlier)
         if self.say is not None:
             settings = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in ot_trial.params.items())
             self.say(f"  trial {ot_trial.number}: {settings} repeats trial {earlier.number}: {what}, nothing trained")
@@ -308,11 +258,6 @@ class Searcher(OptunaSearch):
             self._orphans = orphans
             if say is not None:
                 self.say = say
-
-
-def _key(params: dict) -> str:
-    """Parameters as one comparable text."""
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 # --- the study in Optuna's storage -----------------------------------------------------------

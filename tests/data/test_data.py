@@ -1,4 +1,5 @@
-"""Datasets (adsearch.data.registry, adsearch.data.batches): the digits split, resizing, normalisation, batching, synthetic data."""
+"""Datasets (adsearch.data.registry, adsearch.data.arrays, adsearch.data.batches): the digits split, resizing,
+normalisation, batching, synthetic data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from adsearch.data.batches import TensorBatches
 from adsearch.data.registry import check_dataset, file_datasets, list_datasets, load_data
 from adsearch.errors import AdsearchError
-from adsearch.spec.study_spec import DataSpec
+from adsearch.spec.sections import DataSpec
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,8 @@ def test_datasets_read_from_disk_are_flagged_in_the_registry():
 
 
 def test_what_the_readers_take_from_a_spec_is_the_spec_s_data_section():
-    from adsearch.data.registry import DataSettings
-    from adsearch.spec.study_spec import DataSpec
+    from adsearch.data.settings import DataSettings
+    from adsearch.spec.sections import DataSpec
 
     assert set(DataSettings.__annotations__) <= set(DataSpec.model_fields)  # the readers ask only for fields it has
     assert "dataset" in DataSettings.__annotations__ and "root" in DataSettings.__annotations__

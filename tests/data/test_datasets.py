@@ -1,4 +1,4 @@
-"""File datasets (adsearch.data.registry, adsearch.data.images, adsearch.data.image_cache): CIFAR pickle batches, the
+"""File datasets (adsearch.data.files, adsearch.data.images, adsearch.data.image_cache): CIFAR pickle batches, the
 tiny-imagenet-200 tree and image folders, written on disk in their real layouts
 (tests/fake_datasets.py); label mapping checked by each class's colour, augmentation, limit,
 workers, device-resident data, the decoded-image cache, bad data, the spec's data fields, and the
@@ -30,11 +30,14 @@ from fake_datasets import (
 )
 
 from adsearch.data.batches import balanced_subset
-from adsearch.data.registry import CIFAR10_URL, SOURCES, TINYIMAGENET_URL, load_data
+from adsearch.data.files import CIFAR10_URL, SOURCES, TINYIMAGENET_URL
+from adsearch.data.registry import load_data
 from adsearch.errors import DataError
 import adsearch.data.images as images_module
 from adsearch.data.images import FileData, crop_and_flip
-from adsearch.spec.study_spec import DataSpec, SpecError, TrainSpec, parse_spec
+from adsearch.spec.loading import SpecError, parse_spec
+from adsearch.spec.sections import DataSpec
+from adsearch.spec.training import TrainSpec
 from adsearch.train.trainer import run_trial
 
 

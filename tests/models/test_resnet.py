@@ -1,4 +1,4 @@
-"""Our ResNets (adsearch.models.registry): reference counts, stems, coupled residual groups, exact removal,
+"""Our ResNets (adsearch.models.resnet): reference counts, stems, coupled residual groups, exact removal,
 save and reload, and a short compressing trial."""
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from adsearch.prune.compress import ChannelGroup, apply_plan, group_widths
 from adsearch.prune.cost import count_macs, count_params
 from adsearch.data.registry import load_data
 from adsearch.prune.density import DensityMonitor
-from adsearch.models.registry import create_model, load_compressed, resnet_slots, save_compressed
-from adsearch.spec.study_spec import CRITERIA, SpecError, parse_spec
+from adsearch.models.registry import create_model
+from adsearch.models.resnet import resnet_slots
+from adsearch.models.saving import load_compressed, save_compressed
+from adsearch.spec.loading import SpecError, parse_spec
+from adsearch.spec.pruning import CRITERIA
 from adsearch.train.trainer import build_model, run_trial
 
 torch.set_num_threads(2)

@@ -19,8 +19,11 @@ from adsearch.prune.cost import count_macs, count_params
 from adsearch.prune.criteria import unscorable
 from adsearch.prune.density import DensityMonitor
 from adsearch.prune.graph import channel_groups
-from adsearch.models.registry import check_arch, create_model, criterion_problem, load_compressed, save_compressed
-from adsearch.spec.study_spec import CRITERIA, SpecError, parse_spec
+from adsearch.models.checks import criterion_problem
+from adsearch.models.registry import check_arch, create_model
+from adsearch.models.saving import load_compressed, save_compressed
+from adsearch.spec.loading import SpecError, parse_spec
+from adsearch.spec.pruning import CRITERIA
 from adsearch.train.trainer import run_trial
 
 torch.set_num_threads(2)

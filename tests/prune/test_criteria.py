@@ -13,7 +13,8 @@ from adsearch.prune.compress import ChannelGroup, plan_round
 from adsearch.prune.criteria import channel_scores
 from adsearch.errors import AdsearchError
 from adsearch.models.registry import create_model
-from adsearch.spec.study_spec import CRITERIA, parse_spec
+from adsearch.spec.loading import parse_spec
+from adsearch.spec.pruning import CRITERIA
 from adsearch.train.trainer import run_trial
 
 

@@ -10,9 +10,10 @@ from torch import nn
 from pruning_checks import random_plan
 
 from adsearch.prune.compress import ChannelGroup, apply_plan, group_widths
-from adsearch.prune.graph import UnsupportedModel, channel_groups, traced_channel_groups
+from adsearch.prune.graph import channel_groups, traced_channel_groups
+from adsearch.prune.tracing import UnsupportedModel
 from adsearch.models.registry import create_model
-from adsearch.spec.study_spec import SpecError, parse_spec
+from adsearch.spec.loading import SpecError, parse_spec
 
 
 def test_a_residual_add_couples_both_inputs_and_a_concatenation_places_each_at_its_offset():

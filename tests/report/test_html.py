@@ -9,14 +9,13 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 
 import pytest
 from helpers import ARM_SPEC, ARMS, HAND_MADE_SPEC, arm_rows, hand_made_rows, trial_row
 
 from adsearch.report.writer import write_report
-from adsearch.report.html import density_figure, html_page, pareto_figure, width_profile_figure
-from adsearch.spec.study_spec import parse_spec
+from adsearch.report.html import html_page
+from adsearch.spec.loading import parse_spec
 from adsearch.results.view import report_view
 
 SPEC = HAND_MADE_SPEC
@@ -72,23 +71,6 @@ def test_page_renders_the_view_and_the_spec_text_it_is_given():
     assert "<td data-v='10.0'>10.0x fewer</td>" in row  # sorts by how many times fewer params
 
 
-def test_density_curves_and_group_names_come_from_the_trials_history():
-    history = [{"epoch": 1, "density": {"conv1": 0.5, "conv2": 0.4, "conv3": 0.3}},
-               {"epoch": 2, "density": {"conv1": 0.5, "conv2": 0.6, "conv3": 0.3}}]
-    compressions = [{"round": 1, "epoch": 1, "widths_before": [64, 128, 256], "widths_after": [24, 40, 80],
-                     "density": {"conv1": 0.5, "conv2": 0.4, "conv3": 0.3}, "params": 115_000}]
-    rows = [replace(r, history=history, compressions=compressions) if r.number == 1 else r
-            for r in hand_made_rows()]
-    view = report_view(parse_spec(SPEC), rows)
-    assert width_profile_figure(view).data[0].x == ("conv1", "conv2", "conv3")  # the baseline's widths
-    figure = density_figure(view)
-    assert [t.name for t in figure.data] == ["conv1", "conv2", "conv3", "compression"]
-    assert figure.data[1].y == (0.4, 0.6) and figure.data[3].x == (1, 1, 1)
-    assert all(t.customdata[0][0] == 1 for t in figure.data)  # every trace is trial 1's
-    assert figure.layout.title.text == "trial 1: 1 compression round"
-    assert density_figure(report_view(parse_spec(SPEC), hand_made_rows())) is None  # no history anywhere
-
-
 # --- a study of several arms (criterion x width rule), two trials with a scratch control -----------
 #
 # | trial | arm | accuracy | params | scratch control |
@@ -99,22 +81,6 @@ def test_density_curves_and_group_names_come_from_the_trials_history():
 # | 3 | random / uniform 0.5 | 92.8% | 240 | |
 #
 # The front: baseline, 0, 1 (trial 2 is beaten by 0, trial 3 by 1); recommended: trial 0 (1 point down).
-
-
-def test_pareto_figure_colours_each_arm_and_rings_the_front_only_for_several_arms():
-    view = report_view(parse_spec(ARM_SPEC), arm_rows())
-    figure = pareto_figure(view, "params")
-    traces = {t.name: t for t in figure.data}
-    assert list(traces) == [*ARMS, "front (this pair)", "Pareto set", "baseline", "recommended: trial 0"]
-    assert [c[0] for c in traces[ARMS[0]].customdata] == [0, 1] and [c[0] for c in traces[ARMS[1]].customdata] == [2, 3]
-    assert traces[ARMS[0]].marker.color == view.arm_color(ARMS[0]) != traces[ARMS[1]].marker.color
-    assert sorted(c[0] for c in traces["Pareto set"].customdata) == [-1, 0, 1]
-    assert traces["Pareto set"].marker.symbol == "circle-open"  # a ring around the arm's colour
-    assert "arm: random / uniform 0.5" in traces[ARMS[1]].hovertext[0]
-    one = report_view(parse_spec(SPEC), hand_made_rows())
-    assert [t.name for t in pareto_figure(one, "params").data] == ["trials", "front (this pair)", "Pareto set",
-                                                                   "baseline", "recommended: trial 1"]
-    assert pareto_figure(one, "params").data[2].marker.symbol is None  # filled orange, as always
 
 
 def test_page_compares_the_arms_and_shows_the_scratch_controls():

@@ -25,7 +25,7 @@ from helpers import adsearch, brute_force_front, load_study
 from adsearch.errors import AdsearchError
 from adsearch.export import export_trial
 from adsearch.results.pareto import recommended
-from adsearch.results.study_dir import read_study, study_state
+from adsearch.results.reading import read_study, study_state
 from adsearch.report.writer import build_report
 
 OBJECTIVES = [("accuracy", "max"), ("params", "min")]

@@ -14,13 +14,13 @@ import pytest
 from helpers import ARM_SPEC, HAND_MADE_SPEC, arm_rows, brute_force_front, hand_made_rows, trial_row
 from matplotlib.colors import to_hex
 
-from adsearch.study.progress import live_entry
+from adsearch.results.live import live_entry
 from adsearch.metrics import METRICS
 from adsearch.report.plots import front_figure
 from adsearch.report.writer import write_report
 from adsearch.report.markdown import markdown
 from adsearch.report.text import STUDY_HEADER, progress_line, study_line, study_text, trial_text
-from adsearch.spec.study_spec import parse_spec
+from adsearch.spec.loading import parse_spec
 from adsearch.results.view import best_so_far, report_view
 
 SPEC = HAND_MADE_SPEC

@@ -10,7 +10,7 @@ import pytest
 from helpers import brute_force_front, trial_row
 
 from adsearch.results.pareto import dominates, hypervolume, nondominated_sort, pareto_front, recommended
-from adsearch.spec.study_spec import Objective
+from adsearch.spec.sections import Objective
 
 ACC_PARAMS = [("accuracy", "max"), ("params", "min")]
 

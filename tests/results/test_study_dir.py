@@ -13,9 +13,12 @@ import pytest
 from helpers import adsearch, tiny_spec
 
 from adsearch.errors import AdsearchError, StudyDirError
-from adsearch.study.progress import live_entry
-from adsearch.results.study_dir import MARKER_FILE, StudyDir, optuna_trials, read_study
-from adsearch.spec.study_spec import parse_spec
+from adsearch.results.checkpoints import checkpoint_path, load_checkpoint
+from adsearch.results.live import live_entry, save_live
+from adsearch.results.ownership import check_can_run, check_removable, foreign_entries, is_study, remove, start
+from adsearch.results.reading import optuna_trials, read_study
+from adsearch.results.study_dir import MARKER_FILE, StudyDir
+from adsearch.spec.loading import parse_spec
 
 
 def snapshot(folder) -> dict:
@@ -54,35 +57,35 @@ def test_fresh_refuses_a_study_that_holds_a_users_file(tiny_study_copy, tmp_path
 
 def test_remove_study_deletes_a_study_adsearch_made_and_nothing_else(tiny_study_copy, tmp_path):
     study = StudyDir(tiny_study_copy)
-    assert study.is_study() and (tiny_study_copy / MARKER_FILE).is_file()
-    assert study.foreign_entries() == []
+    assert is_study(study) and (tiny_study_copy / MARKER_FILE).is_file()
+    assert foreign_entries(study) == []
     (tiny_study_copy / ".report.md.x1y2.tmp").write_text("")  # an atomic write cut short is ours too
     neighbour = tiny_study_copy.parent / "other.txt"
     neighbour.write_text("kept")
-    study.remove()
+    remove(study)
     assert not tiny_study_copy.exists() and neighbour.read_text() == "kept"
 
 
 def test_a_study_from_before_the_marker_is_still_a_study_but_a_hand_made_spec_yaml_is_not(tiny_study_copy):
     (tiny_study_copy / MARKER_FILE).unlink()
-    assert StudyDir(tiny_study_copy).is_study()  # its spec.yaml starts with the header adsearch writes
+    assert is_study(StudyDir(tiny_study_copy))  # its spec.yaml starts with the header adsearch writes
     spec = tiny_study_copy / "spec.yaml"
     spec.write_text(spec.read_text().split("\n", 1)[1])  # as if a user wrote it
-    assert not StudyDir(tiny_study_copy).is_study()
+    assert not is_study(StudyDir(tiny_study_copy))
     before = snapshot(tiny_study_copy)
     with pytest.raises(StudyDirError, match="is not an adsearch study"):
-        StudyDir(tiny_study_copy).remove()
+        remove(StudyDir(tiny_study_copy))
     assert snapshot(tiny_study_copy) == before
 
 
 def test_a_spec_yaml_adsearch_did_not_write_is_not_resumed(tmp_path):
-    from adsearch.spec.study_spec import parse_spec
+    from adsearch.spec.loading import parse_spec
 
     text = tiny_spec("mine")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "spec.yaml").write_text(text)  # a user's own file of that name
     with pytest.raises(StudyDirError, match="holds a spec.yaml that adsearch did not write"):
-        StudyDir(tmp_path / "mine").check_can_run(parse_spec(text))
+        check_can_run(StudyDir(tmp_path / "mine"), parse_spec(text))
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["spec.yaml"]
 
 
@@ -91,7 +94,7 @@ def test_fresh_refuses_a_study_that_a_live_process_runs(tiny_study_copy):
 
     (tiny_study_copy / ".lock").write_text(f"{os.getppid()}\n")  # pytest's parent: alive, not us
     with pytest.raises(StudyDirError, match=rf"is running \(pid {os.getppid()}\); stop it before --fresh"):
-        StudyDir(tiny_study_copy).remove()
+        remove(StudyDir(tiny_study_copy))
     assert (tiny_study_copy / "study.db").is_file()
 
 
@@ -193,7 +196,7 @@ def test_every_finished_trial_keeps_its_final_checkpoint_by_number(tiny_study):
     kept = sorted(p.name for p in (tiny_study / "trials").iterdir())
     assert kept == sorted(["baseline.pt"] + [f"{r.number}.pt" for r in record.search_rows])
     for row in record.rows:
-        checkpoint = record.study_dir.load_checkpoint(row)  # checks epoch and widths against the row
+        checkpoint = load_checkpoint(record.study_dir, row)  # checks epoch and widths against the row
         assert checkpoint["epoch"] == row.metrics["epoch"] == record.spec.train.epochs
         assert list(checkpoint["widths"]) == row.widths
 
@@ -203,14 +206,14 @@ def test_a_checkpoint_that_disagrees_with_its_trial_is_refused(tiny_study_copy):
 
     record = read_study(tiny_study_copy)
     row = record.search_rows[0]
-    path = record.study_dir.checkpoint_path(row.number)
+    path = checkpoint_path(record.study_dir, row.number)
     state = torch.load(path, weights_only=True)
     torch.save({**state, "epoch": 1}, path)
     with pytest.raises(AdsearchError, match="is from epoch 1, but its reported metrics are from epoch"):
-        record.study_dir.load_checkpoint(row)
+        load_checkpoint(record.study_dir, row)
     path.unlink()
     with pytest.raises(AdsearchError, match=rf"trial {row.number} has no final checkpoint \({path} is missing\)"):
-        record.study_dir.load_checkpoint(row)
+        load_checkpoint(record.study_dir, row)
 
 
 # --- scratch controls, by trial number ----------------------------------------------------------
@@ -226,56 +229,31 @@ def test_scratch_controls_are_merged_by_trial_and_read_back_beside_their_trial(t
                                     1: {"state": "COMPLETE", "accuracy": 0.8, "params": 5180}}
     rows = {r.number: r for r in read_study(study).rows}
     assert rows[0].scratch["accuracy"] == 0.9 and rows[1].scratch["params"] == 5180 and rows[-1].scratch is None
-    assert study.foreign_entries() == []  # scratch.json is adsearch's: --fresh deletes it with the study
+    assert foreign_entries(study) == []  # scratch.json is adsearch's: --fresh deletes it with the study
 
 
 def test_turning_scratch_controls_on_is_no_changed_spec_but_any_other_change_is(tiny_study_copy):
-    from adsearch.spec.study_spec import parse_spec
+    from adsearch.spec.loading import parse_spec
 
     study = StudyDir(tiny_study_copy)
-    assert study.check_can_run(parse_spec(tiny_spec("tiny"), overrides={"search.scratch_controls": True}))
+    assert check_can_run(study, parse_spec(tiny_spec("tiny"), overrides={"search.scratch_controls": True}))
     with pytest.raises(AdsearchError, match="the spec changed since study 'tiny' began"):
-        study.check_can_run(parse_spec(tiny_spec("tiny"), overrides={"search.scratch_controls": True,
-                                                                     "train.epochs": 4}))
+        check_can_run(study, parse_spec(tiny_spec("tiny"), overrides={"search.scratch_controls": True,
+                                                                      "train.epochs": 4}))
 
 
-# --- live/: an entry per running trial ------------------------------------------------------------
-
-
-def live(kind: str, number: int, epoch: int = 1) -> dict:
-    return live_entry(kind=kind, number=number, settings={}, epochs=3, metrics={"epoch": epoch, "accuracy": 0.5},
-                      started=time.time() - 10)
-
-
-def test_live_entries_are_saved_by_trial_read_back_ended_and_cleared(tmp_path):
-    study = StudyDir(tmp_path / "s")
-    assert study.read_live() == []  # no live/ yet
-    for kind, number in (("baseline", -1), ("search", 3), ("control", 3)):
-        study.save_live(live(kind, number))
-    assert sorted(p.name for p in study.live_dir.iterdir()) == ["baseline.json", "control-3.json", "trial-3.json"]
-    study.save_live(live("search", 3, epoch=2))  # the trial's next epoch replaces its entry
-    assert [(e["kind"], e["number"], e["epoch"]) for e in study.read_live()] == [
-        ("baseline", -1, 1), ("control", 3, 1), ("search", 3, 2)]
-    (study.live_dir / "trial-9.json").write_text('{"kind": "search", "num')  # torn
-    (study.live_dir / "trial-8.json").write_text("[1, 2]")  # not an entry
-    assert len(study.read_live()) == 3
-    study.end_live("search", 3)
-    study.end_live("search", 3)  # already gone: fine
-    assert [e["kind"] for e in study.read_live()] == ["baseline", "control"]
-    study.clear_live()
-    assert study.read_live() == [] and list(study.live_dir.iterdir()) == []
-    with pytest.raises(ValueError, match="kind must be one of 'baseline', 'search', 'control', got 'trial'"):
-        study.save_live({**live("search", 3), "kind": "trial"})
+# --- live/ in a study read back and deleted ----------------------------------------------------
 
 
 def test_a_running_studys_record_has_its_live_entries_and_fresh_may_delete_them(tmp_path):
     study = StudyDir(tmp_path / "tiny")
-    study.start(parse_spec(tiny_spec("tiny")))
-    study.save_live(live("baseline", -1))
+    start(study, parse_spec(tiny_spec("tiny")))
+    save_live(study, live_entry(kind="baseline", number=-1, settings={}, epochs=3,
+                                metrics={"epoch": 1, "accuracy": 0.5}, started=time.time() - 10))
     study.lock_file.write_text(f"{os.getpid()}\n")  # this process runs it
     record = read_study(study)
     assert record.state == "running" and [e["kind"] for e in record.live] == ["baseline"]
     study.lock_file.unlink()
-    study.check_removable()  # live/ is adsearch's own
-    study.remove()
+    check_removable(study)  # live/ is adsearch's own
+    remove(study)
     assert not study.path.exists()

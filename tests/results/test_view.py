@@ -26,10 +26,11 @@ from helpers import HAND_MADE_SPEC, trial_row
 from adsearch.report.html import html_page
 from adsearch.report.markdown import markdown
 from adsearch.report.text import study_text
-from adsearch.spec.study_spec import parse_spec
-from adsearch.results.view import (
-    ArmCell, StateCounts, arm_of, budget_text, plain, report_view, scratch_metric, scratch_verdict, view_of,
-)
+from adsearch.spec.loading import parse_spec
+from adsearch.results.arms import ArmCell, arm_of, budget_text
+from adsearch.results.plot_data import group_names, pair_front, plottable
+from adsearch.results.scratch_view import scratch_metric, scratch_verdict
+from adsearch.results.view import StateCounts, plain, report_view, view_of
 
 SPEC = HAND_MADE_SPEC.replace("trials: 6", "trials: 8")  # room for the unfinished trials below
 
@@ -102,10 +103,10 @@ def test_comparisons_use_what_a_trial_recorded_else_the_baseline(view):
 
 def test_plots_show_complete_trials_with_the_cost(view):
     assert view.costs == ["params", "macs"]  # nobody has train_macs
-    assert numbers(view, view.plottable("params")) == [-1, 0, 1, 2, 6]
-    assert numbers(view, view.plottable("macs")) == [-1, 0, 2, 6]  # trial 1 has no MACs
-    assert numbers(view, view.pair_front("params")) == [1, 0, -1]  # by params
-    assert numbers(view, view.pair_front("macs")) == [0, -1]
+    assert numbers(view, plottable(view.rows, "params")) == [-1, 0, 1, 2, 6]
+    assert numbers(view, plottable(view.rows, "macs")) == [-1, 0, 2, 6]  # trial 1 has no MACs
+    assert numbers(view, pair_front(view.rows, "params")) == [1, 0, -1]  # by params
+    assert numbers(view, pair_front(view.rows, "macs")) == [0, -1]
 
 
 def test_recommendation_text(view):
@@ -124,10 +125,10 @@ def test_recommendation_text(view):
 
 
 def test_group_names_from_density_records_else_numbered(view):
-    assert view.group_names(2) == ["group 1", "group 2"]
+    assert group_names(view.rows, 2) == ["group 1", "group 2"]
     traced = trial_row(7, history=[{"epoch": 1, "density": {"conv1": 0.5, "conv2": 0.4}}])
-    assert view.group_names(2, traced) == ["conv1", "conv2"] and view.group_names(3, traced)[2] == "group 3"
-    assert report_view(view.spec, [*rows(), traced]).group_names(2) == ["conv1", "conv2"]
+    assert group_names(view.rows, 2, traced) == ["conv1", "conv2"] and group_names(view.rows, 3, traced)[2] == "group 3"
+    assert group_names(report_view(view.spec, [*rows(), traced]).rows, 2) == ["conv1", "conv2"]
 
 
 def test_view_of_a_study_read_from_disk():

@@ -1,4 +1,5 @@
-"""The study spec (adsearch.spec.study_spec): round trip, errors with dotted path and YAML line, the search space."""
+"""The study spec (adsearch.spec: its sections, StudySpec and loading): round trip, errors with dotted path and
+YAML line, the search space."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 
 from adsearch.study.searcher import optuna_space
 from adsearch.spec.space import DistributionDim, ValuesDim, encode_choice
-from adsearch.spec.study_spec import SpecError, StudySpec, TrainSpec, apply_params, parse_spec, spec_warnings, validate_spec
+from adsearch.spec.loading import SpecError, apply_params, parse_spec, spec_warnings, validate_spec
+from adsearch.spec.study_spec import StudySpec
+from adsearch.spec.training import TrainSpec
 
 GOOD = """\
 name: demo
@@ -139,10 +142,11 @@ def test_a_misspelt_dataset_gets_the_registered_name_it_is_closest_to():
 
 def test_a_dataset_registered_in_adsearch_data_is_accepted_by_the_spec():
     from adsearch.data import registry as data
+    from adsearch.data.arrays import synthetic
 
     @data.register_dataset
     def squares(spec, seed):
-        return data.synthetic(spec, seed)
+        return synthetic(spec, seed)
 
     @data.register_dataset(files=True)
     def scans(spec, seed):

@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 from adsearch.study.cluster import Capacity, resource_problems
-from adsearch.spec.study_spec import parse_spec
+from adsearch.spec.loading import parse_spec
 
 
 def run_python(code: str) -> str:

@@ -1,5 +1,5 @@
-"""A study while it runs: the live entry a trial writes, its time left, the board of running trials
-and the study, and the monitor that shows it on a terminal or as plain lines at a bounded rate."""
+"""A study while it runs: the board of running trials and the study, and the monitor that shows it
+on a terminal or as plain lines at a bounded rate (the live entries themselves: tests/results/test_live.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import time
 import pytest
 from rich.console import Console
 
-from adsearch.study.progress import Board, LiveTrial, Monitor, live_entry, live_trials
-from adsearch.results.study_dir import StudyDir
+from adsearch.results.live import live_entry, save_live
 from adsearch.results.rows import BASELINE, TrialRow
+from adsearch.results.study_dir import StudyDir
+from adsearch.study.progress import Board, Monitor
 
 SETTINGS = {"pruning.target_density": 0.5, "pruning.compress_at": [5, 10]}
 
@@ -23,42 +24,6 @@ def entry(number: int = 3, epoch: int = 5, *, kind: str = "search", epochs: int 
     results = {"epoch": epoch, "accuracy": 0.912, "loss": 0.3123, "params": 115_000, "rounds": 1, **metrics}
     return live_entry(kind=kind, number=number, settings=SETTINGS if settings is None else settings, epochs=epochs,
                       metrics=results if epoch else None, started=started, first_epoch=first_epoch, now=now)
-
-
-# --- the entry a trial writes ------------------------------------------------------------------
-
-
-def test_an_entry_keeps_only_what_the_display_needs():
-    e = entry(density={"conv1": 0.5}, history=[{"epoch": 1}], widths=(8, 16), top5=0.99, macs=2e6)
-    assert e == {"kind": "search", "number": 3, "settings": SETTINGS, "epochs": 20, "epoch": 5, "first_epoch": 0,
-                 "started": 1000.0, "updated": 1100.0, "accuracy": 0.912, "loss": 0.3123, "train_loss": None,
-                 "params": 115_000, "macs": 2e6, "rounds": 1, "widths": [8, 16]}
-    assert entry(epoch=0)["epoch"] == 0 and entry(epoch=0)["accuracy"] is None  # written when the trial starts
-    with pytest.raises(ValueError, match="kind must be one of 'baseline', 'search', 'control', got 'trial'"):
-        live_entry(kind="trial", number=3, settings={}, epochs=20, metrics=None, started=0.0)
-
-
-def test_time_left_counts_only_the_epochs_trained_in_this_process():
-    trial = LiveTrial.from_entry(entry(), now=1100.0)  # 5 epochs in 100 s: 20 s each, 15 to go
-    assert (trial.elapsed_s, trial.epoch_s, trial.left_s) == (100.0, 20.0, 300.0)
-    later = LiveTrial.from_entry(entry(), now=1110.0)  # 10 s into epoch 6
-    assert (later.elapsed_s, later.left_s) == (110.0, 290.0)
-    resumed = LiveTrial.from_entry(entry(first_epoch=4, started=1080.0), now=1100.0)  # epoch 5 alone in 20 s
-    assert (resumed.epoch_s, resumed.left_s) == (20.0, 300.0)
-    shared = LiveTrial.from_entry(entry(epoch=12, shared_epochs=10, started=1060.0), now=1100.0)  # 10 from the cache
-    assert (shared.first_epoch, shared.epoch_s, shared.left_s) == (10, 20.0, 160.0)
-    starting = LiveTrial.from_entry(entry(epoch=0), now=1100.0)
-    assert starting.left_s is None and starting.text().endswith(": starting, 20 epochs; 1m 40s so far")
-
-
-def test_labels_and_a_quiet_entry():
-    assert [t.label for t in live_trials([entry(4, kind="control"), entry(7), entry(BASELINE, kind="baseline"),
-                                          entry(3), {"kind": "search"}, {"not": "an entry"}])] == \
-        ["baseline", "trial 3", "trial 7", "control of trial 4"]  # what is not an entry is skipped
-    assert not LiveTrial.from_entry(entry(), now=1100.0 + 600).quiet
-    assert LiveTrial.from_entry(entry(), now=1100.0 + 601).quiet  # ten minutes without an epoch
-    slow = entry(started=0.0)  # 220 s an epoch: quiet after three of them
-    assert not LiveTrial.from_entry(slow, now=1100.0 + 650).quiet and LiveTrial.from_entry(slow, now=1100.0 + 661).quiet
 
 
 # --- the board ---------------------------------------------------------------------------------
@@ -145,7 +110,7 @@ class Clock:
 
 def test_plain_lines_come_only_for_a_changed_epoch_and_at_most_every_every_s(tmp_path):
     study, clock, said = StudyDir(tmp_path), Clock(), []
-    study.save_live(entry(3, 1))
+    save_live(study, entry(3, 1))
     monitor = Monitor(study, Board(max_drop=0.01), terminal=False, every_s=1.0, poll_s=60, say=said.append,
                       clock=clock)
     with monitor:  # the thread sleeps 60 s between polls: this test polls by hand
@@ -155,7 +120,7 @@ def test_plain_lines_come_only_for_a_changed_epoch_and_at_most_every_every_s(tmp
         clock.now = 0.2
         monitor.poll()
         assert said == []  # no epoch changed: a quiet study prints nothing
-        study.save_live(entry(3, 2))
+        save_live(study, entry(3, 2))
         clock.now = 0.5
         monitor.poll()
         assert said == []  # a block is due only 1 s after the last one
@@ -163,12 +128,12 @@ def test_plain_lines_come_only_for_a_changed_epoch_and_at_most_every_every_s(tmp
         monitor.poll()
         assert len(said) == 2 and "epoch 2/20" in said[0]
         said.clear()
-        study.save_live(entry(4, 1))
+        save_live(study, entry(4, 1))
         clock.now = 2.5
         monitor.poll()
         assert len(said) == 2 and said[0].startswith("  running trial 4 ") and said[1].startswith("  study: ")
         said.clear()
-    study.save_live(entry(4, 2))
+    save_live(study, entry(4, 2))
     clock.now = 10.0
     monitor.poll()
     assert said == []  # nothing after exit
@@ -179,7 +144,7 @@ def test_plain_lines_from_the_thread_keep_to_the_rate(tmp_path):
     start = time.monotonic()
     with Monitor(study, Board(max_drop=0.01), terminal=False, every_s=0.5, poll_s=0.02, say=said.append):
         for epoch in range(1, 31):  # a new epoch every 50 ms for 1.5 s
-            study.save_live(entry(3, epoch))
+            save_live(study, entry(3, epoch))
             time.sleep(0.05)
     took = time.monotonic() - start
     blocks = [s for s in said if s.startswith("  study: ")]
@@ -190,7 +155,7 @@ def test_plain_lines_from_the_thread_keep_to_the_rate(tmp_path):
 
 def test_the_terminal_display_shows_a_running_trial_and_the_lines_printed_above_it(tmp_path):
     study = StudyDir(tmp_path)
-    study.save_live(entry(3, 5, started=time.time() - 100, now=time.time()))
+    save_live(study, entry(3, 5, started=time.time() - 100, now=time.time()))
     console = Console(file=io.StringIO(), force_terminal=True, width=160, highlight=False)
     with Monitor(study, Board(max_drop=0.01), console=console, terminal=True, every_s=30, poll_s=0.05) as monitor:
         console.print("[3/8] trial 2: target_density=0.5: accuracy 97.5%", markup=False)
@@ -220,9 +185,9 @@ def test_the_monitor_stops_on_ctrl_c_and_its_thread_never_raises(tmp_path):
         raise BrokenPipeError  # a log that has gone away
 
     study = StudyDir(tmp_path)
-    study.save_live(entry())
+    save_live(study, entry())
     with Monitor(study, Board(max_drop=0.01), terminal=False, every_s=0, poll_s=0.01, say=say) as monitor:
-        study.save_live(entry(3, 6))
+        save_live(study, entry(3, 6))
         time.sleep(0.05)
         assert monitor._thread.is_alive()
     assert threading.active_count() >= 1 and not monitor._thread.is_alive()

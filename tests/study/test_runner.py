@@ -14,14 +14,17 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import torch
 from helpers import adsearch, adsearch_process, load_study, tiny_spec
 
 from adsearch.errors import AdsearchError, StudyDirError
 from adsearch.errors import StudyInterrupted
-from adsearch.results.study_dir import LOCK_FILE, StudyDir, optuna_trials
-from adsearch.spec.study_spec import parse_spec
-from adsearch.study.runner import CHECKPOINT_FILE, load_checkpoint, resume_study, run_study
+from adsearch.results.lock import lock
+from adsearch.results.ownership import start
+from adsearch.results.reading import optuna_trials
+from adsearch.results.study_dir import LOCK_FILE, StudyDir
+from adsearch.spec.loading import parse_spec
+from adsearch.study.runner import resume_study, run_study
+
 
 def spec_text(name, *, epochs=3, trials=2, width=16, space="pruning.target_density: {values: [0.3, 0.95]}",
               gpu=0, concurrent=2, extra=""):
@@ -133,12 +136,12 @@ def test_a_running_study_is_locked_and_a_stale_lock_is_taken_over(tmp_path):
     try:
         (directory / LOCK_FILE).write_text(f"{sleeper.pid}\n")
         with pytest.raises(AdsearchError, match=f"already running \\(pid {sleeper.pid}\\)"):
-            with StudyDir(directory).lock():
+            with lock(StudyDir(directory)):
                 pass
     finally:
         sleeper.kill()
         sleeper.wait()
-    with StudyDir(directory).lock():  # the process is gone: its lock is stale
+    with lock(StudyDir(directory)):  # the process is gone: its lock is stale
         assert (directory / LOCK_FILE).read_text().strip() == str(os.getpid())
     assert not (directory / LOCK_FILE).exists()
 
@@ -188,23 +191,6 @@ def test_an_unreachable_cluster_is_named_at_once_and_nothing_is_written(tmp_path
     assert not (tmp_path / "r").exists()
 
 
-def test_a_torn_last_checkpoint_falls_back_to_the_one_before_with_a_warning(tmp_path):
-    good, torn = tmp_path / "checkpoint_000003", tmp_path / "checkpoint_000004"
-    for directory in (good, torn):
-        directory.mkdir()
-    torch.save({"epoch": 3, "weights": torch.arange(4.0)}, good / CHECKPOINT_FILE)
-    torch.save({"epoch": 4, "weights": torch.arange(4.0)}, torn / CHECKPOINT_FILE)
-    data = (torn / CHECKPOINT_FILE).read_bytes()
-    (torn / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])  # a write cut short
-    with pytest.warns(UserWarning, match=r"checkpoint_000004/trial.pt is unreadable .*falling back"):
-        ckpt = load_checkpoint(torn)
-    assert ckpt["epoch"] == 3 and torch.equal(ckpt["weights"], torch.arange(4.0))
-    assert (torn / CHECKPOINT_FILE).read_bytes() == data[: len(data) // 2]  # left as it was
-    (good / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="unreadable"):
-        assert load_checkpoint(torn) is None  # nothing readable: the trial starts again
-
-
 def test_resume_of_something_that_is_not_a_study(tmp_path):
     (tmp_path / "r" / "real").mkdir(parents=True)
     (tmp_path / "r" / "real" / "spec.yaml").write_text("name: real\n")
@@ -236,7 +222,7 @@ def test_trials_a_crash_left_running_are_run_and_a_study_may_skip_its_baseline(t
                                                                          "  baseline: false")
     spec = parse_spec(text)
     study_dir = tmp_path / "orphans"
-    StudyDir(study_dir).start(spec)  # the study as a crash left it: begun, one trial handed out
+    start(StudyDir(study_dir), spec)  # the study as a crash left it: begun, one trial handed out
     study = optuna.create_study(storage=f"sqlite:///{study_dir / 'study.db'}", study_name="orphans",
                                 directions=["maximize", "minimize"])
     study.enqueue_trial({"train.optimizer.lr": 0.03})

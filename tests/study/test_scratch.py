@@ -11,10 +11,11 @@ import pytest
 from helpers import HAND_MADE_SPEC, adsearch, hand_made_rows, one_torch_thread, tiny_spec, trial_row
 
 from adsearch.errors import AdsearchError
-from adsearch.results.study_dir import StudyDir, read_study
+from adsearch.results.reading import read_study
+from adsearch.results.study_dir import StudyDir
 from adsearch.results.rows import BASELINE
 from adsearch.study.scratch import chosen_controls, control_line, control_spec, controls_for, front_controls, to_run
-from adsearch.spec.study_spec import parse_spec
+from adsearch.spec.loading import parse_spec
 
 HAND_MADE = parse_spec(HAND_MADE_SPEC)
 

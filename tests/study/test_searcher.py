@@ -21,7 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 from adsearch.study import searcher
 from adsearch.study.searcher import CHECKED_ON, Searcher, make_sampler, optuna_space
 from adsearch.spec.space import space_size
-from adsearch.spec.study_spec import parse_spec
+from adsearch.spec.loading import parse_spec
 
 OBJECTIVES = dict(metric=["accuracy", "params"], mode=["max", "min"])
 
@@ -34,7 +34,7 @@ SPACE = ("pruning.target_density: {values: [0.3, 0.95]}",)
 
 
 def new_searcher(tmp_path, spec=None, name: str = "s") -> Searcher:
-    """A `Searcher` as `study._run_search` makes it, on a SQLite storage in `tmp_path`."""
+    """A `Searcher` as `runner._run_search` makes it, on a SQLite storage in `tmp_path`."""
     spec = spec or spec_with(*SPACE)
     return Searcher(space=optuna_space(spec), sampler=make_sampler(spec), seed=spec.seed, study_name=name,
                     storage=searcher.open_storage(f"sqlite:///{tmp_path / 'study.db'}"), **OBJECTIVES)

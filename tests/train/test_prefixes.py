@@ -13,7 +13,7 @@ from helpers import one_torch_thread
 
 from adsearch.train.prefixes import PREFIX_VERSION, PrefixCache, branch_epochs, cache_size, recipe_key
 from adsearch.spec.space import ValuesDim
-from adsearch.spec.study_spec import apply_params, parse_spec
+from adsearch.spec.loading import apply_params, parse_spec
 from adsearch.train.trainer import run_trial
 
 SPEC = """\

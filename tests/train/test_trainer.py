@@ -12,8 +12,9 @@ from helpers import one_torch_thread
 from adsearch.prune.cost import count_macs, count_params
 from adsearch.errors import AdsearchError, DataError
 from adsearch.models.registry import create_model
-from adsearch.spec.study_spec import ScheduleSpec, parse_spec
-from adsearch.train.trainer import TrialDiverged, build_optimizer, lr_factor, run_trial
+from adsearch.spec.loading import parse_spec
+from adsearch.train.step import build_optimizer
+from adsearch.train.trainer import TrialDiverged, run_trial
 
 # 256 synthetic samples, 51 held out (int(256 * 0.2)), 205 to train on; 4 classes of 3 x 8 x 8
 SPEC = """\
@@ -255,14 +256,6 @@ def test_the_step_schedule_sets_each_epochs_learning_rate():
     assert [c["optimizer"]["param_groups"][0]["lr"] for _, c in reports] == [h["lr"] for h in final["history"]]
     every_2 = trained_with(train="lr_schedule: {name: step, step_size: 2, gamma: 0.5}", epochs=3)[0]
     assert [h["lr"] for h in every_2["history"]] == pytest.approx([0.05, 0.05, 0.025])
-
-
-def test_lr_schedules():
-    assert lr_factor(ScheduleSpec(name="constant"), 5, 10) == 1.0
-    assert lr_factor(ScheduleSpec(name="cosine"), 0, 10) == 1.0
-    assert lr_factor(ScheduleSpec(name="cosine"), 5, 10) == pytest.approx(0.5)
-    assert lr_factor(ScheduleSpec(name="step", step_size=2, gamma=0.1), 3, 10) == pytest.approx(0.1)
-    assert lr_factor(ScheduleSpec(name="step", step_size=2, gamma=0.1), 4, 10) == pytest.approx(0.01)
 
 
 # --- train.compile ---------------------------------------------------------------------------------

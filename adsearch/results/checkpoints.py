@@ -1,0 +1,51 @@
+"""Each finished trial's final checkpoint in the study's `trials/` (`trials/baseline.pt`,
+`trials/<number>.pt`): a plain dict (model, widths, epoch, ...) kept in one place when the trial
+ends and read back in one place, checked to be the one its reported metrics come from. Export and
+`load_study(...).model(trial)` read these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adsearch.errors import AdsearchError, one_line
+from adsearch.results.rows import BASELINE, TrialRow
+from adsearch.results.study_dir import TRIALS_DIR, StudyDir, atomic_write
+
+
+def checkpoint_path(study: StudyDir, number: int) -> Path:
+    """Where trial `number`'s final checkpoint is kept: trials/baseline.pt, trials/<number>.pt."""
+    return study / TRIALS_DIR / ("baseline.pt" if number == BASELINE else f"{number}.pt")
+
+
+def save_checkpoint(study: StudyDir, number: int, state: dict) -> Path:
+    """Keep trial `number`'s final state (a plain dict: model, widths, epoch, ...) atomically."""
+    import torch
+
+    return atomic_write(checkpoint_path(study, number), lambda p: torch.save(state, p))
+
+
+def load_checkpoint(study: StudyDir, row: TrialRow) -> dict:
+    """Trial `row`'s final checkpoint, checked to be the one its reported metrics come from.
+
+    Raises:
+        AdsearchError: no checkpoint kept for it, an unreadable one, or one from another epoch
+            or with other widths than the trial reported.
+    """
+    import torch
+
+    path = checkpoint_path(study, row.number)
+    if not path.is_file():
+        raise AdsearchError(f"trial {row.label} has no final checkpoint ({path} is missing); studies run before "
+                            "adsearch kept them there cannot export it: run the study again")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise AdsearchError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
+    epoch = row.metrics.get("epoch")
+    if epoch is not None and checkpoint.get("epoch") != epoch:
+        raise AdsearchError(f"the checkpoint of trial {row.label} ({path}) is from epoch "
+                            f"{checkpoint.get('epoch')}, but its reported metrics are from epoch {epoch}")
+    if row.widths is not None and list(checkpoint["widths"]) != list(row.widths):
+        raise AdsearchError(f"the checkpoint {path} has widths {list(checkpoint['widths'])}, but trial "
+                            f"{row.label} reported {row.widths}")
+    return checkpoint

@@ -1,0 +1,79 @@
+"""A trial set against its scratch control (`TrialRow.scratch`: its final widths trained from
+scratch, same recipe and epochs), as every writer of the report says it: one trial
+(`scratch_verdict`) and all of them (`scratch_summary`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from adsearch.metrics import finite, points
+from adsearch.results.rows import TrialRow
+from adsearch.results.texts import CLEAR_GAP, is_clear_gap
+
+SCRATCH_INTRO = ("A scratch control trains a trial's final widths from scratch with the same recipe and epochs, "
+                 "no pruning (Liu et al., \"Rethinking the Value of Network Pruning\"): does pruning in training "
+                 "beat simply training the small network?")
+"""What a scratch control is, said the same by every writer."""
+
+
+def scratch_metric(row: TrialRow, key: str) -> float | None:
+    """Metric `key` of the row's scratch control (`TrialRow.scratch`), or None (no control, no finite value)."""
+    v = (row.scratch or {}).get(key)
+    return v if finite(v) else None
+
+
+def scratch_verdict(row: TrialRow) -> str:
+    """The trial against its scratch control (its final widths trained from scratch, same recipe and
+    epochs) in one line, e.g. 'pruning in training: +0.8 points over training these widths from
+    scratch, at 8.5x its training MACs' or 'training these widths from scratch matches it (-0.1
+    points) at 8.5x less training compute'; '' when either accuracy is missing. Training compute is
+    each one's `train_macs` (the schedule's cost from scratch, sharing left out)."""
+    acc, control = row.metric("accuracy"), scratch_metric(row, "accuracy")
+    if acc is None or control is None:
+        return ""
+    gap = acc - control
+    mine, theirs = row.metric("train_macs"), scratch_metric(row, "train_macs")
+    ratio = mine / theirs if mine and theirs else None  # pruning in training / scratch
+    if is_clear_gap(gap):
+        winner, loser, r = (("pruning in training", "training these widths from scratch", ratio) if gap > 0 else
+                            ("training these widths from scratch", "pruning in training", ratio and 1 / ratio))
+        return f"{winner}: +{points(abs(gap))} points over {loser}" + (f", {_compute(r)}" if r else "")
+    if ratio is None:
+        return f"training these widths from scratch matches pruning in training ({100 * -gap:+.1f} points)"
+    if ratio >= 1:
+        return f"training these widths from scratch matches it ({100 * -gap:+.1f} points) {_compute(1 / ratio)}"
+    return f"pruning in training matches training these widths from scratch ({100 * gap:+.1f} points) {_compute(ratio)}"
+
+
+def _compute(ratio: float) -> str:
+    """How the subject's training MACs compare with the other's (subject / other)."""
+    if round(ratio, 1) == 1 or round(1 / ratio, 1) == 1:
+        return "at about the same training compute"
+    return f"at {ratio:.1f}x its training MACs" if ratio > 1 else f"at {1 / ratio:.1f}x less training compute"
+
+
+def scratch_summary(rows: Sequence[TrialRow], on_front: Callable[[TrialRow], bool]) -> str:
+    """The trials `rows` (those with a control) against their controls in one sentence: how many, the
+    mean accuracy gap, how many above, below and within `CLEAR_GAP` of their control, the mean ratio
+    of training MACs; and, when every one is on the front (`on_front`), that the front is selected
+    for luck as well as merit (its controls are not). '' without two trials to compare."""
+    pairs = [(r.metric("accuracy"), scratch_metric(r, "accuracy"), r.metric("train_macs"),
+              scratch_metric(r, "train_macs")) for r in rows]
+    pairs = [p for p in pairs if p[0] is not None and p[1] is not None]
+    if len(pairs) < 2:
+        return ""
+    gaps = [a - c for a, c, _, _ in pairs]
+    ratios = [m / cm for _, _, m, cm in pairs if m and cm]
+    above = sum(is_clear_gap(g) and g > 0 for g in gaps)
+    below = sum(is_clear_gap(g) and g < 0 for g in gaps)
+    mean = sum(gaps) / len(gaps)
+    text = (f"Over {len(pairs)} trials with a control, pruning in training is {100 * mean:+.2f} points from "
+            f"training the same widths from scratch on average ({above} clearly above their control, {below} "
+            f"clearly below, {len(pairs) - above - below} within {points(CLEAR_GAP)} points)")
+    if ratios:
+        text += f", at {sum(ratios) / len(ratios):.1f}x the control's training MACs on average"
+    text += "."
+    if all(on_front(r) for r in rows):
+        text += (" These are front trials, the best of the search: selected for luck as well as merit, unlike "
+                 "their controls, so their edge is overstated (`adsearch scratch --trials` controls others).")
+    return text

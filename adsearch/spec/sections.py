@@ -1,0 +1,226 @@
+"""The spec's sections for the network, the data, the search, its resources and the report, and
+`SpecModel`, the base of every spec model (an unknown key is an error). The training and pruning
+sections have their own modules (`adsearch.spec.training`, `adsearch.spec.pruning`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adsearch.metrics import OBJECTIVES
+from adsearch.spec.space import Dimension, ValuesDim
+
+
+class SpecModel(BaseModel):
+    """A spec model: plain data, validated, and a key it does not declare is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- model and data -------------------------------------------------------------------------
+
+
+class ModelSpec(SpecModel):
+    arch: str = Field(
+        "vgg11", description="registered architecture (vgg11/13/16/19, vgg, resnet18/34/50) or torchvision:<name>"
+    )
+    layers: list[int | Literal["M"]] | None = Field(
+        None, description="custom VGG layer list (conv widths and 'M' for max-pool); overrides arch"
+    )
+    width_mult: float = Field(1.0, gt=0, le=8, description="multiplier on every conv width")
+    stem: Literal["cifar", "imagenet"] | None = Field(
+        None, description="ResNet stem: cifar (3x3 conv, no max-pool) or imagenet (7x7/2 conv, max-pool); "
+        "default: cifar for images up to 64 px"
+    )
+
+    @field_validator("arch")
+    @classmethod
+    def arch_is_registered(cls, arch: str) -> str:
+        from adsearch.models.registry import check_arch  # the registry is the vocabulary
+
+        check_arch(arch)
+        return arch
+
+    @model_validator(mode="after")
+    def options_fit_the_arch(self):
+        if self.arch == "vgg" and self.layers is None:
+            raise ValueError("model.layers: arch 'vgg' needs a layer list (conv widths and 'M'), e.g. [64, M, 128, M]")
+        if self.layers is not None and not self.arch.startswith("vgg"):
+            raise ValueError(f"model.layers applies to VGG archs only, got arch {self.arch!r}")
+        if self.stem is not None and self.arch not in ("resnet18", "resnet34", "resnet50"):
+            raise ValueError(f"model.stem applies to resnet18/34/50 only, got arch {self.arch!r}")
+        if self.arch.startswith("torchvision:") and self.width_mult > 1:
+            raise ValueError(f"model.width_mult must be <= 1 for torchvision models (they are cut from "
+                             f"the full network), got {self.width_mult}")
+        return self
+
+    @field_validator("layers")
+    @classmethod
+    def layers_hold_a_conv(cls, layers):
+        if layers is not None and not any(isinstance(x, int) for x in layers):
+            raise ValueError("must hold at least one conv width")
+        if layers is not None and any(isinstance(x, int) and x < 1 for x in layers):
+            raise ValueError("conv widths must be >= 1")
+        return layers
+
+
+def _registered_datasets(schema: dict) -> None:
+    from adsearch.data.registry import list_datasets  # imports torch: only when a schema is asked for
+
+    schema["enum"] = list_datasets()
+
+
+class DataSpec(SpecModel):
+    dataset: str = Field("digits", description="registered dataset (adsearch.data.registry.register_dataset)",
+                         json_schema_extra=_registered_datasets)
+    root: str | None = Field(
+        None, description="file datasets: the folder holding the dataset (e.g. ~/data with cifar-10-batches-py "
+        "in it) or the dataset's own folder; default $ADSEARCH_DATA, else ~/data (imagefolder: required)"
+    )
+    download: bool = Field(False, description="cifar10/cifar100: download into root if missing (needs internet)")
+    image_size: int | None = Field(
+        None, ge=8, le=256, description="resize images to this many pixels square (None: native); ResNets take "
+        "the ImageNet stem above 64 px"
+    )
+    limit: int | None = Field(
+        None, ge=1, description="use at most this many samples per split (deterministic, class-balanced): smoke runs"
+    )
+    augment: bool = Field(True, description="file datasets: random crop (padding 4) and horizontal flip in training")
+    workers: int | None = Field(
+        None, ge=0, description="file datasets: DataLoader worker processes (default: min(4, CPUs); 0: in process)"
+    )
+    cache: bool = Field(True, description="image-file datasets (tinyimagenet, imagefolder): decode every image "
+                        "once into data.cache_dir and read the decoded pixels from there")
+    cache_dir: str | None = Field(None, description="where decoded images are kept, shared by every study and "
+                                  "trial (default $ADSEARCH_CACHE, else ~/.cache/adsearch); kept as an absolute path")
+    on_device: Literal["auto"] | bool = Field(
+        "auto", description="file datasets: keep both splits whole on the training device as uint8 and augment "
+        "there, without DataLoader workers (auto: when they take at most half its free memory; true: an error if "
+        "they do not fit); the built-in datasets always are"
+    )
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share (split datasets)")
+    num_samples: int = Field(512, ge=16, description="synthetic only: samples in all")
+    num_classes: int = Field(4, ge=2, description="synthetic only: number of classes")
+
+    @field_validator("dataset")
+    @classmethod
+    def dataset_is_registered(cls, dataset: str) -> str:
+        from adsearch.data.registry import check_dataset  # the registry is the vocabulary (data imports torch)
+
+        check_dataset(dataset)
+        return dataset
+
+    @field_validator("on_device", mode="before")
+    @classmethod
+    def on_device_is_auto_or_a_boolean(cls, value):
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"must be auto, true or false, got {value!r}")
+
+    @model_validator(mode="after")
+    def root_fits_the_dataset(self):
+        from adsearch.data.registry import file_datasets
+
+        if self.dataset not in file_datasets():
+            if self.root is not None or self.download:
+                key = "root" if self.root is not None else "download"
+                raise ValueError(f"data.{key}: applies to datasets read from disk ({', '.join(file_datasets())}); "
+                                 f"{self.dataset} is built in")
+            return self
+        if self.download and not self.dataset.startswith("cifar"):
+            how = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it in data.root"
+                   if self.dataset == "tinyimagenet" else "put train/ and val/ class folders in data.root")
+            raise ValueError(f"data.download: true works for cifar10 and cifar100 only; for {self.dataset}, {how}")
+        if self.root is None and self.dataset == "imagefolder":
+            raise ValueError("data.root: imagefolder needs a root: the folder holding train/ and val/ class folders")
+        from adsearch.data.settings import DATA_ENV
+        from adsearch.data.image_cache import CACHE_ENV
+
+        root = self.root if self.root is not None else os.environ.get(DATA_ENV) or "~/data"
+        cache_dir = self.cache_dir if self.cache_dir is not None else os.environ.get(CACHE_ENV) or "~/.cache/adsearch"
+        # absolute, so that trials (whose working directory is their own) find the same folders
+        self.root = os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
+        self.cache_dir = os.path.abspath(os.path.expanduser(os.path.expandvars(cache_dir)))
+        return self
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+class Objective(SpecModel):
+    metric: Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
+    mode: Literal["max", "min"] | None = Field(None, description="default: the metric's natural one")
+
+    @model_validator(mode="after")
+    def mode_from_metric(self):
+        if self.mode is None:
+            self.mode = OBJECTIVES[self.metric]
+        return self
+
+
+class SearchSpec(SpecModel):
+    trials: int = Field(12, ge=1, description="search trials (the baseline is extra)")
+    sampler: Literal["tpe", "gp", "nsga2", "random", "grid"] = Field(
+        "tpe", description="tpe (multivariate TPE), gp (Gaussian process), nsga2, random or grid: "
+        "benchmarks/RESULTS.md compares them")
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(metric="accuracy"), Objective(metric="params")],
+        min_length=1,
+    )
+    space: dict[str, Dimension] = Field(default_factory=dict)
+    baseline: bool = Field(True, description="run the same recipe with pruning off first")
+    max_failures: int | None = Field(
+        None, ge=1, description="end the study once this many trials have failed (default: never)"
+    )
+    share_prefixes: bool = Field(
+        True, description="keep trials' states at the epochs where they can part (prefixes/ in the study) so that "
+        "a trial starts from the furthest state another trial trained on its path; results are unchanged"
+    )
+    keep_prefixes: bool = Field(
+        False, description="keep the prefix cache when the study is done (default: delete it then; an interrupted "
+        "study keeps it to resume with)"
+    )
+    scratch_controls: bool = Field(
+        False, description="after the search, train the final widths of each pruned trial on the Pareto front from "
+        "scratch with the same recipe and epochs, pruning off (Liu et al.'s control): does pruning in training buy "
+        "accuracy? Costs one unpruned training per such trial; `adsearch scratch` runs them on a finished study"
+    )
+
+    @model_validator(mode="after")
+    def grid_takes_values_only(self):
+        if self.sampler == "grid":
+            bad = [p for p, d in self.space.items() if not isinstance(d, ValuesDim)]
+            if bad:
+                raise ValueError(f"sampler grid needs {{values: [...]}} dimensions; not: {', '.join(bad)}")
+        return self
+
+    @model_validator(mode="after")
+    def objectives_distinct(self):
+        names = [o.metric for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives repeat a metric: {names}")
+        return self
+
+
+class PerTrial(SpecModel):
+    cpu: float = Field(1.0, gt=0, description="CPUs Ray gives each trial (the baseline too)")
+    gpu: float = Field(0.0, ge=0, description="GPUs Ray gives each trial; a fraction shares one GPU")
+
+
+class ResourcesSpec(SpecModel):
+    per_trial: PerTrial = Field(default_factory=PerTrial)
+    max_concurrent: int | None = Field(None, ge=1, description="trials at once (default: what fits)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray (default: all)")
+    address: str | None = Field(None, description="Ray cluster: auto, host:port or ray://host:10001")
+    placement_timeout_s: float = Field(
+        900, gt=0, description="how long to wait for the first trial of a run to be placed (on a cluster, for an "
+        "autoscaler to add a node with resources.per_trial) before the study stops, resumable")
+
+
+class ReportSpec(SpecModel):
+    max_accuracy_drop: float = Field(
+        0.01, ge=0, le=1, description="recommended trade-off: accuracy within this of the baseline"
+    )

@@ -1,0 +1,172 @@
+"""What Ray Tune calls back in the process driving a study, and what those callbacks report to.
+
+`DRIVER` is the one driver of this process: where the callbacks' lines go and which live board
+they update (`Live` says how a study shows its running trials). The callbacks: `SearchProgress`
+(a line per finished search trial), `ControlProgress` (a line per finished scratch control) and
+`PlacementWait` (stops a run whose first trial is not placed in time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ray import tune
+from rich.console import Console
+
+from adsearch.errors import one_line
+from adsearch.report.text import progress_line
+from adsearch.results.rows import TrialRow, baseline_row
+from adsearch.results.live import clear_live
+from adsearch.results.study_dir import StudyDir
+from adsearch.results.view import best_so_far
+from adsearch.spec.study_spec import StudySpec
+from adsearch.study.progress import Board, Monitor
+from adsearch.study.scratch import completed, control_line, failed
+from adsearch.study.searcher import TRIAL_KEY, finished_count
+
+
+@dataclass
+class Live:
+    """How a study shows its running trials: on `console`, live where it is a terminal, else as plain
+    lines at most every `every_s` seconds (`adsearch.study.progress.Monitor`)."""
+
+    console: Console
+    every_s: float = 30.0
+
+
+class _Driver:
+    """What the Ray Tune callbacks running in this process report to: the running study's `say`, and
+    why a run stopped before any trial was placed. Ray pickles callbacks with its experiment and
+    unpickles them when a study resumes, so they keep no console of their own and look here."""
+
+    def __init__(self):
+        self.say: Callable[[str], None] = print
+        self.board: Board | None = None
+        """The live display's board (`adsearch.study.progress`), while one is shown."""
+        self.placement_timeout_s: float | None = None
+        """How long the run now fitting waits for its first trial to be placed (None: for ever)."""
+        self.unplaced = False
+        """Whether it stopped for that."""
+
+    @contextlib.contextmanager
+    def driving(self, spec: StudySpec, study: StudyDir, say: Callable[[str], None], live: Live | None):
+        """While a study runs in this process: its callbacks' lines go to `say`; with `live`, the running
+        trials are shown as `live` says (`adsearch.study.progress.Monitor`), from entries cleared first (those a
+        killed run left)."""
+        before, self.say = self.say, say
+        clear_live(study)
+        try:
+            if live is None:
+                yield
+                return
+            self.board = Board(spec.report.max_accuracy_drop)
+            with Monitor(study, self.board, console=live.console, terminal=live.console.is_terminal,
+                         every_s=live.every_s, say=say):
+                yield
+        finally:
+            self.say, self.board = before, None
+
+
+DRIVER = _Driver()
+"""The driver of this process (the only one: the callbacks find it by this name)."""
+
+
+class SearchProgress(tune.Callback):
+    """Prints a line per finished trial: done/total and the current recommended trade-off."""
+
+    def __init__(self, total: int, baseline: dict | None, max_drop: float, url: str, study_name: str):
+        self.total, self.max_drop = total, max_drop
+        self.url, self.study_name = url, study_name
+        self.baseline = baseline_row(baseline) if baseline else None
+        self.rows: list[TrialRow] = []
+
+    def _line(self, trial, state: str, error: str = "") -> None:
+        config = dict(trial.config or {})
+        number = config.pop(TRIAL_KEY, len(self.rows))
+        row = TrialRow.from_result(number, trial.last_result or {}, state=state, error=error, settings=config)
+        self.rows.append(row)
+        if DRIVER.board is not None:
+            DRIVER.board.finished(row)
+        done = max(len(self.rows), finished_count(self.url, self.study_name))  # counts those before a resume
+        DRIVER.say(progress_line(row, done=done, total=self.total,
+                                 best=best_so_far(self.baseline, self.rows, self.max_drop)))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._line(trial, "COMPLETE")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, "FAIL", _trial_error(trial))
+
+
+class ControlProgress(tune.Callback):
+    """Says each control's result as it finishes (`scratch.control_line`)."""
+
+    def __init__(self, rows: list[TrialRow]):
+        self.rows = {r.number: r for r in rows}
+
+    def _line(self, trial, control: dict) -> None:
+        row = self.rows.get((trial.config or {}).get(TRIAL_KEY))
+        if row is not None:
+            DRIVER.say(control_line(row, control))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._line(trial, completed(trial.last_result or {}))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, failed((trial.last_result or {}).get("error") or _trial_error(trial)))
+
+
+class PlacementWait(tune.Stopper, tune.Callback):
+    """Stops a run whose first trial is not placed within `DRIVER.placement_timeout_s`
+    (`resources.placement_timeout_s`: a cluster with no node that has `resources.per_trial`, waiting
+    for an autoscaler), and tells `DRIVER`. A run restored from its snapshot waits afresh, as long
+    as the spec it resumes with says."""
+
+    def __init__(self):
+        self._since: float | None = None
+        self._placed = False
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._placed = True
+
+    def stop_all(self) -> bool:
+        if self._placed or DRIVER.unplaced or DRIVER.placement_timeout_s is None:
+            return False
+        now = time.monotonic()
+        self._since = self._since or now
+        if now - self._since < DRIVER.placement_timeout_s:
+            return False
+        DRIVER.unplaced = True
+        # Returning True would end the trials (a resume would not go on with them): end the run as
+        # Ctrl-C does instead. Tune treats SIGUSR1 as its first SIGINT where it installed its
+        # handler (this, the main thread); never raise it where the default (exit) would act.
+        if not callable(signal.getsignal(signal.SIGUSR1)):
+            raise _Unplaced("no trial placed within resources.placement_timeout_s")
+        signal.raise_signal(signal.SIGUSR1)
+        return False
+
+
+class _Unplaced(RuntimeError):
+    """`PlacementWait` ends a Tune run it cannot stop gracefully (Tune not in the main thread)."""
+
+
+def _trial_error(trial) -> str:
+    """The exception a Ray trial ended with, as one line."""
+    try:
+        error = trial.get_pickled_error() or trial.get_error()
+    except Exception:  # noqa: BLE001 - best effort: the error file may be unreadable
+        error = None
+    return one_line(error) if error else "unknown error"

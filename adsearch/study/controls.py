@@ -1,0 +1,92 @@
+"""Running a study's scratch controls on Ray Tune and recording them in `scratch.json`.
+
+Which trials get a control and what one trains is `adsearch.study.scratch` (it runs nothing); this
+module runs them: after the search (`run_front_controls`, `search.scratch_controls`) or for the
+trials `adsearch scratch` names (`run_controls`), one Ray experiment per set run together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+from ray import tune
+
+from adsearch.errors import StudyInterrupted, one_line
+from adsearch.results.rows import TrialRow, find
+from adsearch.results.reading import collect_rows
+from adsearch.results.study_dir import StudyDir
+from adsearch.spec.study_spec import StudySpec
+from adsearch.study.callbacks import ControlProgress
+from adsearch.study.experiment import fit, tuner
+from adsearch.study.scratch import completed, control_spec, failed, front_controls, to_run, trials_text
+from adsearch.study.searcher import TRIAL_KEY
+from adsearch.study.trials import control_trainable
+
+SCRATCH_EXPERIMENTS = "scratch"
+"""Where under the study's `ray/` the controls' experiments are kept, one per set of trials run together."""
+
+
+def run_front_controls(spec: StudySpec, study: StudyDir, threads: int, say) -> None:
+    """`search.scratch_controls`: the controls of the pruned trials on the front, after the search."""
+    chosen = front_controls(spec, collect_rows(study, spec))
+    if not chosen:
+        say("scratch controls: none to run, no pruned trial is on the Pareto front")
+        return
+    run_controls(spec, study, [r.number for r in chosen], threads, say)
+
+
+def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: int, say, *,
+                 retry=()) -> None:
+    """Run the scratch controls of trials `numbers` not recorded yet (and those in `retry` whose
+    control failed) on Ray Tune, at once as resources allow; record each result in scratch.json.
+
+    A run stopped early is restored from `ray/scratch/<its trials>` by the next run asking for the
+    same controls: finished controls are kept, running ones go on from their last epoch.
+
+    Raises:
+        StudyInterrupted: some control did not finish (Ctrl-C); those that did are recorded.
+    """
+    rows = collect_rows(study, spec)
+    chosen = [find(rows, n) for n in numbers]
+    pending = to_run(chosen, retry)
+    recorded = [r for r in chosen if r not in pending]
+    if recorded:
+        say(f"scratch controls: {trials_text(recorded)} already recorded")
+    if not pending:
+        return
+    say(f"scratch controls: {trials_text(pending)}, each one's final widths trained from scratch for "
+        f"{spec.train.epochs} epochs without pruning")
+    name = f"{SCRATCH_EXPERIMENTS}/{_experiment_name(pending)}"
+    restore = not any(r.scratch for r in pending)  # a failed control named again starts afresh
+    if not restore:
+        shutil.rmtree(study.ray_dir / name, ignore_errors=True)
+    controls = {r.number: {"spec": control_spec(spec, r).model_dump(mode="json"), "widths": list(r.widths)}
+                for r in pending}
+    trainable = control_trainable(controls, study, baseline=study.read_baseline(), threads=threads)
+    named = f" --trials {','.join(map(str, numbers))}" if retry else ""
+    grid = fit(tuner(trainable, spec, study, name, samples=1, restore=restore, callbacks=[ControlProgress(pending)],
+                     param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}),
+               spec, f"adsearch scratch {study}{named}")
+    results = {}
+    for result in grid:
+        number, metrics = (result.config or {}).get(TRIAL_KEY), result.metrics or {}
+        if number not in controls:
+            continue
+        if result.error:
+            results[number] = failed(metrics.get("error") or one_line(result.error))
+        elif metrics.get("epoch") == spec.train.epochs:
+            results[number] = completed(metrics)
+    if results:
+        study.save_scratch(results)
+    unfinished = [n for n in controls if n not in results]
+    if unfinished:
+        raise StudyInterrupted(f"the scratch controls stopped before trial{'s' * (len(unfinished) > 1)} "
+                               f"{', '.join(map(str, unfinished))} finished ({len(results)} finished and recorded); "
+                               f"go on from the last epoch with: adsearch scratch {study}{named}")
+
+
+def _experiment_name(rows: list[TrialRow]) -> str:
+    """The Ray experiment of the controls of `rows`: 'trials-4-7-12' (hashed when long)."""
+    name = "trials-" + "-".join(str(r.number) for r in sorted(rows, key=lambda r: r.number))
+    return name if len(name) <= 100 else f"trials-{hashlib.sha256(name.encode()).hexdigest()[:16]}"

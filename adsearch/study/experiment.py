@@ -1,0 +1,66 @@
+"""A study's Ray Tune experiments, each a folder under the study's `ray/` ('baseline', 'search',
+'scratch/trials-4-7'): made or restored (`tuner`), and run (`fit`) with the wait for the first
+trial's placement that `resources.placement_timeout_s` sets (`callbacks.PlacementWait`).
+"""
+
+from __future__ import annotations
+
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.stopper import CombinedStopper
+
+from adsearch.errors import StudyInterrupted
+from adsearch.metrics import seconds
+from adsearch.results.study_dir import StudyDir
+from adsearch.spec.study_spec import StudySpec
+from adsearch.study.callbacks import DRIVER, PlacementWait
+from adsearch.study.cluster import cluster_capacity
+
+
+def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=None, samples: int,
+          callbacks=(), stop=None, restore: bool = False, param_space: dict | None = None) -> tune.Tuner:
+    """Ray Tune's experiment `name` (a path under the study's `ray/`: 'search', 'scratch/trials-4-7')."""
+    per = spec.resources.per_trial
+    trainable = tune.with_resources(trainable, {"cpu": per.cpu, "gpu": per.gpu})
+    wait = PlacementWait()
+    path = study.ray_dir / name
+    if restore and tune.Tuner.can_restore(str(path.resolve())):
+        # finished and failed trials stay as they are; unfinished ones go on from their checkpoint
+        return tune.Tuner.restore(str(path.resolve()), trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=samples, reuse_actors=True,
+                                    max_concurrent_trials=spec.resources.max_concurrent),
+        run_config=tune.RunConfig(
+            name=path.name, storage_path=str(path.parent.resolve()), verbose=0,
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), wait, *callbacks],
+            stop=CombinedStopper(wait, stop) if stop is not None else wait,
+            # two kept: if the newest is torn by a crash, the trial falls back to the one before
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+
+
+def fit(tuner: tune.Tuner, spec: StudySpec, again: str) -> tune.ResultGrid:
+    """`tuner.fit()`; a run stopped because no trial was placed in time raises `StudyInterrupted`
+    saying what a trial asks and what the nodes have now; `again` is the command that goes on."""
+    DRIVER.unplaced, DRIVER.placement_timeout_s = False, spec.resources.placement_timeout_s
+    try:
+        grid = tuner.fit()
+    except Exception:  # noqa: BLE001 - `callbacks._Unplaced`, as Tune wraps it
+        if not DRIVER.unplaced:
+            raise
+    finally:
+        DRIVER.placement_timeout_s = None
+    if not DRIVER.unplaced:
+        return grid
+    per, nodes = spec.resources.per_trial, cluster_capacity(None)
+    now = ("a node that has them is there now: go on with" if nodes.fits(per.cpu, per.gpu)
+           else f"no node has them ({nodes.shapes()}): add one, then go on with")
+    raise StudyInterrupted(
+        f"no trial was placed within resources.placement_timeout_s ({seconds(spec.resources.placement_timeout_s)}): "
+        f"each asks {per.cpu:g} CPU(s) and {per.gpu:g} GPU(s) (resources.per_trial), and {now}: {again} "
+        "(to wait longer, `adsearch run` the spec again with --set resources.placement_timeout_s=SECONDS)")
