@@ -2,9 +2,9 @@
 
 `write_report(study_dir, spec, rows)` computes the study's view once (`adsearch.results.view.report_view`:
 the front, the baseline, the recommended trial, the state counts) and has the writers render it:
-`report_md` (Markdown), `report_html` (the interactive page), `plots` (PNG); the CSV tables are
+`markdown` (Markdown), `html` (the interactive page), `plots` (PNG); the CSV tables are
 written here, one `TrialRow.flat` per line. Every file is written to a temporary file in its own
-directory and moved into place (`records.StudyDir.write`), so a reader never sees half a file.
+directory and moved into place (`results.study_dir.StudyDir.write`), so a reader never sees half a file.
 The Pareto front is taken over `spec.search.objectives` among all completed rows, the baseline
 included: a search trial the baseline dominates is not a trade-off worth reporting.
 """

@@ -9,8 +9,8 @@ has: it trains the small network from epoch 1, so its training MACs are at most 
 
 This module decides which trials get a control, what a control trains and what is recorded of it;
 it runs nothing. The study runs them on Ray Tune (after the search with `search.scratch_controls`,
-or on a finished study with `study.scratch_study`, `adsearch scratch`), and the study directory
-keeps their results (`records.StudyDir.save_scratch`, read back as `TrialRow.scratch`).
+or on a finished study with `runner.scratch_study`, `adsearch scratch`), and the study directory
+keeps their results (`results.study_dir.StudyDir.save_scratch`, read back as `TrialRow.scratch`).
 """
 
 from __future__ import annotations
