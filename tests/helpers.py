@@ -197,3 +197,16 @@ def arm_rows(controls: int = 1) -> list[TrialRow]:
                                              {"accuracy": 0.931, "train_macs": 1e9, "params": 200})))[:controls]:
         row.scratch = scratch
     return rows
+
+
+LIVE_SETTINGS = {"pruning.target_density": 0.5, "pruning.compress_at": [5, 10]}
+
+
+def entry(number: int = 3, epoch: int = 5, *, kind: str = "search", epochs: int = 20, started: float = 1000.0,
+          now: float = 1100.0, first_epoch: int = 0, settings: dict | None = None, **metrics) -> dict:
+    """A live entry of a trial at `epoch` (0: before its first), written at `now`."""
+    from adsearch.results.live import live_entry
+
+    results = {"epoch": epoch, "accuracy": 0.912, "loss": 0.3123, "params": 115_000, "rounds": 1, **metrics}
+    return live_entry(kind=kind, number=number, settings=LIVE_SETTINGS if settings is None else settings, epochs=epochs,
+                      metrics=results if epoch else None, started=started, first_epoch=first_epoch, now=now)

@@ -6,23 +6,14 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers import LIVE_SETTINGS as SETTINGS
+from helpers import entry
 
 from adsearch.results.live import (
     LiveTrial, clear_live, end_live, live_entry, live_trials, read_live, save_live,
 )
 from adsearch.results.rows import BASELINE
 from adsearch.results.study_dir import StudyDir
-
-SETTINGS = {"pruning.target_density": 0.5, "pruning.compress_at": [5, 10]}
-
-
-def entry(number: int = 3, epoch: int = 5, *, kind: str = "search", epochs: int = 20, started: float = 1000.0,
-          now: float = 1100.0, first_epoch: int = 0, settings: dict | None = None, **metrics) -> dict:
-    """A live entry of a trial at `epoch` (0: before its first), written at `now`."""
-    results = {"epoch": epoch, "accuracy": 0.912, "loss": 0.3123, "params": 115_000, "rounds": 1, **metrics}
-    return live_entry(kind=kind, number=number, settings=SETTINGS if settings is None else settings, epochs=epochs,
-                      metrics=results if epoch else None, started=started, first_epoch=first_epoch, now=now)
-
 
 # --- the entry a trial writes ------------------------------------------------------------------
 
