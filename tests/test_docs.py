@@ -92,19 +92,19 @@ def ran(tmp_path_factory):
     write_cifar10(data, per_batch=10, n_test=30)
     write_cifar100(data, n_train=30, n_test=30)
     write_tinyimagenet(data)
-    env = {**os.environ, "ADSEARCH_DATA": str(data)}
-    runs: dict[str, tuple[Path, str, list[str]]] = {}  # name -> (folder, output file, commands)
+    runs: dict[str, tuple[Path, list[str]]] = {}  # name -> (folder, commands)
     for study in PAPER:
-        runs[study] = (tmp_path_factory.mktemp(study), "out", [SMOKE.replace("resnet18_tinyimagenet", study)])
-    runs["gpu"] = (tmp_path_factory.mktemp("gpu"), "out", [GPU_RUN])
-    runs["quickstart"] = (tmp_path_factory.mktemp("quickstart"), "out", list(QUICKSTART))
-    for folder, _, _ in runs.values():
+        runs[study] = (tmp_path_factory.mktemp(study), [SMOKE.replace("resnet18_tinyimagenet", study)])
+    runs["gpu"] = (tmp_path_factory.mktemp("gpu"), [GPU_RUN])
+    runs["quickstart"] = (tmp_path_factory.mktemp("quickstart"), list(QUICKSTART))
+    for folder, _ in runs.values():
         shutil.copytree(ROOT / "studies", folder / "studies")
     _small_quickstart(runs["quickstart"][0] / "studies" / "quickstart.yaml")
     results: dict[str, list[tuple[int, str]]] = {}
     with contextlib.ExitStack() as stack:
         def start(name: str, i: int) -> subprocess.Popen:
-            folder, _, commands = runs[name]
+            folder, commands = runs[name]
+            env = {**os.environ, "ADSEARCH_DATA": str(data), "ADSEARCH_CACHE": str(folder / "cache")}  # a cache each
             proc = subprocess.Popen(["bash", "-c", commands[i]], cwd=folder, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
             stack.callback(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
@@ -135,7 +135,7 @@ def test_the_readme_smoke_run_of_each_paper_study_passes(ran, study):
     assert (search["param:pruning.compress_at"] == "[1]").all() and (search["rounds"] == 1).all()
     assert (search["params"] <= base["params"]).all()
     if study == "resnet18_tinyimagenet":  # its JPEGs decoded once, before the study starts
-        assert f"images (train) once into the image cache {os.environ['ADSEARCH_CACHE']}" in out
+        assert f"images (train) once into the image cache {folder / 'cache'}" in out
 
 
 def test_the_readme_gpu_run_stops_before_it_starts_on_this_machine(ran):
