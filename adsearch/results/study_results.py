@@ -15,7 +15,7 @@ import pandas as pd
 
 from adsearch.results.pareto import pareto_front, recommended
 from adsearch.results.reading import StudyRecord, read_study
-from adsearch.results.rows import TrialRow
+from adsearch.results.rows import BASELINE, TrialRow
 from adsearch.results.trial_network import trial_network
 
 
@@ -53,7 +53,7 @@ class StudyResults:
         """One row per trial, indexed by `number` (-1: the baseline): role, state, error, a
         `param:<path>` column per searched spec path, every metric and ratio (NaN where a trial
         has none), gpu_ids, widths, base_widths, and `on_front` / `recommended` (bools)."""
-        rows = self._rows
+        rows = self._record.rows
         front = {rows[i].number for i in pareto_front(rows, self.spec.search.objectives)}
         best = recommended(rows, self.spec.report.max_accuracy_drop)
         table = pd.DataFrame([r.flat(list(self.spec.search.space)) for r in rows]).set_index("number")
@@ -64,7 +64,7 @@ class StudyResults:
     @property
     def baseline(self) -> pd.Series | None:
         """The baseline's row of `trials`, or None while it has not finished (or the spec runs none)."""
-        return self.trials.loc[-1] if -1 in self.trials.index else None
+        return self.trials.loc[BASELINE] if BASELINE in self.trials.index else None
 
     @property
     def front(self) -> pd.DataFrame:
@@ -98,10 +98,6 @@ class StudyResults:
                 checkpoint missing or unreadable.
         """
         return trial_network(self._record, self._row(trial))
-
-    @property
-    def _rows(self) -> list[TrialRow]:
-        return self._record.rows
 
     def _row(self, trial: int) -> TrialRow:
         return self._record.row(int(trial))
