@@ -3,7 +3,7 @@
 User errors (`AdsearchError`, an invalid spec) are printed as plain lines without a traceback;
 an invalid spec, missing data (`DataError`), resources the machine cannot give (`ResourceError`)
 or an unusable study folder (`StudyDirError`) exits 2, a study stopped early (`StudyInterrupted`)
-130, other user errors 1.
+130, or 143 when SIGTERM stopped it (`adsearch.study.stopping`), other user errors 1.
 """
 
 from __future__ import annotations
@@ -258,14 +258,22 @@ def main() -> None:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(2) from None
     except StudyInterrupted as exc:
-        err.print(f"stopped: {exc}", markup=False)
-        raise SystemExit(130) from None
+        code = _stopped_code()
+        err.print(f"{'stopped by SIGTERM' if code != 130 else 'stopped'}: {exc}", markup=False)
+        raise SystemExit(code) from None
     except AdsearchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        raise SystemExit(130) from None
+        code = _stopped_code()
+        err.print("stopped by SIGTERM" if code != 130 else "interrupted", markup=False)
+        raise SystemExit(code) from None
+
+
+def _stopped_code() -> int:
+    """130 for a study stopped by Ctrl-C (or its failure limit), 143 for one stopped by SIGTERM."""
+    stopping = sys.modules.get("adsearch.study.stopping")  # imported only by a command that ran a study
+    return stopping.EXIT_CODE if stopping is not None and stopping.terminated() else 130
 
 
 if __name__ == "__main__":

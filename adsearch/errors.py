@@ -2,7 +2,8 @@
 
 Exit codes (`adsearch.cli`): 2 for what the user named being unusable (an invalid spec, missing
 data, resources the machine cannot give, a folder that is not a study or cannot be read), 130 for
-a study stopped early that can resume, 1 for every other `AdsearchError`.
+a study stopped early that can resume (143 when SIGTERM stopped it), 1 for every other
+`AdsearchError`.
 """
 
 

@@ -17,15 +17,18 @@ trial needs (its torch threads) itself.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 import ray
@@ -121,12 +124,32 @@ def start_ray(spec: StudySpec, address: str | None, *, log_level: str = "error")
             ray.init(address=address, **kwargs)
         else:  # "local": always a new Ray of our own, never some cluster that happens to run here
             machine = local_capacity(spec)
-            ray.init(address="local", num_cpus=machine.cpus, num_gpus=machine.gpus, **kwargs)
+            with sigterm_blocked_in_children():
+                ray.init(address="local", num_cpus=machine.cpus, num_gpus=machine.gpus, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         raise AdsearchError(f"cannot start or reach {where}: {exc}. For a cluster, start it with "
                             "`ray start --head` and pass its address (auto, host:port or ray://host:10001)") from None
     return True
+
+
+@contextlib.contextmanager
+def sigterm_blocked_in_children() -> Iterator[None]:
+    """SIGTERM blocked in this thread while the block starts processes, which keep it blocked (a
+    signal mask is inherited across fork and exec): a SIGTERM to the process group (a batch
+    scheduler stopping `adsearch run`) then reaches the driver, which stops the study gracefully
+    (`adsearch.study.stopping`), and not the local Ray's GCS, raylet and workers, which the stop
+    still needs. Ray does the same for SIGINT (Ctrl-C). `ray.shutdown()` ends them still (SIGKILL
+    after its SIGTERM's wait). Only in the main thread; a SIGTERM that comes meanwhile waits until
+    the block ends."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _check_reachable(address: str, timeout_s: float = 10.0) -> None:

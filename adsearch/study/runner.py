@@ -42,6 +42,7 @@ from adsearch.study.cluster import cluster_capacity, configure_process, prepare_
 from adsearch.study.controls import run_controls, run_front_controls
 from adsearch.study.experiment import fit, tuner
 from adsearch.study.scratch import controls_for, to_run
+from adsearch.study.stopping import graceful_sigterm
 from adsearch.study.searcher import (FailureLimit, Searcher, failed_count, finished_count, make_sampler, open_storage,
                                      optuna_space, set_metric_names)
 from adsearch.study.trials import search_trainable
@@ -97,7 +98,7 @@ def run_study(
     Raises:
         ResourceError: the machine (a local Ray) can never give what the trials ask; nothing written.
         AdsearchError: the study is running elsewhere, its spec changed, or the baseline failed.
-        StudyInterrupted: it stopped early (Ctrl-C, `search.max_failures`, no trial placed within
+        StudyInterrupted: it stopped early (Ctrl-C or SIGTERM, `search.max_failures`, no trial placed within
             `resources.placement_timeout_s`); it can resume.
     """
     configure_process()
@@ -110,7 +111,7 @@ def run_study(
             remove(study)
             say(f"deleted the earlier study in {study} (--fresh)")
         study.path.mkdir(parents=True, exist_ok=True)
-        with lock(study), DRIVER.driving(spec, study, say, live):
+        with graceful_sigterm(), lock(study), DRIVER.driving(spec, study, say, live):
             if not check_can_run(study, spec):  # again under the lock: another run may have begun
                 start(study, spec)
             else:
@@ -125,8 +126,10 @@ def run_study(
                     if DRIVER.board is not None:
                         DRIVER.board.set_baseline(baseline_row(baseline))
                 _run_search(spec, study, baseline, threads, base_widths, say)
-            except StudyInterrupted:
+            except (StudyInterrupted, KeyboardInterrupt) as exc:
                 report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
+                if isinstance(exc, KeyboardInterrupt):  # a stop between Ray Tune's runs
+                    raise _interrupted(study, "interrupted") from None
                 raise
             _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
             controls = (lambda: run_front_controls(spec, study, threads, say)) if spec.search.scratch_controls \
@@ -191,7 +194,7 @@ def scratch_study(directory: Path | str, *, trials: list[int] | None = None, add
         check_runnable(spec)
         started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
     try:
-        with lock(study), DRIVER.driving(spec, study, say, live):
+        with graceful_sigterm(), lock(study), DRIVER.driving(spec, study, say, live):
             rows, files = _controls_then_report(
                 spec, study, lambda: run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ()))
     finally:

@@ -346,44 +346,64 @@ def _both_running_at_once(study: optuna.Study) -> bool:
     return a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
 
 
-def _wait_for_a_result(folder: Path, proc, timeout_s: float = 300) -> None:
-    """Until a Ray trial under `folder` has reported an epoch (its result.json is not empty)."""
-    deadline = time.time() + timeout_s
-    while not any(p.stat().st_size > 0 for p in folder.glob("*/result.json")):
-        assert proc.poll() is None, f"the study ended (exit code {proc.returncode}) before a trial reported"
-        assert time.time() < deadline, f"no trial reported an epoch under {folder} in {timeout_s} s"
-        time.sleep(0.2)
+def _stop(args: list, study_dir: Path, folder: str, how: signal.Signals, cwd: Path) -> tuple[int, str, str]:
+    """`adsearch ARGS`, stopped by `how` sent to its whole process group (a terminal's Ctrl-C; a
+    batch scheduler's or `kill`'s SIGTERM) once a trial under `ray/<folder>` has reported an epoch;
+    the exit code, stdout and stderr."""
+    results = study_dir / "ray" / folder
+    before = {p: p.stat().st_size for p in results.glob("*/result.json")}
+    with adsearch_process(*args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        deadline = time.time() + 300  # until a trial has reported an epoch in this run
+        while not any(p.stat().st_size > before.get(p, 0) for p in results.glob("*/result.json")):
+            assert proc.poll() is None, f"the study ended (exit code {proc.returncode}) before a trial reported"
+            assert time.time() < deadline, f"no trial reported an epoch under {results} in 300 s"
+            time.sleep(0.2)
+        os.killpg(proc.pid, how)
+        out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
 
 
-def test_ctrl_c_in_the_baseline_then_in_the_search_stops_cleanly_each_time(tmp_path, ray_session):
+def test_ctrl_c_and_sigterm_in_the_baseline_and_the_search_stop_cleanly_and_the_study_resumes(tmp_path, ray_session):
+    """SIGTERM goes to the process group with a local Ray that the run started in it (as a batch
+    scheduler sends it): Ray's processes must outlive it and the driver stop as Ctrl-C stops it."""
     spec = tmp_path / "int.yaml"
-    spec.write_text(spec_text("int", epochs=6, trials=2, width=32, concurrent=1,
+    spec.write_text(spec_text("int", epochs=5, trials=2, width=32, concurrent=1,
                               space="pruning.target_density: {values: [0.3, 0.95]}"))
     address = ray_session.get_runtime_context().gcs_address
     study_dir = tmp_path / "r" / "int"
-    with adsearch_process("run", spec, "--reports", tmp_path / "r", "--address", address, cwd=tmp_path,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        _wait_for_a_result(study_dir / "ray" / "baseline", proc)
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
-        out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted during the baseline" in err and f"adsearch resume {study_dir}" in err
-    assert "Traceback" not in err and not (study_dir / "baseline.json").exists()
-    assert not (study_dir / LOCK_FILE).exists()
 
-    with adsearch_process("resume", study_dir, "--address", address, cwd=tmp_path,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        _wait_for_a_result(study_dir / "ray" / "search", proc)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "resuming study 'int'" in out and f"adsearch resume {study_dir}" in err and "Traceback" not in err
+    def stopped_cleanly(code, err, expected):
+        assert code == expected, err[-2000:]
+        assert f"adsearch resume {study_dir}" in err and "Traceback" not in err
+        assert "***" not in err and "PC: @" not in err  # no stack dump from Ray's signal handler
+        assert not (study_dir / LOCK_FILE).exists()
+        assert "interrupted" in (study_dir / "report.md").read_text().splitlines()[0]
+
+    code, out, err = _stop(["run", spec, "--reports", tmp_path / "r"], study_dir, "baseline", signal.SIGTERM, tmp_path)
+    stopped_cleanly(code, err, 143)
+    assert "stopped by SIGTERM: interrupted during the baseline" in err and not (study_dir / "baseline.json").exists()
+
+    code, out, err = _stop(["resume", study_dir, "--address", address], study_dir, "search", signal.SIGINT, tmp_path)
+    stopped_cleanly(code, err, 130)
+    assert "resuming study 'int'" in out and "stopped: interrupted after" in err
     baseline = json.loads((study_dir / "baseline.json").read_text())
-    assert [h["epoch"] for h in baseline["history"]] == list(range(1, 7))  # the baseline went on to its end
+    assert [h["epoch"] for h in baseline["history"]] == list(range(1, 6))  # the baseline went on to its end
+
+    done_before = [t.number for t in load_study(study_dir, "int").trials if t.state.name == "COMPLETE"]
+    code, out, err = _stop(["resume", study_dir], study_dir, "search", signal.SIGTERM, tmp_path)
+    stopped_cleanly(code, err, 143)
+    assert "stopped by SIGTERM: interrupted after" in err
     study = load_study(study_dir, "int")
-    assert all(t.state.name in ("COMPLETE", "RUNNING") for t in study.trials)  # nothing failed by the stop
-    assert not (study_dir / LOCK_FILE).exists()
-    assert "interrupted" in (study_dir / "report.md").read_text().splitlines()[0]
+    assert all(t.state.name in ("COMPLETE", "RUNNING") for t in study.trials)  # nothing failed by the stops
+    finished = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
+    assert set(done_before) <= set(finished)
+
+    res = adsearch("resume", study_dir, "--address", address, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    study = load_study(study_dir, "int")
+    assert sorted(t.number for t in study.trials) == [0, 1] and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert all(study.trials[n].values == values for n, values in finished.items())  # no finished trial lost
+    assert "done" in (study_dir / "report.md").read_text().splitlines()[0]
 
 
 def test_sharing_off_trains_the_same_trials_and_an_exhausted_space_ends_the_study(tmp_path, ray_session, tiny_study):
