@@ -20,6 +20,7 @@ from adsearch.errors import AdsearchError, DataError, ResourceError, StudyDirErr
 from adsearch.metrics import METRICS, count, percent, seconds, widths
 from adsearch.spec.loading import SpecError, load_spec, spec_warnings
 from adsearch.spec.study_spec import json_schema
+from adsearch.study import stopping
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search activation-density pruning schedules; read the Pareto report.")
@@ -258,22 +259,19 @@ def main() -> None:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(2) from None
     except StudyInterrupted as exc:
-        code = _stopped_code()
-        err.print(f"{'stopped by SIGTERM' if code != 130 else 'stopped'}: {exc}", markup=False)
-        raise SystemExit(code) from None
+        err.print(f"{'stopped by SIGTERM' if stopping.terminated() else 'stopped'}: {exc}", markup=False)
+        raise SystemExit(_stopped_code()) from None
     except AdsearchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        code = _stopped_code()
-        err.print("stopped by SIGTERM" if code != 130 else "interrupted", markup=False)
-        raise SystemExit(code) from None
+        err.print("stopped by SIGTERM" if stopping.terminated() else "interrupted", markup=False)
+        raise SystemExit(_stopped_code()) from None
 
 
 def _stopped_code() -> int:
     """130 for a study stopped by Ctrl-C (or its failure limit), 143 for one stopped by SIGTERM."""
-    stopping = sys.modules.get("adsearch.study.stopping")  # imported only by a command that ran a study
-    return stopping.EXIT_CODE if stopping is not None and stopping.terminated() else 130
+    return stopping.EXIT_CODE if stopping.terminated() else 130
 
 
 if __name__ == "__main__":

@@ -57,5 +57,5 @@ def graceful_sigterm() -> Iterator[None]:
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if not _State.terminated else _on_sigterm)
+        if not _State.terminated and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # once stopping, ours stays: a second SIGTERM ends it
