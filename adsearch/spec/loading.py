@@ -104,12 +104,23 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 
 
 def spec_warnings(spec: StudySpec) -> list[str]:
-    """What is valid but likely not meant: compression epochs the training never reaches.
+    """What is valid but likely not meant: compression epochs the training never reaches, and
+    `train.channels_last` on a CPU (where the trainer keeps the default layout: see
+    `adsearch.train.step.CHANNELS_LAST_DEVICES`).
 
     `--set train.epochs=1` is how a study is smoke-tested, so epochs in `pruning.compress_at` (or a
     `pruning.start`) at or after `train.epochs` are not an error: there is no training after them, so
     they do not happen.
     """
+    found = _late_compressions(spec)
+    if spec.train.channels_last and spec.train.device == "cpu":
+        found.append("train.channels_last applies on a GPU only: on the cpu the network keeps the default "
+                     "layout (no faster there, and torch's oneDNN gets a narrow 1x1 stride-2 conv's weight "
+                     "gradient wrong in NHWC)")
+    return found
+
+
+def _late_compressions(spec: StudySpec) -> list[str]:
     pruning, epochs = spec.pruning, spec.train.epochs
     if pruning.method == "none":
         return []

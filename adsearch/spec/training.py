@@ -67,7 +67,9 @@ class TrainSpec(SpecModel):
     amp: Literal["off", "bf16", "fp16"] = Field(
         "off", description="mixed precision: bf16 (autocast), fp16 (autocast and loss scaling) or off; true means bf16"
     )
-    channels_last: bool = Field(False, description="NHWC memory format for the network and its inputs (GPU convs)")
+    channels_last: bool = Field(False, description="NHWC memory format for the network and its inputs on a "
+                                  "GPU (a CPU keeps the default layout: no faster there, and unsafe for "
+                                  "narrow 1x1 stride-2 convs in torch's oneDNN)")
     cudnn_benchmark: bool = Field(True, description="CUDA: let cuDNN time its algorithms for each new training "
                                   "shape (once at the start and after every compression; evaluation uses its "
                                   "heuristics), often repaid by faster steady epochs (benchmarks/RESULTS.md)")

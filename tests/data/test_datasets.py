@@ -2,7 +2,7 @@
 tiny-imagenet-200 tree and image folders, written on disk in their real layouts
 (tests/fake_datasets.py); label mapping checked by each class's colour, augmentation, limit,
 workers, device-resident data, the decoded-image cache, bad data, the spec's data fields, and the
-trainer (AMP, channels_last, exact resume) on a file dataset."""
+trainer (AMP, exact resume) on a file dataset."""
 
 from __future__ import annotations
 
@@ -539,14 +539,14 @@ def test_amp_takes_a_name_or_a_yaml_boolean():
         parse_spec("name: x\ntrain: {amp: fp32}\n")
 
 
-# --- the trainer on a file dataset: mixed precision, channels_last, exact resume ---------------
+# --- the trainer on a file dataset: mixed precision, exact resume -------------------------------
 
 TRIAL = """\
 name: tiny-files
 seed: 0
 model: {{arch: resnet18, width_mult: 0.125}}
 data: {{dataset: tinyimagenet, root: {root}, workers: 0, image_size: 32}}
-train: {{epochs: 2, batch_size: 4, device: cpu, amp: {amp}, channels_last: true, threads: 1}}
+train: {{epochs: 2, batch_size: 4, device: cpu, amp: {amp}, threads: 1}}
 pruning: {{compress_at: [1], min_channels: 2, target_density: 0.99}}
 """
 

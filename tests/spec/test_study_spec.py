@@ -179,7 +179,7 @@ def test_missing_name_is_reported():
     assert problem == "name: Field required"
 
 
-def test_compression_epochs_past_the_training_are_a_warning_not_an_error():
+def test_compression_epochs_past_the_training_and_channels_last_on_a_cpu_are_warnings_not_errors():
     spec = parse_spec("name: x\ntrain: {epochs: 3}\npruning:\n  compress_at: [1, 3]\n")  # a smoke run's epochs
     assert spec_warnings(spec) == ["pruning.compress_at: epochs [3] are not before train.epochs (3), "
                                    "so no training follows them: they are skipped"]
@@ -187,6 +187,9 @@ def test_compression_epochs_past_the_training_are_a_warning_not_an_error():
     assert spec_warnings(short)[0].endswith("no compression happens")
     assert spec_warnings(parse_spec("name: x\ntrain: {epochs: 4}\npruning:\n  compress_at: [1, 3]\n")) == []
     assert spec_warnings(parse_spec("name: x\ntrain: {epochs: 3}\npruning: {method: none, compress_at: [3]}")) == []
+    (layout,) = spec_warnings(parse_spec("name: x\ntrain: {device: cpu, channels_last: true}\n"))
+    assert layout.startswith("train.channels_last applies on a GPU only: on the cpu the network keeps")
+    assert spec_warnings(parse_spec("name: x\ntrain: {device: auto, channels_last: true}\n")) == []
 
 
 def test_invalid_yaml_gives_a_spec_error_with_a_line():

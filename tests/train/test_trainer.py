@@ -13,7 +13,8 @@ from adsearch.prune.cost import count_macs, count_params
 from adsearch.errors import AdsearchError, DataError
 from adsearch.models.registry import create_model
 from adsearch.spec.loading import parse_spec
-from adsearch.train.step import build_optimizer
+from adsearch.train import step as step_module
+from adsearch.train.step import Precision, build_optimizer
 from adsearch.train.trainer import TrialDiverged, run_trial
 
 # 256 synthetic samples, 51 held out (int(256 * 0.2)), 205 to train on; 4 classes of 3 x 8 x 8
@@ -282,9 +283,20 @@ def test_a_compiled_trial_matches_the_eager_one_before_and_after_a_compression(s
         torch.testing.assert_close(compiled_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_optimizer_state_takes_its_parameters_layout_after_a_cut_and_a_resume():
+def test_channels_last_is_applied_on_a_gpu_and_not_on_a_cpu():
+    """oneDNN's NHWC weight gradient of a narrow 1x1 stride-2 conv (a pruned ResNet shortcut) writes
+    past its buffer on the CPU (heap corruption under its AVX2 kernels), so the CPU keeps the
+    default layout."""
+    train = parse_spec(SPEC.replace("device: cpu,", "device: cpu, channels_last: true,")).train
+    assert Precision.of(train, torch.device("cuda")).memory_format == torch.channels_last
+    assert Precision.of(train, torch.device("cpu")).memory_format == torch.preserve_format
+
+
+def test_optimizer_state_takes_its_parameters_layout_after_a_cut_and_a_resume(monkeypatch):
     """A fused optimizer (the GPU default) refuses a channels_last weight whose momentum is laid out
-    otherwise: momentum carried through a cut, or loaded from a checkpoint, follows its weight."""
+    otherwise: momentum carried through a cut, or loaded from a checkpoint, follows its weight. The
+    GPU's layout on the CPU here (this VGG has no 1x1 stride-2 conv, see the test above)."""
+    monkeypatch.setattr(step_module, "CHANNELS_LAST_DEVICES", ("cuda", "cpu"))
     text = SPEC.replace("device: cpu,", "device: cpu, channels_last: true,").replace("lr: 0.05}", "lr: 0.05, momentum: 0.9}")
     spec = parse_spec(text)
     _, reports = run_recorded(spec, stop_after=1)  # the checkpoint after the cut
