@@ -251,7 +251,8 @@ def export(
 
 def main() -> None:
     try:
-        app()
+        with stopping.graceful_sigterm():  # from the first step: every thread and process it starts has SIGTERM blocked
+            app()
     except SpecError as exc:
         err.print(str(exc), markup=False)
         raise SystemExit(2) from None
@@ -267,6 +268,11 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("stopped by SIGTERM" if stopping.terminated() else "interrupted", markup=False)
         raise SystemExit(_stopped_code()) from None
+    except SystemExit as exc:  # Typer's own exit for a KeyboardInterrupt a command let through
+        if exc.code == 130 and stopping.terminated():
+            err.print("stopped by SIGTERM", markup=False)
+            raise SystemExit(stopping.EXIT_CODE) from None
+        raise
 
 
 def _stopped_code() -> int:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -88,6 +89,24 @@ def adsearch_process(*args, cwd: Path, **kwargs) -> Iterator[subprocess.Popen]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
+
+
+def stop_once_reported(args: list, study_dir: Path, folder: str, how: signal.Signals,
+                       cwd: Path) -> tuple[int, str, str]:
+    """`adsearch ARGS`, stopped by `how` sent to its whole process group (a terminal's Ctrl-C; a
+    batch scheduler's or `kill`'s SIGTERM) once a trial under `ray/<folder>` has reported an epoch;
+    the exit code, stdout and stderr."""
+    results = study_dir / "ray" / folder
+    before = {p: p.stat().st_size for p in results.glob("*/result.json")}
+    with adsearch_process(*args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        deadline = time.time() + 300  # until a trial has reported an epoch in this run
+        while not any(p.stat().st_size > before.get(p, 0) for p in results.glob("*/result.json")):
+            assert proc.poll() is None, f"the study ended (exit code {proc.returncode}) before a trial reported"
+            assert time.time() < deadline, f"no trial reported an epoch under {results} in 300 s"
+            time.sleep(0.2)
+        os.killpg(proc.pid, how)
+        out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
 
 
 def load_study(study_dir: Path, name: str | None = None) -> optuna.Study:

@@ -37,6 +37,7 @@ import torch
 from adsearch.errors import AdsearchError, ResourceError
 from adsearch.metrics import seconds
 from adsearch.spec.study_spec import StudySpec
+from adsearch.study import stopping
 
 TUNE_ENV = {
     # Keeping one checkpoint per trial forces an experiment snapshot at each epoch; that is the
@@ -120,35 +121,45 @@ def start_ray(spec: StudySpec, address: str | None, *, log_level: str = "error")
     if address and address != "auto":
         _check_reachable(address)
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:  # "local": always a new Ray of our own, never some cluster that happens to run here
-            machine = local_capacity(spec)
-            with sigterm_blocked_in_children():
+        with stopping.held(), sigterm_held():  # a SIGTERM meanwhile stops the study once Ray has started
+            if address:
+                ray.init(address=address, **kwargs)
+            else:  # "local": always a new Ray of our own, never some cluster that happens to run here
+                machine = local_capacity(spec)
                 ray.init(address="local", num_cpus=machine.cpus, num_gpus=machine.gpus, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         raise AdsearchError(f"cannot start or reach {where}: {exc}. For a cluster, start it with "
                             "`ray start --head` and pass its address (auto, host:port or ray://host:10001)") from None
+    except KeyboardInterrupt:  # Ctrl-C during the start, or a SIGTERM held through it
+        if ray.is_initialized():
+            ray.shutdown()
+        raise
     return True
 
 
 @contextlib.contextmanager
-def sigterm_blocked_in_children() -> Iterator[None]:
-    """SIGTERM blocked in this thread while the block starts processes, which keep it blocked (a
-    signal mask is inherited across fork and exec): a SIGTERM to the process group (a batch
-    scheduler stopping `adsearch run`) then reaches the driver, which stops the study gracefully
-    (`adsearch.study.stopping`), and not the local Ray's GCS, raylet and workers, which the stop
-    still needs. Ray does the same for SIGINT (Ctrl-C). `ray.shutdown()` ends them still (SIGKILL
-    after its SIGTERM's wait). Only in the main thread; a SIGTERM that comes meanwhile waits until
-    the block ends."""
+def sigterm_held() -> Iterator[None]:
+    """SIGTERM blocked in this thread while the block starts Ray, and this process's Python SIGTERM
+    handler put back before it is unblocked (`ray.init` installs its own, which exits at once).
+
+    The processes started meanwhile keep it blocked (a signal mask is inherited across fork and
+    exec): a SIGTERM to the process group (a batch scheduler stopping `adsearch run`) reaches the
+    driver, which stops the study gracefully, and not the local Ray's GCS, raylet and workers, which
+    the stop still needs; Ray does the same for SIGINT (Ctrl-C). `ray.shutdown()` ends them still
+    (SIGKILL after its SIGTERM's wait). A study's driver has SIGTERM blocked throughout already
+    (`adsearch.study.stopping.graceful_sigterm`); this also covers a Ray started outside one. Only in
+    the main thread (where signals are handled)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
+    handler = signal.getsignal(signal.SIGTERM)
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         yield
     finally:
+        if handler is not None:  # None: not set from Python, nothing to put back
+            signal.signal(signal.SIGTERM, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 

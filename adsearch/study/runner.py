@@ -20,10 +20,11 @@ Optuna's private attributes; Ray's start-up and the process settings a study nee
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import ray
 
@@ -101,17 +102,25 @@ def run_study(
         StudyInterrupted: it stopped early (Ctrl-C or SIGTERM, `search.max_failures`, no trial placed within
             `resources.placement_timeout_s`); it can resume.
     """
+    with graceful_sigterm():
+        return _run_study(spec, Path(reports_dir), address, fresh, say, warn, log_level, live)
+
+
+def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: bool, say: Callable[[str], None],
+               warn: Callable[[str], None] | None, log_level: str, live: Live | None) -> StudyResult:
     configure_process()
-    base_widths = check_runnable(spec)
-    study = StudyDir(Path(reports_dir) / spec.name)
-    resuming = check_can_run(study, spec, fresh=fresh)  # reads only: nothing written yet
-    started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
+    started_ray = False
     try:
+        with _starting():
+            base_widths = check_runnable(spec)
+            study = StudyDir(reports_dir / spec.name)
+            resuming = check_can_run(study, spec, fresh=fresh)  # reads only: nothing written yet
+            started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
         if fresh and study.path.exists():
             remove(study)
             say(f"deleted the earlier study in {study} (--fresh)")
         study.path.mkdir(parents=True, exist_ok=True)
-        with graceful_sigterm(), lock(study), DRIVER.driving(spec, study, say, live):
+        with lock(study), DRIVER.driving(spec, study, say, live):
             if not check_can_run(study, spec):  # again under the lock: another run may have begun
                 start(study, spec)
             else:
@@ -134,7 +143,7 @@ def run_study(
             _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
             controls = (lambda: run_front_controls(spec, study, threads, say)) if spec.search.scratch_controls \
                 else (lambda: None)
-            rows, files = _controls_then_report(spec, study, controls)
+            rows, files = _controls_then_report(spec, study, controls, f"adsearch scratch {study}")
     finally:
         if started_ray:
             ray.shutdown()
@@ -178,6 +187,12 @@ def scratch_study(directory: Path | str, *, trials: list[int] | None = None, add
         StudyInterrupted: the controls stopped early (Ctrl-C, none placed in time); the next run goes
             on with them.
     """
+    with graceful_sigterm():
+        return _scratch_study(Path(directory), trials, address, say, warn, log_level, live)
+
+
+def _scratch_study(directory: Path, trials: list[int] | None, address: str | None, say: Callable[[str], None],
+                   warn: Callable[[str], None] | None, log_level: str, live: Live | None) -> StudyResult:
     record = read_study(directory)
     study, spec = record.study_dir, record.spec
     if record.state == "running":
@@ -189,27 +204,33 @@ def scratch_study(directory: Path | str, *, trials: list[int] | None = None, add
                             f"{study}`, then `adsearch scratch {study}`")
     chosen = controls_for(spec, record.rows, trials)  # every error before Ray starts
     numbers, started_ray = [r.number for r in chosen], False
-    if to_run(chosen, trials or ()):  # nothing to train: no Ray
-        configure_process()
-        check_runnable(spec)
-        started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
     try:
-        with graceful_sigterm(), lock(study), DRIVER.driving(spec, study, say, live):
+        if to_run(chosen, trials or ()):  # nothing to train: no Ray
+            configure_process()
+            with _starting():
+                check_runnable(spec)
+                started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
+        with lock(study), DRIVER.driving(spec, study, say, live):
+            again = f"adsearch scratch {study}" + (f" --trials {','.join(map(str, numbers))}" if trials else "")
             rows, files = _controls_then_report(
-                spec, study, lambda: run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ()))
+                spec, study, lambda: run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ()), again)
     finally:
         if started_ray:
             ray.shutdown()
     return StudyResult(directory=study.path, rows=rows, files=files)
 
 
-def _controls_then_report(spec: StudySpec, study: StudyDir, controls: Callable[[], None]):
+def _controls_then_report(spec: StudySpec, study: StudyDir, controls: Callable[[], None], again: str):
     """Run the scratch controls (`controls()`), then write the done study's report: also when they stop
-    early (Ctrl-C; `StudyInterrupted` goes on up), with those that finished. Returns the rows and the files."""
+    early (Ctrl-C, SIGTERM; `StudyInterrupted` goes on up, saying `again`, the command that goes on),
+    with those that finished. Returns the rows and the files."""
     try:
         controls()
-    except StudyInterrupted:  # the study is done, less some controls: `adsearch scratch` goes on with them
+    except (StudyInterrupted, KeyboardInterrupt) as exc:  # the study is done, less some controls
         report.write_report(study.path, spec, collect_rows(study, spec), state="done")
+        if isinstance(exc, KeyboardInterrupt):  # a stop outside Ray Tune's run of them
+            raise StudyInterrupted(f"the scratch controls were interrupted (those that finished are recorded); "
+                                   f"go on from the last epoch with: {again}") from None
         raise
     rows = collect_rows(study, spec)
     return rows, report.write_report(study.path, spec, rows, state="done")
@@ -221,6 +242,17 @@ def _warn_with(say: Callable[[str], None]) -> Callable[[str], None]:
 def _threads(spec: StudySpec) -> int:
     """The torch threads of each trial: `train.threads`, else the CPUs a trial asks Ray for."""
     return spec.train.threads or max(1, int(spec.resources.per_trial.cpu))
+
+
+@contextlib.contextmanager
+def _starting() -> Iterator[None]:
+    """A stop (Ctrl-C, SIGTERM) while a study starts (its data and network checked, Ray started),
+    before anything of it is written, as a `StudyInterrupted` that says so."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise StudyInterrupted("interrupted while starting, before anything was written; "
+                               "run the same command again") from None
 
 
 def _interrupted(directory: StudyDir | Path, what: str) -> StudyInterrupted:

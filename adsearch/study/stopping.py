@@ -1,18 +1,29 @@
 """SIGTERM stops a study as the first Ctrl-C does.
 
 A batch scheduler (SLURM at a time limit or preemption), Kubernetes deleting a pod, or `kill PID`
-sends SIGTERM. Ray's driver installs a C++ handler for it that prints a stack dump and aborts the
-process (SIGABRT) before anything is recorded. While a study runs, `graceful_sigterm` replaces it
-(after `ray.init`, which installs Ray's) with ours: the first SIGTERM does what the first Ctrl-C
-does (Tune's SIGINT handler inside a fit: the running trials keep their last checkpoint, the
-experiment's state is saved, the study is reported as interrupted; `KeyboardInterrupt` elsewhere),
-and is remembered so the CLI exits 143 (128 + SIGTERM) instead of 130. A second SIGTERM ends the
-process at once, by the signal's default action.
+sends SIGTERM. Ray's driver installs handlers for it: in `ray.init` a Python one that exits at
+once, then a C++ one that prints a stack dump and aborts the process (SIGABRT), before anything is
+recorded. While a study runs (`graceful_sigterm`, from the CLI's first step), the first SIGTERM
+does what the first Ctrl-C does instead (Tune's SIGINT handler inside a fit: the running trials
+keep their last checkpoint, the experiment's state is saved, the study is reported as interrupted;
+`KeyboardInterrupt` elsewhere, as while the study starts), and is remembered so the CLI exits 143
+(128 + SIGTERM) instead of 130. A second SIGTERM ends the process at once (exit 143).
+
+How: SIGTERM is blocked in the main thread for the whole block, so every thread and process
+started in it (torch's, Ray's threads in the driver, a local Ray's GCS, raylet and workers: a signal
+mask is inherited) has it blocked too, and no handler of Ray's ever sees it; one thread of ours
+takes it with `sigtimedwait` and interrupts the main thread with SIGINT (after `ray.init`, when
+one comes during it: `held`). A SIGTERM to the process
+group (what a scheduler sends) so reaches the driver alone, and the local Ray it stops through
+lives until `ray.shutdown()`, which SIGKILLs what its SIGTERM did not end. A thread started before
+the block (none, from the CLI) may still take it: our Python handler then does the same, and
+`adsearch.study.cluster.sigterm_held` puts it back after `ray.init` replaces it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Iterator
@@ -20,10 +31,20 @@ from typing import Iterator
 EXIT_CODE = 128 + signal.SIGTERM
 """The exit code of a study stopped by SIGTERM (143), as a shell reports a process it ended."""
 
+_POLL_S = 0.1
+"""How often the SIGTERM thread looks whether the block has ended."""
+
 
 class _State:
     terminated = False
     """Whether this process has received a SIGTERM while a study ran."""
+    undelivered = False
+    """Whether that SIGTERM is still to be passed on to the main thread."""
+    holding = 0
+    """How many `held` blocks the main thread is in."""
+    active = False
+    """Whether a `graceful_sigterm` block is running (an inner one changes nothing)."""
+    lock = threading.Lock()
 
 
 def terminated() -> bool:
@@ -31,12 +52,24 @@ def terminated() -> bool:
     return _State.terminated
 
 
+def _deliver() -> None:
+    """Pass the first SIGTERM on to the main thread as Ctrl-C, once it is not in a `held` block and
+    Ctrl-C is not ignored there."""
+    with _State.lock:
+        if not _State.undelivered or _State.holding or not callable(signal.getsignal(signal.SIGINT)):
+            return
+        _State.undelivered = False
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
 def _on_sigterm(signum, frame) -> None:
-    if _State.terminated:  # the second: no more grace
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)
-        return
+    """The Python handler, for a SIGTERM a thread started before the block took (in the main thread)."""
+    if _State.terminated:
+        os._exit(EXIT_CODE)
     _State.terminated = True
+    if _State.holding:
+        _State.undelivered = True
+        return
     interrupt = signal.getsignal(signal.SIGINT)
     if callable(interrupt):  # Tune's graceful stop inside a fit, else `default_int_handler`
         interrupt(signal.SIGINT, frame)
@@ -44,18 +77,79 @@ def _on_sigterm(signum, frame) -> None:
         raise KeyboardInterrupt
 
 
+def _take_sigterms(done: threading.Event) -> None:
+    while not done.is_set():
+        if signal.sigtimedwait({signal.SIGTERM}, _POLL_S) is not None:
+            if _State.terminated:  # the second: no more grace
+                os._exit(EXIT_CODE)
+            _State.terminated = _State.undelivered = True
+        _deliver()
+
+
 @contextlib.contextmanager
-def graceful_sigterm() -> Iterator[None]:
-    """While the block runs (in the main thread, after Ray has started), SIGTERM is a graceful stop;
-    outside the main thread it changes nothing. Ray's handler is not put back afterwards: what is
-    left of the process is ours to stop, and the default action (exit) is."""
+def held() -> Iterator[None]:
+    """A SIGTERM that comes while the block runs (in the main thread) stops it only once it ends, as
+    a `KeyboardInterrupt` there: for work that must not be cut midway, such as `ray.init` (a
+    half-started Ray), whose forks would also swallow a `KeyboardInterrupt` raised in them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _State.terminated = False
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    with _State.lock:
+        _State.holding += 1
     try:
         yield
     finally:
-        if not _State.terminated and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # once stopping, ours stays: a second SIGTERM ends it
+        with _State.lock:
+            _State.holding -= 1
+            stop = not _State.holding and _State.undelivered
+            if stop:
+                _State.undelivered = False
+        if stop:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def graceful_sigterm() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM is a graceful stop (see the module doc);
+    outside the main thread, or inside another such block, it changes nothing. A SIGTERM still
+    pending as the block ends ends the process (the default action)."""
+    if (_State.active or threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "sigtimedwait")):  # macOS: Python's handler alone, Ray's may replace it
+        with _handler_only():
+            yield
+        return
+    _State.active, _State.terminated, _State.undelivered = True, False, False
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # a background job of a script starts with Ctrl-C ignored; Tune's fit catches it regardless,
+    # and the rest of the study needs it caught to stop on a SIGTERM
+    interrupt = signal.getsignal(signal.SIGINT)
+    if not callable(interrupt):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    done = threading.Event()
+    taker = threading.Thread(target=_take_sigterms, args=(done,), name="adsearch-sigterm", daemon=True)
+    taker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        taker.join()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if not callable(interrupt) and interrupt is not None:
+            signal.signal(signal.SIGINT, interrupt)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _State.active = False
+
+
+@contextlib.contextmanager
+def _handler_only() -> Iterator[None]:
+    if _State.active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _State.active, _State.terminated = True, False
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        _State.active = False

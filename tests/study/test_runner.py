@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
-from helpers import adsearch, adsearch_process, load_study, tiny_spec
+from helpers import adsearch, adsearch_process, load_study, stop_once_reported, tiny_spec
 
 from adsearch.errors import AdsearchError, StudyDirError
 from adsearch.errors import StudyInterrupted
@@ -346,23 +348,6 @@ def _both_running_at_once(study: optuna.Study) -> bool:
     return a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
 
 
-def _stop(args: list, study_dir: Path, folder: str, how: signal.Signals, cwd: Path) -> tuple[int, str, str]:
-    """`adsearch ARGS`, stopped by `how` sent to its whole process group (a terminal's Ctrl-C; a
-    batch scheduler's or `kill`'s SIGTERM) once a trial under `ray/<folder>` has reported an epoch;
-    the exit code, stdout and stderr."""
-    results = study_dir / "ray" / folder
-    before = {p: p.stat().st_size for p in results.glob("*/result.json")}
-    with adsearch_process(*args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        deadline = time.time() + 300  # until a trial has reported an epoch in this run
-        while not any(p.stat().st_size > before.get(p, 0) for p in results.glob("*/result.json")):
-            assert proc.poll() is None, f"the study ended (exit code {proc.returncode}) before a trial reported"
-            assert time.time() < deadline, f"no trial reported an epoch under {results} in 300 s"
-            time.sleep(0.2)
-        os.killpg(proc.pid, how)
-        out, err = proc.communicate(timeout=120)
-    return proc.returncode, out, err
-
-
 def test_ctrl_c_and_sigterm_in_the_baseline_and_the_search_stop_cleanly_and_the_study_resumes(tmp_path, ray_session):
     """SIGTERM goes to the process group with a local Ray that the run started in it (as a batch
     scheduler sends it): Ray's processes must outlive it and the driver stop as Ctrl-C stops it."""
@@ -379,18 +364,18 @@ def test_ctrl_c_and_sigterm_in_the_baseline_and_the_search_stop_cleanly_and_the_
         assert not (study_dir / LOCK_FILE).exists()
         assert "interrupted" in (study_dir / "report.md").read_text().splitlines()[0]
 
-    code, out, err = _stop(["run", spec, "--reports", tmp_path / "r"], study_dir, "baseline", signal.SIGTERM, tmp_path)
+    code, out, err = stop_once_reported(["run", spec, "--reports", tmp_path / "r"], study_dir, "baseline", signal.SIGTERM, tmp_path)
     stopped_cleanly(code, err, 143)
     assert "stopped by SIGTERM: interrupted during the baseline" in err and not (study_dir / "baseline.json").exists()
 
-    code, out, err = _stop(["resume", study_dir, "--address", address], study_dir, "search", signal.SIGINT, tmp_path)
+    code, out, err = stop_once_reported(["resume", study_dir, "--address", address], study_dir, "search", signal.SIGINT, tmp_path)
     stopped_cleanly(code, err, 130)
     assert "resuming study 'int'" in out and "stopped: interrupted after" in err
     baseline = json.loads((study_dir / "baseline.json").read_text())
     assert [h["epoch"] for h in baseline["history"]] == list(range(1, 6))  # the baseline went on to its end
 
     done_before = [t.number for t in load_study(study_dir, "int").trials if t.state.name == "COMPLETE"]
-    code, out, err = _stop(["resume", study_dir], study_dir, "search", signal.SIGTERM, tmp_path)
+    code, out, err = stop_once_reported(["resume", study_dir], study_dir, "search", signal.SIGTERM, tmp_path)
     stopped_cleanly(code, err, 143)
     assert "stopped by SIGTERM: interrupted after" in err
     study = load_study(study_dir, "int")
@@ -404,6 +389,38 @@ def test_ctrl_c_and_sigterm_in_the_baseline_and_the_search_stop_cleanly_and_the_
     assert sorted(t.number for t in study.trials) == [0, 1] and all(t.state.name == "COMPLETE" for t in study.trials)
     assert all(study.trials[n].values == values for n, values in finished.items())  # no finished trial lost
     assert "done" in (study_dir / "report.md").read_text().splitlines()[0]
+
+
+def test_sigterm_while_ray_starts_stops_at_once_with_nothing_written_and_no_ray_left(tmp_path):
+    """Ray's own handlers (in `ray.init`: exit at once, then a stack dump and an abort) never see it,
+    also from a script's background job, which starts with Ctrl-C ignored."""
+    spec = tmp_path / "early.yaml"
+    spec.write_text(spec_text("early", epochs=2, trials=1))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    with adsearch_process("run", spec, "--reports", tmp_path / "r", cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) as proc:
+        deadline = time.time() + 120
+        while not list(ray_tmp.glob("ray/session_*")):  # the driver is in ray.init
+            assert proc.poll() is None and time.time() < deadline, "the run ended or Ray did not start"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM: interrupted while starting, before anything was written; run the same command " \
+           "again" in err
+    assert "***" not in err and "PC: @" not in err and "Traceback" not in err and not (tmp_path / "r").exists()
+    assert not _processes_naming(ray_tmp), "Ray processes left running"
+
+
+def _processes_naming(path: Path) -> list[int]:
+    """The processes whose command line holds `path`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if str(path).encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+    return found
 
 
 def test_sharing_off_trains_the_same_trials_and_an_exhausted_space_ends_the_study(tmp_path, ray_session, tiny_study):

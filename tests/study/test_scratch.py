@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
-from helpers import HAND_MADE_SPEC, adsearch, hand_made_rows, one_torch_thread, tiny_spec, trial_row
+from helpers import HAND_MADE_SPEC, adsearch, adsearch_process, hand_made_rows, one_torch_thread, tiny_spec, trial_row
 
 from adsearch.errors import AdsearchError
 from adsearch.results.reading import read_study
@@ -140,8 +145,23 @@ def test_the_command_trains_a_trials_widths_from_scratch_and_not_twice(tiny_stud
     number = _pruned_trial(tiny_study_copy)
     StudyDir(tiny_study_copy).save_scratch({number: {"state": "FAIL", "error": "RuntimeError: out of memory"}})
     report_before = (tiny_study_copy / "report.md").stat().st_mtime_ns
-    proc = adsearch("scratch", tiny_study_copy, "--trials", number, "--address",
-                    ray_session.get_runtime_context().gcs_address, cwd=tiny_study_copy.parent)
+    address = ray_session.get_runtime_context().gcs_address
+    command = ["scratch", tiny_study_copy, "--trials", number, "--address", address]
+    recorded = (tiny_study_copy / "scratch.json").read_bytes()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    with adsearch_process(*command[:-2], cwd=tiny_study_copy.parent, env={**os.environ, "RAY_TMPDIR": str(ray_tmp)},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:  # on a local Ray of its own
+        deadline = time.time() + 120
+        while not list(ray_tmp.glob("ray/session_*")):  # the driver is in ray.init
+            assert run.poll() is None and time.time() < deadline, "the command ended or Ray did not start"
+            time.sleep(0.02)
+        os.killpg(run.pid, signal.SIGTERM)  # as a batch scheduler stops it
+        _, err = run.communicate(timeout=120)
+    assert run.returncode == 143 and "Traceback" not in err and "***" not in err, err[-3000:]
+    assert "stopped by SIGTERM: interrupted while starting, before anything was written; run the same command " \
+           "again" in err
+    assert (tiny_study_copy / "scratch.json").read_bytes() == recorded
+    proc = adsearch(*command, cwd=tiny_study_copy.parent)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert f"scratch controls: trial {number}, each one's final widths trained from scratch" in proc.stdout
