@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from adsearch.errors import AdsearchError, DataError, ResourceError, StudyDirError, StudyInterrupted
+from adsearch.errors import AdsearchError, DataError, PreflightError, ResourceError, StudyDirError, StudyInterrupted
 from adsearch.metrics import METRICS, count, percent, seconds, widths
 from adsearch.spec.loading import SpecError, load_spec, spec_warnings
 from adsearch.spec.study_spec import json_schema
@@ -256,7 +256,7 @@ def main() -> None:
     except SpecError as exc:
         err.print(str(exc), markup=False)
         raise SystemExit(2) from None
-    except (DataError, ResourceError, StudyDirError) as exc:
+    except (DataError, ResourceError, StudyDirError, PreflightError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(2) from None
     except StudyInterrupted as exc:

@@ -1,7 +1,8 @@
 """The project's one exception family: user-facing errors the CLI prints without a traceback.
 
 Exit codes (`adsearch.cli`): 2 for what the user named being unusable (an invalid spec, missing
-data, resources the machine cannot give, a folder that is not a study or cannot be read), 130 for
+data, resources the machine cannot give, a folder that is not a study or cannot be read, several
+problems found before a study starts), 130 for
 a study stopped early that can resume (143 when SIGTERM stopped it), 1 for every other
 `AdsearchError`.
 """
@@ -29,6 +30,41 @@ class ResourceError(AdsearchError):
 class StudyInterrupted(AdsearchError):
     """The study stopped before its budget was spent (Ctrl-C, a stopped cluster, its failure
     limit); it can resume (exit code 130)."""
+
+
+class PreflightError(AdsearchError):
+    """Several problems found before a study starts (its data, sizes, folder, resources, devices),
+    each with its fix, said together so that one run finds them all (exit code 2)."""
+
+    def __init__(self, problems: list[AdsearchError]):
+        self.problems = problems
+        items = ("\n    ".join(str(p).splitlines()) for p in problems)
+        super().__init__(f"the study cannot start, {len(problems)} problems:\n" + "\n".join(f"  - {i}" for i in items))
+
+
+class Problems:
+    """The pre-flight checks' problems, gathered: each check runs whatever the others found, and
+    `raise_found` raises them together."""
+
+    def __init__(self) -> None:
+        self.found: list[AdsearchError] = []
+
+    def check(self, check, *args, **kwargs):
+        """`check(*args, **kwargs)`, or None with its `AdsearchError` kept."""
+        try:
+            return check(*args, **kwargs)
+        except PreflightError as exc:
+            self.found += exc.problems
+        except AdsearchError as exc:
+            self.found.append(exc)
+        return None
+
+    def raise_found(self) -> None:
+        """Raise what was found: a problem alone as itself, several as one `PreflightError`."""
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise PreflightError(self.found)
 
 
 def one_line(exc: BaseException, *, limit: int = 300) -> str:

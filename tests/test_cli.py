@@ -152,6 +152,20 @@ def test_what_a_local_ray_can_never_give_stops_the_run_before_anything_is_writte
     assert not (tmp_path / "reports").exists()
 
 
+def test_every_problem_found_before_a_run_starts_is_said_at_once(tmp_path):
+    """A batch too large for its data and resources this machine never has: both, one exit, nothing
+    written; the user fixes both at once."""
+    (tmp_path / "two.yaml").write_text(tiny_spec("two"))
+    proc = adsearch("run", "two.yaml", "--set", "train.batch_size=5000", "--set", "resources.per_trial.cpu=64",
+                    "--reports", tmp_path / "reports", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "error: the study cannot start, 2 problems:"
+    assert lines[1].startswith("  - train.batch_size 5000 is larger than the training split (")
+    assert lines[2].startswith("  - resources.per_trial.cpu is 64, but this machine has")
+    assert "baseline" not in proc.stdout and not (tmp_path / "reports").exists()
+
+
 def _read_all(fd: int, into: bytearray) -> None:
     """Everything written to the pseudo-terminal `fd` until its writer closes it."""
     while True:

@@ -34,7 +34,7 @@ import optuna
 import ray
 import torch
 
-from adsearch.errors import AdsearchError, ResourceError
+from adsearch.errors import AdsearchError, Problems, ResourceError
 from adsearch.metrics import seconds
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study import stopping
@@ -84,27 +84,30 @@ its start-up notices (token authentication, ...) do not, and its errors still do
 
 
 def prepare_ray(spec: StudySpec, address: str | None, *, warn: Callable[[str], None],
-                log_level: str = "error") -> bool:
+                log_level: str = "error", problems: Problems | None = None) -> bool:
     """`start_ray` with the checks of what the spec's trials ask (`check_resources`): for a local Ray
     before it starts, for a cluster (or a Ray already running here) once connected, against its
-    nodes. True if we started Ray.
+    nodes. Nothing starts while `problems` holds any (the earlier pre-flight checks'): they are
+    raised with these. True if we started Ray.
 
     Raises:
         ResourceError: the trials can never run there (nothing was started then).
+        PreflightError: that and the earlier problems (nothing started then either).
     """
+    problems = problems or Problems()
     address = address or spec.resources.address
     local = not address and not ray.is_initialized()
     if local:
-        check_resources(spec, local_capacity(spec, ask_bf16=spec.train.amp == "bf16"), warn)
-    started = start_ray(spec, address, log_level=log_level)
-    if not local:
-        try:
-            check_resources(spec, cluster_capacity(address), warn)
-        except ResourceError:
-            if started:
-                ray.shutdown()
-            raise
-    return started
+        check_resources(spec, local_capacity(spec, ask_bf16=spec.train.amp == "bf16"), warn, problems)
+        problems.raise_found()
+        return start_ray(spec, address, log_level=log_level)
+    started = problems.check(start_ray, spec, address, log_level=log_level)  # a cluster it cannot reach: one more
+    if started is not None:
+        check_resources(spec, cluster_capacity(address), warn, problems)
+    if problems.found and started:
+        ray.shutdown()
+    problems.raise_found()
+    return bool(started)
 
 
 def start_ray(spec: StudySpec, address: str | None, *, log_level: str = "error") -> bool:
@@ -246,20 +249,14 @@ def cluster_capacity(address: str | None) -> Capacity:
     return Capacity(nodes=nodes, where=f"the cluster at {address!r}" if address else "the running Ray", local=False)
 
 
-def check_resources(spec: StudySpec, capacity: Capacity, warn: Callable[[str], None]) -> None:
-    """Say what `capacity` cannot give the spec's trials: an error where that can never change (a
-    local Ray cannot grow; no CUDA), a warning where a cluster's autoscaler may still add nodes.
-
-    Raises:
-        ResourceError: every problem that can never resolve, one per line.
-    """
+def check_resources(spec: StudySpec, capacity: Capacity, warn: Callable[[str], None], problems: Problems) -> None:
+    """Say what `capacity` cannot give the spec's trials: a `ResourceError` in `problems` where that
+    can never change (a local Ray cannot grow; no CUDA), a warning where a cluster's autoscaler may
+    still add nodes."""
     errors, warnings_ = resource_problems(spec, capacity)
     for warning in warnings_:
         warn(warning)
-    if len(errors) == 1:
-        raise ResourceError(errors[0])
-    if errors:
-        raise ResourceError(f"{capacity.where} cannot run the study's trials:\n" + "\n".join(f"  {e}" for e in errors))
+    problems.found += [ResourceError(error) for error in errors]
 
 
 def resource_problems(spec: StudySpec, capacity: Capacity) -> tuple[list[str], list[str]]:

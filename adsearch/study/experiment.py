@@ -15,6 +15,7 @@ from adsearch.results.study_dir import StudyDir
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import DRIVER, PlacementWait
 from adsearch.study.cluster import cluster_capacity
+from adsearch.study.disk import KEPT_CHECKPOINTS
 
 
 def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=None, samples: int,
@@ -37,8 +38,7 @@ def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=
             name=path.name, storage_path=str(path.parent.resolve()), verbose=0,
             callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), wait, *callbacks],
             stop=CombinedStopper(wait, stop) if stop is not None else wait,
-            # two kept: if the newest is torn by a crash, the trial falls back to the one before
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )

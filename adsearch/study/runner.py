@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 import ray
 
-from adsearch.errors import AdsearchError, StudyDirError, StudyInterrupted, one_line
+from adsearch.errors import AdsearchError, Problems, StudyDirError, StudyInterrupted, one_line
 from adsearch.metrics import count, percent, seconds
 from adsearch.report import writer as report
 from adsearch.results.rows import RECORDED, TRACE, TrialRow, baseline_row, plain
@@ -41,6 +41,7 @@ from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import DRIVER, Live, SearchProgress
 from adsearch.study.cluster import cluster_capacity, configure_process, prepare_ray
 from adsearch.study.controls import run_controls, run_front_controls
+from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes
 from adsearch.study.experiment import fit, tuner
 from adsearch.study.scratch import controls_for, to_run
 from adsearch.study.stopping import graceful_sigterm
@@ -63,16 +64,23 @@ class StudyResult:
 # --- the study -------------------------------------------------------------------------------
 
 
-def check_runnable(spec: StudySpec) -> list[int]:
-    """Build the data and the network once, before anything is written; return the base widths."""
+def check_runnable(spec: StudySpec, problems: Problems | None = None) -> tuple[list[int], int] | None:
+    """Build the data and the network once, before anything is written; return the base widths and
+    the size of a checkpoint of it (`disk.checkpoint_bytes`). Their problems go to `problems` (None
+    then), else they are raised (`Problems.raise_found`)."""
     from adsearch.prune.compress import group_widths
     from adsearch.data.registry import load_data
     from adsearch.prune.graph import channel_groups
 
-    data = load_data(spec.data, spec.seed)
-    steps_per_epoch(spec.train, data.n_train)
-    model = build_model(spec, data)
-    return group_widths(model, channel_groups(model))
+    found = problems if problems is not None else Problems()
+    data = found.check(load_data, spec.data, spec.seed)
+    model = None
+    if data is not None:
+        found.check(steps_per_epoch, spec.train, data.n_train)
+        model = found.check(build_model, spec, data)
+    if problems is None:
+        found.raise_found()
+    return (group_widths(model, channel_groups(model)), checkpoint_bytes(spec, model)) if model is not None else None
 
 
 def run_study(
@@ -111,11 +119,15 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
     configure_process()
     started_ray = False
     try:
-        with _starting():
-            base_widths = check_runnable(spec)
+        with _starting():  # every problem found before anything is written, said together
+            problems, warn = Problems(), warn or _warn_with(say)
+            runnable = check_runnable(spec, problems)
             study = StudyDir(reports_dir / spec.name)
-            resuming = check_can_run(study, spec, fresh=fresh)  # reads only: nothing written yet
-            started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
+            resuming = problems.check(check_can_run, study, spec, fresh=fresh)  # reads only
+            if runnable is not None:
+                base_widths, checkpoint = runnable
+                check_space(study.path, DiskEstimate.of(spec, checkpoint), warn)
+            started_ray = prepare_ray(spec, address, warn=warn, log_level=log_level, problems=problems)
         if fresh and study.path.exists():
             remove(study)
             say(f"deleted the earlier study in {study} (--fresh)")
@@ -208,8 +220,10 @@ def _scratch_study(directory: Path, trials: list[int] | None, address: str | Non
         if to_run(chosen, trials or ()):  # nothing to train: no Ray
             configure_process()
             with _starting():
-                check_runnable(spec)
-                started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level)
+                problems = Problems()
+                check_runnable(spec, problems)
+                started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level,
+                                          problems=problems)
         with lock(study), DRIVER.driving(spec, study, say, live):
             again = f"adsearch scratch {study}" + (f" --trials {','.join(map(str, numbers))}" if trials else "")
             rows, files = _controls_then_report(
