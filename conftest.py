@@ -6,6 +6,7 @@ Plain helpers (the tiny spec, the CLI as a subprocess, the brute-force front) ar
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -91,3 +92,22 @@ def tiny_study_copy(tiny_study, tmp_path) -> Path:
     directory = tmp_path / "reports" / "tiny"
     shutil.copytree(tiny_study, directory, ignore=shutil.ignore_patterns("models", ".lock"))
     return directory
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """`mount(megabytes)`: a tmpfs of that size at tmp_path/small (again: resized, its files kept);
+    CI runs as root, and where mounting is refused the test is skipped, saying why."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+
+    def mount(megabytes: float) -> Path:
+        again = ["-o", f"remount,size={int(megabytes * 1024)}k"] if folder.is_mount() else ["-o", f"size={int(megabytes * 1024)}k"]
+        done = subprocess.run(["mount", "-t", "tmpfs", *again, "tmpfs", str(folder)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        return folder
+
+    yield mount
+    if folder.is_mount():
+        subprocess.run(["umount", "-l", str(folder)], check=False)

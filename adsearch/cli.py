@@ -1,8 +1,9 @@
 """`adsearch` command line: a thin layer over the library.
 
 User errors (`AdsearchError`, an invalid spec) are printed as plain lines without a traceback;
-an invalid spec, missing data (`DataError`), resources the machine cannot give (`ResourceError`)
-or an unusable study folder (`StudyDirError`) exits 2, a study stopped early (`StudyInterrupted`)
+an invalid spec, missing data (`DataError`), resources the machine cannot give (`ResourceError`),
+an unusable study folder (`StudyDirError`) or several of these (`PreflightError`) exits 2, files a
+study could not write (`DiskError`: no space left) 74, a study stopped early (`StudyInterrupted`)
 130, or 143 when SIGTERM stopped it (`adsearch.study.stopping`), other user errors 1.
 """
 
@@ -16,7 +17,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from adsearch.errors import AdsearchError, DataError, PreflightError, ResourceError, StudyDirError, StudyInterrupted
+from adsearch.errors import (AdsearchError, DataError, DiskError, PreflightError, ResourceError, StudyDirError,
+                             StudyInterrupted)
 from adsearch.metrics import METRICS, count, percent, seconds, widths
 from adsearch.spec.loading import SpecError, load_spec, spec_warnings
 from adsearch.spec.study_spec import json_schema
@@ -150,6 +152,8 @@ def train(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
     out.print(f"done: {shown}{compiled}, widths {widths(result['widths'])}")
 
 
+DISK_EXIT_CODE = 74
+"""A study could not write its files (sysexits' EX_IOERR): the spec is fine, the machine is not."""
 DONE_METRICS = ("accuracy", "params", "macs", "train_macs", "wall_s")
 """What `adsearch train` says of the trained network, written as the metrics table writes them."""
 
@@ -259,6 +263,9 @@ def main() -> None:
     except (DataError, ResourceError, StudyDirError, PreflightError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise SystemExit(2) from None
+    except DiskError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise SystemExit(DISK_EXIT_CODE) from None
     except StudyInterrupted as exc:
         err.print(f"{'stopped by SIGTERM' if stopping.terminated() else 'stopped'}: {exc}", markup=False)
         raise SystemExit(_stopped_code()) from None

@@ -2,7 +2,8 @@
 
 Exit codes (`adsearch.cli`): 2 for what the user named being unusable (an invalid spec, missing
 data, resources the machine cannot give, a folder that is not a study or cannot be read, several
-problems found before a study starts), 130 for
+problems found before a study starts), 74 for files a study could not write (no space left: the
+spec is fine, the machine is not), 130 for
 a study stopped early that can resume (143 when SIGTERM stopped it), 1 for every other
 `AdsearchError`.
 """
@@ -25,6 +26,12 @@ class ResourceError(AdsearchError):
     """What a spec asks of the machine that runs it and that machine can never give: more CPUs or
     GPUs per trial than a local Ray has, a CUDA device where there is none, bf16 on a GPU without it
     (exit code 2, like a bad spec)."""
+
+
+class DiskError(AdsearchError):
+    """A study's files could not be written: no space left, a quota, a read-only or vanished
+    folder. The spec is fine, the machine is not (exit code 74, sysexits' EX_IOERR); the study
+    resumes once it can write."""
 
 
 class StudyInterrupted(AdsearchError):

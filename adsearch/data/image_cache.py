@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from adsearch.errors import DataError
+from adsearch.errors import DataError, DiskError
 from adsearch.data.images import decoded_in_order
 from adsearch.data.splits import ImageCache, ImageFiles, Split
 
@@ -69,6 +70,7 @@ def _build_cache_entry(split: Split, path: Path, workers: int, say: Callable[[st
                         f"(or ${CACHE_ENV}) to a folder you can write, or data.cache: false") from None
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+        _reserve(Path(tmp), path)
         done, shown = 0, 0.0
         started = time.perf_counter()
         for chunk in decoded_in_order(split, workers):
@@ -84,6 +86,26 @@ def _build_cache_entry(split: Split, path: Path, workers: int, say: Callable[[st
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _reserve(tmp: Path, path: Path) -> None:
+    """Claim the blocks of the entry being written at `tmp` now: a full disk is then one error here,
+    not a SIGBUS as the memory-mapped copy reaches the missing space.
+
+    Raises:
+        DiskError: there is no room for it (or the folder cannot be written).
+    """
+    if not hasattr(os, "posix_fallocate"):  # macOS: the copy finds out
+        return
+    need = tmp.stat().st_size
+    try:
+        with open(tmp, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, need)
+    except OSError as exc:
+        free = shutil.disk_usage(path.parent).free
+        raise DiskError(f"cannot write the image cache entry {path} ({need / 1e6:,.1f} MB): {exc.strerror or exc} "
+                        f"({free / 1e6:,.1f} MB free in {path.parent}); make room there, set data.cache_dir (or "
+                        f"${CACHE_ENV}) to a folder with room, or data.cache: false") from None
 
 
 def _stderr(line: str) -> None:

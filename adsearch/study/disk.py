@@ -12,18 +12,23 @@ baseline's size: a pruned trial's is smaller. So the study writes, besides the r
 - at most that for every run (the baseline and each search trial) at the baseline's size.
 
 (The decoded-image cache, `data.cache`, is written as the data first loads, before this check.)
-`check_space` warns when the free space on the folder's filesystem is below either.
+`check_space` warns when the free space on the folder's filesystem is below either. While the
+study runs, a file it cannot write there (`write_errors`) ends it with one `DiskError`: the path,
+the free space, what the study needs, and the command that goes on once there is room.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from torch import nn
 
+from adsearch.errors import AdsearchError, DiskError
 from adsearch.spec.study_spec import StudySpec
 from adsearch.train.prefixes import branch_epochs
 
@@ -125,3 +130,42 @@ def size(n: int) -> str:
             value = n / scale
             return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
     return f"{n} B"
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                          errno.ENOENT})
+"""The errors of a write that the machine, not the spec, causes (ENOENT: a folder removed meanwhile)."""
+
+
+def write_failure(exc: BaseException) -> OSError | None:
+    """The `OSError` of a failed write that `exc` is or was raised from (SQLite's 'database or disk
+    is full' as ENOSPC), else None. Not a network error, nor one of ours (already said as it should)."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, AdsearchError):
+        if isinstance(seen, OSError) and not isinstance(seen, ConnectionError) and seen.errno in WRITE_ERRNOS:
+            return seen
+        if "database or disk is full" in str(seen):
+            return OSError(errno.ENOSPC, "database or disk is full")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def write_errors(folder: Path, estimate: DiskEstimate, again: str) -> Iterator[None]:
+    """A write that fails in the block (see `write_failure`) as one `DiskError`, which says
+    `again`, the command that goes on; what is on disk stays as it is."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only a write failure is turned; the rest goes on up as it was
+        failure = write_failure(exc)
+        if failure is None:
+            raise
+        path = Path(failure.filename) if failure.filename else folder
+        where, free = free_bytes(path)
+        written = folder_bytes(folder)
+        raise DiskError(
+            f"cannot write {'in ' if path == folder else ''}{path}: {failure.strerror or failure} ({size(free)} free "
+            f"on the filesystem of {where}; the study holds {size(written)} and writes at least "
+            f"{size(estimate.at_least)} and up to {size(estimate.up_to)}: {estimate.breakdown()}). What it finished "
+            f"is kept: make room there (or choose another --reports folder and move the study), then go on with: "
+            f"{again}") from None

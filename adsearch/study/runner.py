@@ -41,7 +41,7 @@ from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import DRIVER, Live, SearchProgress
 from adsearch.study.cluster import cluster_capacity, configure_process, prepare_ray
 from adsearch.study.controls import run_controls, run_front_controls
-from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes
+from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes, write_errors
 from adsearch.study.experiment import fit, tuner
 from adsearch.study.scratch import controls_for, to_run
 from adsearch.study.stopping import graceful_sigterm
@@ -126,36 +126,38 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
             resuming = problems.check(check_can_run, study, spec, fresh=fresh)  # reads only
             if runnable is not None:
                 base_widths, checkpoint = runnable
-                check_space(study.path, DiskEstimate.of(spec, checkpoint), warn)
+                estimate = DiskEstimate.of(spec, checkpoint)
+                check_space(study.path, estimate, warn)
             started_ray = prepare_ray(spec, address, warn=warn, log_level=log_level, problems=problems)
-        if fresh and study.path.exists():
-            remove(study)
-            say(f"deleted the earlier study in {study} (--fresh)")
-        study.path.mkdir(parents=True, exist_ok=True)
-        with lock(study), DRIVER.driving(spec, study, say, live):
-            if not check_can_run(study, spec):  # again under the lock: another run may have begun
-                start(study, spec)
-            else:
-                mark(study, spec)  # a study from before the marker gets one
-            if resuming:
-                say(f"resuming study {spec.name!r} in {study}")
-            threads = _threads(spec)
-            try:
-                baseline = None
-                if spec.search.baseline:
-                    baseline = _run_baseline(spec, study, threads, base_widths, say)
-                    if DRIVER.board is not None:
-                        DRIVER.board.set_baseline(baseline_row(baseline))
-                _run_search(spec, study, baseline, threads, base_widths, say)
-            except (StudyInterrupted, KeyboardInterrupt) as exc:
-                report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
-                if isinstance(exc, KeyboardInterrupt):  # a stop between Ray Tune's runs
-                    raise _interrupted(study, "interrupted") from None
-                raise
-            _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
-            controls = (lambda: run_front_controls(spec, study, threads, say)) if spec.search.scratch_controls \
-                else (lambda: None)
-            rows, files = _controls_then_report(spec, study, controls, f"adsearch scratch {study}")
+        with write_errors(study.path, estimate, f"adsearch resume {study}"):
+            if fresh and study.path.exists():
+                remove(study)
+                say(f"deleted the earlier study in {study} (--fresh)")
+            study.path.mkdir(parents=True, exist_ok=True)
+            with lock(study), DRIVER.driving(spec, study, say, live):
+                if not check_can_run(study, spec):  # again under the lock: another run may have begun
+                    start(study, spec)
+                else:
+                    mark(study, spec)  # a study from before the marker gets one
+                if resuming:
+                    say(f"resuming study {spec.name!r} in {study}")
+                threads = _threads(spec)
+                try:
+                    baseline = None
+                    if spec.search.baseline:
+                        baseline = _run_baseline(spec, study, threads, base_widths, say)
+                        if DRIVER.board is not None:
+                            DRIVER.board.set_baseline(baseline_row(baseline))
+                    _run_search(spec, study, baseline, threads, base_widths, say)
+                except (StudyInterrupted, KeyboardInterrupt) as exc:
+                    report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
+                    if isinstance(exc, KeyboardInterrupt):  # a stop between Ray Tune's runs
+                        raise _interrupted(study, "interrupted") from None
+                    raise
+                _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
+                controls = (lambda: run_front_controls(spec, study, threads, say)) if spec.search.scratch_controls \
+                    else (lambda: None)
+                rows, files = _controls_then_report(spec, study, controls, f"adsearch scratch {study}")
     finally:
         if started_ray:
             ray.shutdown()

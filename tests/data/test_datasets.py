@@ -32,7 +32,7 @@ from fake_datasets import (
 from adsearch.data.batches import balanced_subset
 from adsearch.data.files import CIFAR10_URL, SOURCES, TINYIMAGENET_URL
 from adsearch.data.registry import load_data
-from adsearch.errors import DataError
+from adsearch.errors import DataError, DiskError
 import adsearch.data.images as images_module
 from adsearch.data.images import FileData, crop_and_flip
 from adsearch.spec.loading import SpecError, parse_spec
@@ -221,6 +221,16 @@ def test_images_are_decoded_once_into_the_cache_and_read_back_the_same(tmp_path,
         assert torch.equal(all_batches(data.test_batches(4))[0], all_batches(decoded.test_batches(4))[0])
     on_cpu, decoded_on_cpu = first.to("cpu"), decoded.to("cpu")  # held whole (on_device: auto fits)
     assert on_cpu.resident and torch.equal(on_cpu._resident["train"][0], decoded_on_cpu._resident["train"][0])
+
+
+def test_no_room_for_an_image_cache_entry_is_one_error_before_any_pixel_is_copied(tmp_path, small_filesystem):
+    """Its blocks are claimed first: on a full disk the memory-mapped copy would die of SIGBUS."""
+    write_tinyimagenet(tmp_path)
+    cache = small_filesystem(0.1)  # 100 kB: the training split's entry is 12 x 3 x 64 x 64 bytes
+    with pytest.raises(DiskError, match=r"cannot write the image cache entry .*tinyimagenet-train-64px-.*\.npy "
+                                        r"\(0\.1 MB\): No space left on device \(0\.1 MB free in .*\); make room"):
+        load("tinyimagenet", tmp_path, cache=True, cache_dir=str(cache), image_size=32)
+    assert cache_entries(cache) == [] and not list(cache.iterdir())  # nothing half-written
 
 
 def test_a_changed_file_list_builds_a_new_entry(tmp_path, capfd):

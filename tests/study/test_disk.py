@@ -1,12 +1,10 @@
 """What a study writes, estimated before it starts (adsearch.study.disk): against the tiny study's
-real files, and the warning against a real small filesystem (a tmpfs)."""
+real files, the warning against a real small filesystem (a tmpfs), and a study that fills one."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
+from helpers import adsearch, load_study, tiny_spec
 
 from adsearch.data.registry import load_data
 from adsearch.results.study_dir import StudyDir
@@ -27,20 +25,8 @@ def test_the_estimate_bounds_what_the_tiny_study_wrote(tiny_study):
     assert estimate.at_least <= folder_bytes(tiny_study) <= estimate.up_to  # its prefix cache deleted at the end
 
 
-@pytest.fixture
-def small_filesystem(tmp_path):
-    """A 16 MB tmpfs at tmp_path/small (CI runs as root); skipped where mounting is refused."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True,
-                             text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def test_a_study_that_will_or_may_not_fit_is_a_warning_naming_the_free_space(small_filesystem):
+    small_filesystem = small_filesystem(16)
     said: list[str] = []
     folder = small_filesystem / "reports" / "big"  # not made yet: the filesystem of the nearest folder
     check_space(folder, DiskEstimate(checkpoint=6_000_000, runs=1, branches=0), said.append)
@@ -61,3 +47,26 @@ def test_a_study_that_will_or_may_not_fit_is_a_warning_naming_the_free_space(sma
 def test_sizes_read_as_a_person_reads_them():
     assert [size(n) for n in (812, 41_824, 22_100_000, 147e6, 1.3e9)] == [
         "812 B", "41.8 kB", "22.1 MB", "147 MB", "1.3 GB"]
+
+
+def test_a_full_disk_is_one_error_with_its_own_exit_code_and_the_study_resumes_once_there_is_room(
+        small_filesystem, tmp_path, ray_session):
+    """The tiny study needs about 5.7 MB (its report.html alone 4.8 MB): on 3 MB it is warned of,
+    then stops at the first write that fails; on 30 MB the same study goes on to its end."""
+    folder = small_filesystem(3)
+    (tmp_path / "tiny.yaml").write_text(tiny_spec("tiny"))
+    address = ray_session.get_runtime_context().gcs_address
+    full = adsearch("run", "tiny.yaml", "--reports", folder / "r", "--address", address, cwd=tmp_path)
+    study = folder / "r" / "tiny"
+    assert full.returncode == 74, full.stdout[-2000:] + full.stderr[-3000:]
+    assert "Traceback" not in full.stderr and "***" not in full.stderr
+    warning, error = [line for line in full.stderr.splitlines() if line.strip()]
+    assert warning.startswith(f"warning: the study will not fit on the filesystem of {folder}: ")
+    assert error.startswith(f"error: cannot write in {study}: No space left on device (") and " free on the " \
+        "filesystem of " in error and error.endswith(f"then go on with: adsearch resume {study}")
+
+    small_filesystem(30)
+    resumed = adsearch("resume", study, "--address", address, cwd=tmp_path)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
+    assert "done" in (study / "report.md").read_text().splitlines()[0]
+    assert [t.state.name for t in load_study(study).trials] == ["COMPLETE", "COMPLETE"]
