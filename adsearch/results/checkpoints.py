@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adsearch.errors import AdsearchError, one_line
+from adsearch.errors import AdsearchError, one_line, save_torch
 from adsearch.results.rows import BASELINE, TrialRow
 from adsearch.results.study_dir import TRIALS_DIR, StudyDir, atomic_write
 
@@ -19,9 +19,7 @@ def checkpoint_path(study: StudyDir, number: int) -> Path:
 
 def save_checkpoint(study: StudyDir, number: int, state: dict) -> Path:
     """Keep trial `number`'s final state (a plain dict: model, widths, epoch, ...) atomically."""
-    import torch
-
-    return atomic_write(checkpoint_path(study, number), lambda p: torch.save(state, p))
+    return atomic_write(checkpoint_path(study, number), lambda p: save_torch(state, p))
 
 
 def load_checkpoint(study: StudyDir, row: TrialRow) -> dict:

@@ -12,6 +12,7 @@ import contextlib
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ray import tune
@@ -24,6 +25,7 @@ from adsearch.results.live import clear_live
 from adsearch.results.study_dir import StudyDir
 from adsearch.results.view import best_so_far
 from adsearch.spec.study_spec import StudySpec
+from adsearch.study.disk import DiskEstimate, is_write_failure
 from adsearch.study.progress import Board, Monitor
 from adsearch.study.scratch import completed, control_line, failed
 from adsearch.study.searcher import TRIAL_KEY, finished_count
@@ -51,13 +53,19 @@ class _Driver:
         """How long the run now fitting waits for its first trial to be placed (None: for ever)."""
         self.unplaced = False
         """Whether it stopped for that."""
+        self.write_failure: str | None = None
+        """The error of a trial of that run that could not write its files (it stopped for that)."""
+        self.disk: tuple[Path, DiskEstimate | None] = (Path("."), None)
+        """The running study's folder and what it writes there (`adsearch.study.disk`)."""
 
     @contextlib.contextmanager
-    def driving(self, spec: StudySpec, study: StudyDir, say: Callable[[str], None], live: Live | None):
+    def driving(self, spec: StudySpec, study: StudyDir, say: Callable[[str], None], live: Live | None,
+                estimate: DiskEstimate | None = None):
         """While a study runs in this process: its callbacks' lines go to `say`; with `live`, the running
         trials are shown as `live` says (`adsearch.study.progress.Monitor`), from entries cleared first (those a
-        killed run left)."""
+        killed run left); `estimate` is what it writes (for the error of a full disk)."""
         before, self.say = self.say, say
+        self.disk = (study.path, estimate)
         clear_live(study)
         try:
             if live is None:
@@ -141,6 +149,16 @@ class PlacementWait(tune.Stopper, tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._placed = True
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        """A trial that could not write its files (a full disk) stops the run as Ctrl-C does: the
+        others would fail the same way, and it is no failure of the trial's (`Searcher` leaves it
+        to run again)."""
+        error = (trial.last_result or {}).get("error") or _trial_error(trial)
+        if DRIVER.write_failure is None and is_write_failure(error):
+            DRIVER.write_failure = error
+            if callable(signal.getsignal(signal.SIGUSR1)):  # Tune's graceful stop (see stop_all)
+                signal.raise_signal(signal.SIGUSR1)
 
     def stop_all(self) -> bool:
         if self._placed or DRIVER.unplaced or DRIVER.placement_timeout_s is None:

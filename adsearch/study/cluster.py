@@ -38,6 +38,7 @@ from adsearch.errors import AdsearchError, Problems, ResourceError
 from adsearch.metrics import seconds
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study import stopping
+from adsearch.study.disk import is_write_failure
 
 TUNE_ENV = {
     # Keeping one checkpoint per trial forces an experiment snapshot at each epoch; that is the
@@ -65,6 +66,25 @@ class _AlreadyDeletedCheckpoint(logging.Filter):
 _CHECKPOINT_FILTER = _AlreadyDeletedCheckpoint()
 
 
+class _WriteFailures(logging.Filter):
+    """Drops Ray's tracebacks for a file that could not be written (a trial's checkpoint, the
+    experiment's state): a full disk ends the study with one error that says so (`disk.DiskError`);
+    for a run state file that the full disk left torn (Ray starts that run afresh, from the trials'
+    checkpoints); and its list of the trials that did not complete, which the study's lines name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        torn = text.startswith("Failed to restore the run state") and isinstance(
+            record.exc_info and record.exc_info[1], ValueError)  # its state file torn: Ray starts the run afresh
+        return not (is_write_failure(text) or torn or text.startswith("Trials did not complete"))  # ours say which
+
+
+_WRITE_FILTER = _WriteFailures()
+_WRITE_LOGS = (_TUNE_CONTROLLER_LOG, "ray.tune.execution.experiment_state", "ray.tune.tune")
+
+
 def configure_process() -> None:
     """Set what this process needs to drive a study; calling it again changes nothing.
 
@@ -76,6 +96,8 @@ def configure_process() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger(_TUNE_CONTROLLER_LOG).addFilter(_CHECKPOINT_FILTER)  # a filter already there is not added twice
+    for name in _WRITE_LOGS:
+        logging.getLogger(name).addFilter(_WRITE_FILTER)
 
 
 LOG_LEVELS = ("error", "warning", "info", "debug")

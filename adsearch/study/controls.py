@@ -65,7 +65,8 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
                 for r in pending}
     trainable = control_trainable(controls, study, baseline=study.read_baseline(), threads=threads)
     named = f" --trials {','.join(map(str, numbers))}" if retry else ""
-    grid = fit(tuner(trainable, spec, study, name, samples=1, restore=restore, callbacks=[ControlProgress(pending)],
+    grid = fit(tuner(trainable, spec, study, name, samples=1, restore=restore, resume_errored=True,
+                     callbacks=[ControlProgress(pending)],
                      param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}),
                spec, f"adsearch scratch {study}{named}")
     results = {}

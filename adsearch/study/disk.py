@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,27 @@ def write_failure(exc: BaseException) -> OSError | None:
     return None
 
 
+WRITE_FAILURE = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|"
+                           r"database or disk is full|\[Errno (28|122|30)\]")
+"""A failed write, as an error's text reads (a trial's error comes to the driver as text)."""
+
+
+def is_write_failure(text: str) -> bool:
+    """Whether an error's text says a write failed for want of space or permission to write."""
+    return bool(WRITE_FAILURE.search(text))
+
+
+def disk_error(what: str, path: Path, folder: Path, estimate: DiskEstimate | None, again: str) -> DiskError:
+    """The one error for a write that failed at `path` (the study's `folder` if unknown) with `what`."""
+    where, free = free_bytes(path)
+    need = (f" and writes at least {size(estimate.at_least)} and up to {size(estimate.up_to)}: "
+            f"{estimate.breakdown()}" if estimate is not None else "")
+    return DiskError(
+        f"cannot write {'in ' if path == folder else ''}{path}: {what} ({size(free)} free on the filesystem of "
+        f"{where}; the study holds {size(folder_bytes(folder))}{need}). What it finished is kept: make room there "
+        f"(or choose another --reports folder and move the study), then go on with: {again}")
+
+
 @contextlib.contextmanager
 def write_errors(folder: Path, estimate: DiskEstimate, again: str) -> Iterator[None]:
     """A write that fails in the block (see `write_failure`) as one `DiskError`, which says
@@ -161,11 +183,4 @@ def write_errors(folder: Path, estimate: DiskEstimate, again: str) -> Iterator[N
         if failure is None:
             raise
         path = Path(failure.filename) if failure.filename else folder
-        where, free = free_bytes(path)
-        written = folder_bytes(folder)
-        raise DiskError(
-            f"cannot write {'in ' if path == folder else ''}{path}: {failure.strerror or failure} ({size(free)} free "
-            f"on the filesystem of {where}; the study holds {size(written)} and writes at least "
-            f"{size(estimate.at_least)} and up to {size(estimate.up_to)}: {estimate.breakdown()}). What it finished "
-            f"is kept: make room there (or choose another --reports folder and move the study), then go on with: "
-            f"{again}") from None
+        raise disk_error(failure.strerror or str(failure), path, folder, estimate, again) from None

@@ -15,12 +15,15 @@ from adsearch.results.study_dir import StudyDir
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import DRIVER, PlacementWait
 from adsearch.study.cluster import cluster_capacity
-from adsearch.study.disk import KEPT_CHECKPOINTS
+from adsearch.study.disk import KEPT_CHECKPOINTS, disk_error
 
 
 def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=None, samples: int,
-          callbacks=(), stop=None, restore: bool = False, param_space: dict | None = None) -> tune.Tuner:
-    """Ray Tune's experiment `name` (a path under the study's `ray/`: 'search', 'scratch/trials-4-7')."""
+          callbacks=(), stop=None, restore: bool = False, resume_errored: bool = False,
+          param_space: dict | None = None) -> tune.Tuner:
+    """Ray Tune's experiment `name` (a path under the study's `ray/`: 'search', 'scratch/trials-4-7');
+    restored, its errored trials go on from their checkpoint with `resume_errored` (those a full
+    disk stopped), else they stay as they ended."""
     per = spec.resources.per_trial
     trainable = tune.with_resources(trainable, {"cpu": per.cpu, "gpu": per.gpu})
     wait = PlacementWait()
@@ -28,7 +31,7 @@ def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=
     if restore and tune.Tuner.can_restore(str(path.resolve())):
         # finished and failed trials stay as they are; unfinished ones go on from their checkpoint
         return tune.Tuner.restore(str(path.resolve()), trainable, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False)
+                                  resume_errored=resume_errored, restart_errored=False)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -46,15 +49,22 @@ def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=
 
 def fit(tuner: tune.Tuner, spec: StudySpec, again: str) -> tune.ResultGrid:
     """`tuner.fit()`; a run stopped because no trial was placed in time raises `StudyInterrupted`
-    saying what a trial asks and what the nodes have now; `again` is the command that goes on."""
+    saying what a trial asks and what the nodes have now, one stopped because a trial could not
+    write its files `DiskError` (`DRIVER.disk` says where and what the study needs); `again` is the
+    command that goes on."""
     DRIVER.unplaced, DRIVER.placement_timeout_s = False, spec.resources.placement_timeout_s
+    DRIVER.write_failure = None
     try:
         grid = tuner.fit()
     except Exception:  # noqa: BLE001 - `callbacks._Unplaced`, as Tune wraps it
-        if not DRIVER.unplaced:
+        if not DRIVER.unplaced and DRIVER.write_failure is None:
             raise
     finally:
         DRIVER.placement_timeout_s = None
+    if DRIVER.write_failure is not None:
+        folder, estimate = DRIVER.disk
+        raise disk_error(f"a trial failed to write its files ({DRIVER.write_failure})", folder, folder, estimate,
+                         again)
     if not DRIVER.unplaced:
         return grid
     per, nodes = spec.resources.per_trial, cluster_capacity(None)

@@ -41,12 +41,12 @@ from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import DRIVER, Live, SearchProgress
 from adsearch.study.cluster import cluster_capacity, configure_process, prepare_ray
 from adsearch.study.controls import run_controls, run_front_controls
-from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes, write_errors
+from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes, write_errors, write_failure
 from adsearch.study.experiment import fit, tuner
 from adsearch.study.scratch import controls_for, to_run
 from adsearch.study.stopping import graceful_sigterm
 from adsearch.study.searcher import (FailureLimit, Searcher, failed_count, finished_count, make_sampler, open_storage,
-                                     optuna_space, set_metric_names)
+                                     optuna_space, set_metric_names, stopped_by_disk)
 from adsearch.study.trials import search_trainable
 from adsearch.train.prefixes import branch_epochs, cache_size
 from adsearch.train.trainer import build_model, steps_per_epoch
@@ -134,7 +134,7 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
                 remove(study)
                 say(f"deleted the earlier study in {study} (--fresh)")
             study.path.mkdir(parents=True, exist_ok=True)
-            with lock(study), DRIVER.driving(spec, study, say, live):
+            with lock(study), DRIVER.driving(spec, study, say, live, estimate):
                 if not check_can_run(study, spec):  # again under the lock: another run may have begun
                     start(study, spec)
                 else:
@@ -301,7 +301,9 @@ def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: l
     say(f"baseline: {spec.train.epochs} epochs without pruning")
     trainable = search_trainable(spec.without_pruning(), study, baseline=None, threads=threads, base_widths=base_widths,
                                  branches=_branches(spec))
-    grid = fit(tuner(trainable, spec, study, "baseline", samples=1, restore=True), spec, f"adsearch resume {study}")
+    # a baseline that failed for its recipe fails again the same way; one a full disk stopped goes on
+    grid = fit(tuner(trainable, spec, study, "baseline", samples=1, restore=True, resume_errored=True), spec,
+               f"adsearch resume {study}")
     result = grid[0]
     if result.error:
         raise AdsearchError(f"the baseline trial failed: {one_line(result.error)}. The baseline trains the "
@@ -342,7 +344,8 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     say(f"search: {spec.search.trials} trials, sampler {spec.search.sampler}, objectives "
         + ", ".join(f"{o.metric} ({o.mode})" for o in objectives))
     fit(tuner(trainable, spec, study, "search", search_alg=searcher, samples=spec.search.trials,
-              callbacks=[progress, stopper], stop=stopper, restore=True), spec, f"adsearch resume {study}")
+              callbacks=[progress, stopper], stop=stopper, restore=True,
+              resume_errored=stopped_by_disk(storage, spec.name)), spec, f"adsearch resume {study}")
     set_metric_names(storage, spec.name, [o.metric for o in objectives])
     _check_failure_limit(spec, study, storage)
     finished = finished_count(storage, spec.name)
@@ -391,5 +394,7 @@ def _open_storage(study: StudyDir, url: str):
     try:
         return open_storage(url)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds here
+        if write_failure(exc) is not None:  # a full disk: `write_errors` says so
+            raise
         raise StudyDirError(f"{study.db_file} cannot be opened as an Optuna storage ({one_line(exc)}); "
                             "the other files of the study are untouched") from None

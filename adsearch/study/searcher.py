@@ -33,6 +33,7 @@ from ray.tune.search.optuna import OptunaSearch
 from adsearch.results.rows import RECORDED, REPEAT_OF, SEARCH_ENDED, TRACE, plain
 from adsearch.spec.space import ValuesDim, encode_choice
 from adsearch.spec.study_spec import StudySpec
+from adsearch.study.disk import is_write_failure
 from adsearch.study.repeats import earlier_trial, exhausted, tell_repeat, untried
 
 CHECKED_ON = {"ray": "2.60.0", "optuna": "5.0.0"}
@@ -236,6 +237,9 @@ class Searcher(OptunaSearch):
             return
         if error:
             reason = self._errors.pop(trial_id, "the trial's process failed; see its error.txt under ray/search/")
+            if is_write_failure(reason):  # the machine's failure, not the trial's: it goes on when the study resumes
+                ot_trial.set_user_attr(WRITE_FAILURE, reason)
+                return
             ot_trial.set_user_attr("error", reason)
         if result and not error:
             for key in RECORDED + TRACE:
@@ -286,6 +290,22 @@ def finished_count(storage: str | optuna.storages.BaseStorage, study_name: str) 
 def set_metric_names(storage: optuna.storages.BaseStorage, study_name: str, names: list[str]) -> None:
     """Name the study's objectives in its storage, as its readers (and optuna-dashboard) show them."""
     optuna.load_study(study_name=study_name, storage=storage).set_metric_names(names)
+
+
+WRITE_FAILURE = "write_failure"
+"""The user attribute of a trial a full disk stopped: left RUNNING in Optuna, its Ray trial goes on
+from its last checkpoint when the study resumes (`stopped_by_disk`)."""
+
+
+def stopped_by_disk(storage: str | optuna.storages.BaseStorage, study_name: str) -> bool:
+    """Whether a trial of the study stopped because it could not write its files, and has not
+    ended since (False before the study's search has begun)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return False
+    return any(WRITE_FAILURE in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]))
 
 
 class FailureLimit(tune.Stopper, tune.Callback):

@@ -20,7 +20,7 @@ import ray
 import torch
 from ray import tune
 
-from adsearch.errors import one_line
+from adsearch.errors import one_line, save_torch
 from adsearch.metrics import METRICS, with_ratios
 from adsearch.results.rows import BASELINE, TRACE
 from adsearch.results.checkpoints import save_checkpoint
@@ -133,7 +133,7 @@ def _live_entry(study: StudyDir, kind: str, number: int, settings: dict, spec: S
 def _report(flat: dict, state: dict) -> None:
     """Report an epoch's results to Ray Tune with the trial's state as the checkpoint it resumes from."""
     with tempfile.TemporaryDirectory() as d:
-        torch.save(state, Path(d) / CHECKPOINT_FILE)
+        save_torch(state, Path(d) / CHECKPOINT_FILE)
         tune.report(flat, checkpoint=tune.Checkpoint.from_directory(d))
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from adsearch.errors import save_torch
 from adsearch.spec.space import ValuesDim
 from adsearch.spec.study_spec import StudySpec
 
@@ -139,7 +140,7 @@ class PrefixCache:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            torch.save({**entry, "version": PREFIX_VERSION, "owner": self.owner}, tmp)
+            save_torch({**entry, "version": PREFIX_VERSION, "owner": self.owner}, tmp)
             os.chmod(tmp, 0o644)
             try:
                 os.link(tmp, path)

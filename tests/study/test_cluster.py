@@ -48,7 +48,7 @@ def test_configure_process_sets_the_study_s_settings_once_however_often_called()
     print(settings())
     """)
     assert out == ("(['TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', 'TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_"
-                   "THRESHOLD_S'], ['_AlreadyDeletedCheckpoint'], 30, 1)")  # 30: optuna.logging.WARNING
+                   "THRESHOLD_S'], ['_AlreadyDeletedCheckpoint', '_WriteFailures'], 30, 1)")  # 30: optuna.logging.WARNING
 
 
 # --- what the trials ask against what the machine or the cluster has ---------------------------

@@ -3,12 +3,21 @@ real files, the warning against a real small filesystem (a tmpfs), and a study t
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import shutil
+import subprocess
+import time
+
 import pytest
-from helpers import adsearch, load_study, tiny_spec
+from helpers import adsearch, adsearch_process, load_study, tiny_spec
 
 from adsearch.data.registry import load_data
 from adsearch.results.study_dir import StudyDir
-from adsearch.study.disk import KEPT_CHECKPOINTS, DiskEstimate, check_space, checkpoint_bytes, folder_bytes, size
+from adsearch.errors import DiskError
+from adsearch.study.disk import (KEPT_CHECKPOINTS, DiskEstimate, check_space, checkpoint_bytes, folder_bytes, size,
+                                   write_errors)
 from adsearch.study.trials import CHECKPOINT_FILE
 from adsearch.train.trainer import build_model
 
@@ -49,24 +58,46 @@ def test_sizes_read_as_a_person_reads_them():
         "812 B", "41.8 kB", "22.1 MB", "147 MB", "1.3 GB"]
 
 
-def test_a_full_disk_is_one_error_with_its_own_exit_code_and_the_study_resumes_once_there_is_room(
+def test_a_disk_that_fills_during_a_run_is_one_error_with_its_own_exit_code_and_the_study_resumes(
         small_filesystem, tmp_path, ray_session):
-    """The tiny study needs about 5.7 MB (its report.html alone 4.8 MB): on 3 MB it is warned of,
-    then stops at the first write that fails; on 30 MB the same study goes on to its end."""
-    folder = small_filesystem(3)
-    (tmp_path / "tiny.yaml").write_text(tiny_spec("tiny"))
+    """After the baseline's first epoch, all of a 20 MB filesystem but 512 kB is taken (as another
+    job would): the baseline cannot write its next 1.4 MB checkpoint (a network 6x wider than the
+    tiny study's). One error, exit 74, no Ray traceback; and once there is room the study goes on,
+    the baseline from its last checkpoint, to its end."""
+    folder = small_filesystem(20)
+    (tmp_path / "wide.yaml").write_text(tiny_spec("wide", width=96, concurrent=1))
     address = ray_session.get_runtime_context().gcs_address
-    full = adsearch("run", "tiny.yaml", "--reports", folder / "r", "--address", address, cwd=tmp_path)
-    study = folder / "r" / "tiny"
-    assert full.returncode == 74, full.stdout[-2000:] + full.stderr[-3000:]
-    assert "Traceback" not in full.stderr and "***" not in full.stderr
-    warning, error = [line for line in full.stderr.splitlines() if line.strip()]
-    assert warning.startswith(f"warning: the study will not fit on the filesystem of {folder}: ")
-    assert error.startswith(f"error: cannot write in {study}: No space left on device (") and " free on the " \
-        "filesystem of " in error and error.endswith(f"then go on with: adsearch resume {study}")
+    study, filler = folder / "r" / "wide", folder / "filler"
+    with adsearch_process("run", "wide.yaml", "--reports", folder / "r", "--address", address, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        deadline = time.time() + 120
+        while not any(p.stat().st_size for p in (study / "ray" / "baseline").glob("*/result.json")):
+            assert proc.poll() is None and time.time() < deadline, "the run ended before its baseline reported"
+            time.sleep(0.02)
+        with open(filler, "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(folder).free - 512 * 1024)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 74, out[-2000:] + err[-3000:]
+    assert "Traceback" not in err and "***" not in err and "ERROR" not in err, err[-3000:]
+    (error,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: cannot write in {study}: a trial failed to write its files (") and \
+        "No space left on device" in error and error.endswith(f"then go on with: adsearch resume {study}")
+    assert not (study / "baseline.json").exists()
 
-    small_filesystem(30)
+    filler.unlink()
     resumed = adsearch("resume", study, "--address", address, cwd=tmp_path)
     assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
     assert "done" in (study / "report.md").read_text().splitlines()[0]
     assert [t.state.name for t in load_study(study).trials] == ["COMPLETE", "COMPLETE"]
+    baseline = json.loads((study / "baseline.json").read_text())
+    assert [h["epoch"] for h in baseline["history"]] == [1, 2, 3]  # nothing lost, nothing twice
+
+
+def test_a_write_that_fails_on_the_drivers_side_is_the_same_error(tmp_path):
+    estimate = DiskEstimate(checkpoint=1_000, runs=1, branches=0)
+    with pytest.raises(DiskError, match=rf"^cannot write {tmp_path / 'x.json'}: No space left on device \(.* free "
+                                        rf"on the filesystem of {tmp_path}; the study holds 0 B and writes at least "):
+        with write_errors(tmp_path / "study", estimate, "adsearch resume here"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.json"))
+    with pytest.raises(ConnectionError), write_errors(tmp_path, estimate, "again"):  # not a write: as it was
+        raise ConnectionError(errno.ECONNREFUSED, "refused")
