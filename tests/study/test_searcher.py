@@ -205,6 +205,28 @@ def test_a_completed_trial_keeps_its_metrics_and_an_errored_one_fails_with_its_r
     assert b.state.name == "FAIL" and b.values is None and b.user_attrs["error"] == "ValueError: diverged"
 
 
+def test_a_trial_a_full_disk_stopped_is_no_failure_and_goes_on_when_the_study_resumes(tmp_path):
+    """Left RUNNING in Optuna (no budget spent, no failure counted), marked so that the resumed run
+    resumes errored Ray trials from their checkpoints; then told as any trial is."""
+    s = new_searcher(tmp_path)
+    s.suggest("ray-0"), s.suggest("ray-1")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert not searcher.stopped_by_disk(storage, "s")
+    s.on_trial_result("ray-0", {"error": "OSError: [Errno 28] No space left on device: '/r/s/prefixes/e1.pt'"})
+    s.on_trial_complete("ray-0", None, error=True)
+    s.on_trial_result("ray-1", {"error": "ValueError: diverged"})
+    s.on_trial_complete("ray-1", None, error=True)
+    stopped, diverged = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert stopped.state.name == "RUNNING" and "error" not in stopped.user_attrs
+    assert stopped.user_attrs[searcher.WRITE_FAILURE].startswith("OSError: [Errno 28] No space left")
+    assert diverged.state.name == "FAIL" and searcher.failed_count(storage, "s") == 1
+    assert searcher.stopped_by_disk(storage, "s") and searcher.finished_count(storage, "s") == 1
+    s.on_trial_complete("ray-0", {"accuracy": 0.9, "params": 100})  # resumed from its checkpoint, to its end
+    assert optuna.load_study(study_name="s", storage=storage).trials[0].state.name == "COMPLETE"
+    assert not searcher.stopped_by_disk(storage, "s")
+    assert searcher.stopped_by_disk(f"sqlite:///{tmp_path / 'none.db'}", "s") is False  # before any search
+
+
 def test_a_trial_told_before_a_crash_is_not_told_again(tmp_path):
     s = new_searcher(tmp_path)
     s.suggest("ray-0")
