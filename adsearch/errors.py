@@ -31,9 +31,9 @@ class ResourceError(AdsearchError):
 
 
 class DiskError(AdsearchError):
-    """A study's files could not be written: no space left, a quota, a read-only or vanished
-    folder. The spec is fine, the machine is not (exit code 74, sysexits' EX_IOERR); the study
-    resumes once it can write."""
+    """A study's files could not be written: no space left, a quota, a read-only filesystem. The
+    spec is fine, the machine is not (exit code 74, sysexits' EX_IOERR); the study resumes once it
+    can write."""
 
 
 class StudyInterrupted(AdsearchError):

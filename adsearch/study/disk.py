@@ -125,7 +125,7 @@ def folder_bytes(folder: Path) -> int:
 
 
 def size(n: int) -> str:
-    """Bytes for a person: '812 kB', '22.1 MB', '1.30 GB'."""
+    """Bytes for a person: '812 B', '41.8 kB', '147 MB', '1.3 GB'."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
             value = n / scale
@@ -133,9 +133,9 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
-                          errno.ENOENT})
-"""The errors of a write that the machine, not the spec, causes (ENOENT: a folder removed meanwhile)."""
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+"""The errors only a write gets, and the machine, not the spec, causes (a missing or unreadable file
+is another matter, said where it is read)."""
 
 
 def write_failure(exc: BaseException) -> OSError | None:
