@@ -8,8 +8,6 @@ a study stopped early that can resume (143 when SIGTERM stopped it), 1 for every
 `AdsearchError`.
 """
 
-import os
-
 
 class AdsearchError(Exception):
     """A problem the user can fix (bad spec, missing data, unknown study); printed as is."""
@@ -74,25 +72,6 @@ class Problems:
             raise self.found[0]
         if self.found:
             raise PreflightError(self.found)
-
-
-def save_torch(obj, path) -> None:
-    """`torch.save(obj, path)`, a write that fails as the `OSError` it is: torch's zip writer reports
-    a short write (a full disk) as a RuntimeError ('unexpected pos ...', 'failed writing file')."""
-    import errno
-    import shutil
-
-    import torch
-
-    try:
-        torch.save(obj, path)
-    except RuntimeError as exc:
-        if "unexpected pos" not in str(exc) and "failed writing" not in str(exc):
-            raise
-        folder = os.path.dirname(os.path.abspath(path))
-        full = shutil.disk_usage(folder).free < 16 * 2**20
-        raise OSError(errno.ENOSPC if full else errno.EIO, "No space left on device" if full else
-                      f"torch.save could not write the file ({str(exc).splitlines()[0]})", str(path)) from exc
 
 
 def one_line(exc: BaseException, *, limit: int = 300) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adsearch.errors import AdsearchError, one_line, save_torch
+from adsearch.errors import AdsearchError, one_line
+from adsearch.models.saving import save_torch
 from adsearch.results.rows import BASELINE, TrialRow
 from adsearch.results.study_dir import TRIALS_DIR, StudyDir, atomic_write
 

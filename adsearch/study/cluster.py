@@ -17,18 +17,15 @@ trial needs (its torch threads) itself.
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import optuna
 import ray
@@ -146,7 +143,7 @@ def start_ray(spec: StudySpec, address: str | None, *, log_level: str = "error")
     if address and address != "auto":
         _check_reachable(address)
     try:
-        with stopping.held(), sigterm_held():  # a SIGTERM meanwhile stops the study once Ray has started
+        with stopping.held():  # a SIGTERM meanwhile stops the study once Ray has started
             if address:
                 ray.init(address=address, **kwargs)
             else:  # "local": always a new Ray of our own, never some cluster that happens to run here
@@ -161,31 +158,6 @@ def start_ray(spec: StudySpec, address: str | None, *, log_level: str = "error")
             ray.shutdown()
         raise
     return True
-
-
-@contextlib.contextmanager
-def sigterm_held() -> Iterator[None]:
-    """SIGTERM blocked in this thread while the block starts Ray, and this process's Python SIGTERM
-    handler put back before it is unblocked (`ray.init` installs its own, which exits at once).
-
-    The processes started meanwhile keep it blocked (a signal mask is inherited across fork and
-    exec): a SIGTERM to the process group (a batch scheduler stopping `adsearch run`) reaches the
-    driver, which stops the study gracefully, and not the local Ray's GCS, raylet and workers, which
-    the stop still needs; Ray does the same for SIGINT (Ctrl-C). `ray.shutdown()` ends them still
-    (SIGKILL after its SIGTERM's wait). A study's driver has SIGTERM blocked throughout already
-    (`adsearch.study.stopping.graceful_sigterm`); this also covers a Ray started outside one. Only in
-    the main thread (where signals are handled)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    handler = signal.getsignal(signal.SIGTERM)
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        yield
-    finally:
-        if handler is not None:  # None: not set from Python, nothing to put back
-            signal.signal(signal.SIGTERM, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _check_reachable(address: str, timeout_s: float = 10.0) -> None:

@@ -17,7 +17,7 @@ one comes during it: `held`). A SIGTERM to the process
 group (what a scheduler sends) so reaches the driver alone, and the local Ray it stops through
 lives until `ray.shutdown()`, which SIGKILLs what its SIGTERM did not end. A thread started before
 the block (none, from the CLI) may still take it: our Python handler then does the same, and
-`adsearch.study.cluster.sigterm_held` puts it back after `ray.init` replaces it.
+`held` puts it back after `ray.init` replaces it.
 """
 
 from __future__ import annotations
@@ -88,22 +88,35 @@ def _take_sigterms(done: threading.Event) -> None:
 
 @contextlib.contextmanager
 def held() -> Iterator[None]:
-    """A SIGTERM that comes while the block runs (in the main thread) stops it only once it ends, as
-    a `KeyboardInterrupt` there: for work that must not be cut midway, such as `ray.init` (a
-    half-started Ray), whose forks would also swallow a `KeyboardInterrupt` raised in them."""
+    """For work that must not be cut midway, such as `ray.init` (a half-started Ray): a SIGTERM that
+    comes while the block runs (in the main thread) stops it only once it ends, as a
+    `KeyboardInterrupt` there (raised inside, `ray.init`'s forks would also swallow it).
+
+    SIGTERM is blocked in this thread meanwhile, so the processes the block starts keep it blocked
+    (a signal mask is inherited across fork and exec): a SIGTERM to the process group reaches the
+    driver, which stops the study gracefully, and not a local Ray's GCS, raylet and workers, which
+    the stop still needs (Ray does the same for SIGINT); `ray.shutdown()` ends them still (SIGKILL
+    after its SIGTERM's wait). Inside `graceful_sigterm` it is blocked already; this also covers a
+    Ray started outside one. The block's Python SIGTERM handler is put back as it ends (`ray.init`
+    installs its own, which exits at once)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    handler = signal.getsignal(signal.SIGTERM)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     with _State.lock:
         _State.holding += 1
     try:
         yield
     finally:
+        if handler is not None:  # None: not set from Python, nothing to put back
+            signal.signal(signal.SIGTERM, handler)
         with _State.lock:
             _State.holding -= 1
             stop = not _State.holding and _State.undelivered
             if stop:
                 _State.undelivered = False
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if stop:
             raise KeyboardInterrupt
 
@@ -113,10 +126,8 @@ def graceful_sigterm() -> Iterator[None]:
     """While the block runs (in the main thread), SIGTERM is a graceful stop (see the module doc);
     outside the main thread, or inside another such block, it changes nothing. A SIGTERM still
     pending as the block ends ends the process (the default action)."""
-    if (_State.active or threading.current_thread() is not threading.main_thread()
-            or not hasattr(signal, "sigtimedwait")):  # macOS: Python's handler alone, Ray's may replace it
-        with _handler_only():
-            yield
+    if _State.active or threading.current_thread() is not threading.main_thread():
+        yield
         return
     _State.active, _State.terminated, _State.undelivered = True, False, False
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -125,6 +136,24 @@ def graceful_sigterm() -> Iterator[None]:
     interrupt = signal.getsignal(signal.SIGINT)
     if not callable(interrupt):
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with _taken_by_a_thread():
+            yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if not callable(interrupt) and interrupt is not None:
+            signal.signal(signal.SIGINT, interrupt)
+        _State.active = False
+
+
+@contextlib.contextmanager
+def _taken_by_a_thread() -> Iterator[None]:
+    """SIGTERM blocked here, and so in every thread and process started meanwhile, and taken by a
+    thread of ours (`_take_sigterms`). Without `sigtimedwait` (macOS) our Python handler alone
+    takes it, and Ray's, installed by `ray.init`, may come first."""
+    if not hasattr(signal, "sigtimedwait"):
+        yield
+        return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     done = threading.Event()
     taker = threading.Thread(target=_take_sigterms, args=(done,), name="adsearch-sigterm", daemon=True)
@@ -134,22 +163,4 @@ def graceful_sigterm() -> Iterator[None]:
     finally:
         done.set()
         taker.join()
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        if not callable(interrupt) and interrupt is not None:
-            signal.signal(signal.SIGINT, interrupt)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        _State.active = False
-
-
-@contextlib.contextmanager
-def _handler_only() -> Iterator[None]:
-    if _State.active or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _State.active, _State.terminated = True, False
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        _State.active = False

@@ -20,7 +20,8 @@ import ray
 import torch
 from ray import tune
 
-from adsearch.errors import one_line, save_torch
+from adsearch.errors import one_line
+from adsearch.models.saving import save_torch
 from adsearch.metrics import METRICS, with_ratios
 from adsearch.results.rows import BASELINE, TRACE
 from adsearch.results.checkpoints import save_checkpoint

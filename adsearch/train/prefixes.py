@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from adsearch.errors import save_torch
+from adsearch.models.saving import save_torch
 from adsearch.spec.space import ValuesDim
 from adsearch.spec.study_spec import StudySpec
 
