@@ -16,6 +16,7 @@ from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import DRIVER, PlacementWait
 from adsearch.study.cluster import cluster_capacity
 from adsearch.study.disk import KEPT_CHECKPOINTS, disk_error
+from adsearch.study.trials import restore_named_checkpoints
 
 
 def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=None, samples: int,
@@ -29,6 +30,7 @@ def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=
     wait = PlacementWait()
     path = study.ray_dir / name
     if restore and tune.Tuner.can_restore(str(path.resolve())):
+        restore_named_checkpoints(path)  # a hard kill can have left Tune's named checkpoints deleted
         # finished and failed trials stay as they are; unfinished ones go on from their checkpoint
         return tune.Tuner.restore(str(path.resolve()), trainable, resume_unfinished=True,
                                   resume_errored=resume_errored, restart_errored=False)

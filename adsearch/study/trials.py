@@ -4,12 +4,34 @@
 controls) give Ray Tune the trainable with the study's fixed arguments; each trial trains by
 `trainer.run_trial`, reports every epoch with its state as a Ray checkpoint (`CHECKPOINT_FILE`),
 and keeps its live entry (`adsearch.results.live`) in the study's `live/` while it runs.
+
+Why a resumed trial trains some epochs again. Ray Tune restores an unfinished trial from the
+checkpoint that its experiment's newest snapshot (`ray/<experiment>/experiment_state-*.json`)
+names, and it writes that snapshot only every ten seconds or so, or once a trial has saved
+`KEPT_CHECKPOINTS` checkpoints since the last one, and copies it into the study folder in the
+background. The worker writes each epoch's checkpoint into the trial folder when it reports, before
+the driver takes the report in. A hard kill (SIGKILL, a lost node) therefore leaves checkpoints newer
+than the one the snapshot names, and the resumed trial trains those epochs again: at most the
+epoch in flight and the few since the last snapshot. They are not worth skipping: starting from
+the newest file on disk would pass over reports the driver never saw, and the checkpoint holds
+the weights, the optimizer, the schedule and every random state (the torch and CUDA generators,
+the shuffle), so an epoch trained again gives the record it gave the first time (on a CPU bit for
+bit; the kill test of `tests/study/test_runner.py` checks it line by line). Ctrl-C and SIGTERM
+stop through Ray, which writes the snapshot last: nothing is trained again.
+
+The same lag can leave the named checkpoint deleted: Tune deletes a trial's older checkpoints as
+soon as it takes newer ones in, before a snapshot names them, which a burst of reports (a trial's
+branch epochs from the prefix cache) makes likely. Ray would fail such a trial ("does not exist on
+storage anymore"), so before a restore `restore_named_checkpoints` puts in its place the newest
+checkpoint whose report the driver logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import shutil
 import tempfile
 import time
 import warnings
@@ -19,6 +41,8 @@ from typing import Callable, Iterator
 import ray
 import torch
 from ray import tune
+from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from adsearch.errors import one_line
 from adsearch.models.saving import save_torch
@@ -152,4 +176,53 @@ def load_checkpoint(path: Path) -> dict | None:
         except Exception as exc:  # noqa: BLE001 - any unreadable file means: try the one before
             warnings.warn(f"checkpoint {directory / CHECKPOINT_FILE} is unreadable ({exc}); "
                           "falling back to the one before", stacklevel=1)
+    return None
+
+
+def restore_named_checkpoints(experiment: Path) -> None:
+    """Each checkpoint folder of an unfinished trial that Ray Tune experiment `experiment`'s newest
+    snapshot names, where the folder is gone, made again before the experiment is restored: the
+    one the trial goes on from as a copy of the trial's newest readable checkpoint of an epoch its
+    result.json has (what the driver took in), the older ones, which Tune will only delete, empty.
+    A trial with no such checkpoint is left to Ray (it fails, and says why)."""
+    snapshot = _find_newest_experiment_checkpoint(str(experiment.resolve()))
+    for state, runtime in json.loads(Path(snapshot).read_text())["trial_data"] if snapshot else []:
+        trial = json.loads(state)
+        kept = _TrainingRunMetadata.from_json_state(runtime).checkpoint_manager
+        latest, folder = kept.latest_checkpoint_result, experiment / trial["relative_logdir"]
+        if trial.get("status") == "TERMINATED" or latest is None:
+            continue
+        if (folder / Path(latest.checkpoint.path).name).exists():
+            continue
+        source = _newest_logged_checkpoint(folder)
+        if source is None:
+            continue
+        older = [r for r in kept.best_checkpoint_results if r is not latest]
+        for result in [*older, latest]:  # the one restored from last: a kill meanwhile repairs again
+            missing = folder / Path(result.checkpoint.path).name
+            if missing.exists():
+                continue
+            partial = folder / f".{missing.name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            if result is latest:
+                shutil.copytree(source, partial)
+            else:
+                partial.mkdir()
+            partial.rename(missing)
+
+
+def _newest_logged_checkpoint(folder: Path) -> Path | None:
+    """Trial folder `folder`'s newest readable checkpoint folder of an epoch that its result.json has
+    (an epoch the driver took in), or None."""
+    logged = set()
+    for line in (folder / "result.json").read_text().splitlines() if (folder / "result.json").exists() else []:
+        with contextlib.suppress(ValueError):  # a line being written when the run was killed
+            logged.add(json.loads(line).get("epoch"))
+    for directory in sorted(folder.glob("checkpoint_*"), reverse=True):
+        try:
+            epoch = torch.load(directory / CHECKPOINT_FILE, weights_only=True)["epoch"]
+        except Exception:  # noqa: BLE001 - torn or empty: an older one
+            continue
+        if epoch in logged:
+            return directory
     return None

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 from helpers import adsearch, adsearch_process, load_study, stop_once_reported, tiny_spec
 
 from adsearch.errors import AdsearchError, StudyDirError
@@ -26,6 +27,7 @@ from adsearch.results.reading import optuna_trials
 from adsearch.results.study_dir import LOCK_FILE, StudyDir
 from adsearch.spec.loading import parse_spec
 from adsearch.study.runner import resume_study, run_study
+from adsearch.study.trials import CHECKPOINT_FILE
 
 
 def spec_text(name, *, epochs=3, trials=2, width=16, space="pruning.target_density: {values: [0.3, 0.95]}",
@@ -40,61 +42,102 @@ def _trials_so_far(study_dir: Path, name: str) -> list:
     return optuna_trials(study_dir, name)
 
 
-def result_lines(study_dir: Path, ray_id: str) -> list[dict]:
-    dirs = [d for d in (study_dir / "ray" / "search").glob(f"*{ray_id}*") if d.is_dir()]
-    path = dirs[0] / "result.json" if dirs else None
-    return [json.loads(line) for line in path.read_text().splitlines()] if path and path.exists() else []
+RECORDED = ("epoch", "accuracy", "top5", "loss", "train_loss", "params", "macs", "train_macs", "widths", "density")
+"""What a result line says about the training (not when or where it ran)."""
 
 
-def test_kill_9_mid_trial_then_resume_completes_the_budget_exactly(tmp_path, ray_session):
-    epochs, trials = 8, 4
-    spec = tmp_path / "kill.yaml"
-    # each trial starts from the baseline's state at its compression epoch (the prefix cache) and
-    # trains the epochs after it
-    spec.write_text(spec_text("kill", epochs=epochs, trials=trials, width=48, concurrent=1,
-                              space="pruning.compress_at: {values: [[1], [2], [3], [4]]}"))
-    address = ray_session.get_runtime_context().gcs_address
-    reports = tmp_path / "reports"
-    study_dir = reports / "kill"
-    with adsearch_process("run", spec, "--reports", reports, "--address", address, cwd=tmp_path,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        # wait until one trial has finished and another has reported at least two epochs
-        in_flight, deadline = None, time.time() + 300
-        while time.time() < deadline and in_flight is None and proc.poll() is None:
-            time.sleep(0.2)
-            trials_now = _trials_so_far(study_dir, "kill")
-            if any(t.state.name == "COMPLETE" for t in trials_now):
-                for t in trials_now:
-                    rid = t.user_attrs.get("ray_trial_id")
-                    if t.state.name == "RUNNING" and rid and 2 <= len(result_lines(study_dir, rid)) < epochs - 1:
-                        in_flight = t
-        assert in_flight is not None, f"never saw a finished trial and one mid-way (exit code {proc.poll()})"
+def _complete_lines(path: Path) -> list[dict]:
+    """The lines of a result.json that are whole (one being written is left out)."""
+    lines = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(line))
+    return lines
+
+
+def _epoch_tune_has_not_seen(search: Path, epochs: int, since: float) -> tuple[str, int] | None:
+    """A running search trial's folder and epoch where the trial has saved that epoch's checkpoint
+    (after `since`) but its result.json does not have the epoch yet: Ray Tune has not taken the
+    report in, so no snapshot of its experiment can name that checkpoint; else None."""
+    for folder in search.glob("_trainable_*"):
+        lines = _complete_lines(folder / "result.json")
+        newest = max(folder.glob("checkpoint_*"), default=None)
+        if not lines or lines[-1]["epoch"] >= epochs or newest is None or newest.stat().st_mtime < since:
+            continue
+        try:
+            saved = torch.load(newest / CHECKPOINT_FILE, weights_only=True)["epoch"]
+        except Exception:  # noqa: BLE001 - being written: look again
+            continue
+        if saved > lines[-1]["epoch"]:
+            return folder.name, saved
+    return None
+
+
+def _killed_with_an_epoch_unseen(args: list, study_dir: Path, epochs: int, cwd: Path, *,
+                                 after_a_finished_trial: bool) -> tuple[str, int]:
+    """`adsearch ARGS`, its process group SIGKILLed during the search at a moment a running trial
+    has saved a checkpoint Ray Tune has not taken in (`_epoch_tune_has_not_seen`): the trial folder
+    and the epoch, which the resumed trial will train again."""
+    started, found = time.time(), None
+    with adsearch_process(*args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        while found is None and time.time() < started + 300 and proc.poll() is None:
+            time.sleep(0.02)
+            if not after_a_finished_trial or any(t.state.name == "COMPLETE" for t in _trials_so_far(study_dir, "kill")):
+                found = _epoch_tune_has_not_seen(study_dir / "ray" / "search", epochs, started)
+        assert found is not None, f"never saw a checkpoint ahead of its result line (exit code {proc.poll()})"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    epochs_before_kill = len(result_lines(study_dir, in_flight.user_attrs["ray_trial_id"]))
+    return found
+
+
+def test_a_study_killed_twice_in_its_search_ends_as_the_same_study_run_once(tmp_path, ray_session):
+    # Why a resumed trial trains some epochs again (the trials module says it at length): Ray Tune
+    # restores a trial from the checkpoint its last experiment snapshot names, and a kill between
+    # snapshots leaves newer ones. Each kill here lands when a running trial has saved a checkpoint
+    # Tune has not taken in, so at least that epoch is trained twice; the epochs trained again must
+    # give the very numbers the straight run has
+    epochs, trials = 8, 4
+    text = spec_text("kill", epochs=epochs, trials=trials, width=48, concurrent=1,
+                     space="pruning.compress_at: {values: [[1], [2], [3], [4]]}")
+    straight = run_study(parse_spec(text), reports_dir=tmp_path / "straight", say=lambda _: None).directory
+    spec = tmp_path / "kill.yaml"
+    spec.write_text(text)
+    address = ray_session.get_runtime_context().gcs_address
+    study_dir = tmp_path / "reports" / "kill"
+    run = ["run", spec, "--reports", tmp_path / "reports", "--address", address]
+    first = _killed_with_an_epoch_unseen(run, study_dir, epochs, tmp_path, after_a_finished_trial=True)
     finished_before = {t.number: (t.values, t.user_attrs["history"]) for t in load_study(study_dir, "kill").trials
                        if t.state.name == "COMPLETE"}
-    assert (study_dir / LOCK_FILE).exists()  # left behind by the killed process: stale
+    assert finished_before and (study_dir / LOCK_FILE).exists()  # left behind by the killed process: stale
+    second = _killed_with_an_epoch_unseen(["resume", study_dir, "--address", address], study_dir, epochs, tmp_path,
+                                          after_a_finished_trial=False)
 
     res = adsearch("resume", str(study_dir), "--address", address, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
 
     study = load_study(study_dir, "kill")
     assert sorted(t.number for t in study.trials) == list(range(trials))
     assert all(t.state.name == "COMPLETE" for t in study.trials)
-    for number, (values, history) in finished_before.items():
+    for number, (values, history) in finished_before.items():  # no finished trial lost or run again
         assert study.trials[number].values == values and study.trials[number].user_attrs["history"] == history
-    reported = [line["epoch"] for line in result_lines(study_dir, in_flight.user_attrs["ray_trial_id"])]
-    assert study.trials[in_flight.number].user_attrs["shared_epochs"] >= 1  # it started from the baseline's state
-    assert sorted(set(reported)) == list(range(1, epochs + 1)) and reported[-1] == epochs  # branch epochs, then trained
-    # the resumed run goes on from the newest checkpoint Ray had registered: at most one epoch behind what
-    # the killed run had reported (Ray may also report a few epochs more than once before its state catches up)
-    back = [k for k in range(1, len(reported)) if reported[k] <= reported[k - 1]]
-    assert all(reported[k] >= epochs_before_kill for k in back), \
-        f"{epochs_before_kill} epochs before the kill, epochs {reported} reported in all"
-    assert not (study_dir / "prefixes").exists()  # used through the kill and the resume, deleted at the end
-    assert [h["epoch"] for h in study.trials[in_flight.number].user_attrs["history"]] == list(range(1, epochs + 1))
+    once = {json.dumps(t.params): t for t in load_study(straight, "kill").trials}
+    for t in study.trials:  # parameter set by parameter set, what the straight run found
+        assert t.values == once[json.dumps(t.params)].values, t.params
+        assert t.user_attrs["history"] == once[json.dumps(t.params)].user_attrs["history"], t.params
+    straight_lines = {}  # parameter set -> epoch -> the straight run's result line
+    for path in (straight / "ray" / "search").glob("*/result.json"):
+        lines = _complete_lines(path)
+        straight_lines[json.dumps(lines[0]["config"]["pruning.compress_at"])] = {line["epoch"]: line for line in lines}
+    for folder, epoch in (first, second):
+        lines = _complete_lines(study_dir / "ray" / "search" / folder / "result.json")
+        reported = [line["epoch"] for line in lines]
+        assert sorted(set(reported)) == list(range(1, epochs + 1)) and reported[-1] == epochs, reported
+        assert epoch in reported  # trained again after the kill, and reported then
+        reference = straight_lines[json.dumps(lines[0]["config"]["pruning.compress_at"])]
+        for line in lines:  # every epoch as often as it was trained (again): the straight run's numbers
+            assert {k: line[k] for k in RECORDED} == {k: reference[line["epoch"]][k] for k in RECORDED}, reported
+    assert not (study_dir / "prefixes").exists()  # used through the kills and resumes, deleted at the end
     table = pd.read_csv(study_dir / "trials.csv")
     assert sorted(table["number"]) == [-1, *range(trials)] and (table["state"] == "COMPLETE").all()
     assert (study_dir / "report.md").exists() and not (study_dir / LOCK_FILE).exists()

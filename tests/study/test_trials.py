@@ -23,3 +23,54 @@ def test_a_torn_last_checkpoint_falls_back_to_the_one_before_with_a_warning(tmp_
     (good / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with pytest.warns(UserWarning, match="unreadable"):
         assert load_checkpoint(torn) is None  # nothing readable: the trial starts again
+
+
+def test_a_checkpoint_a_kill_left_deleted_is_put_back_from_the_newest_one_the_driver_logged(tmp_path, ray_session):
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ray import tune
+
+    from adsearch.study.trials import restore_named_checkpoints
+
+    def trainable(config):
+        restored = tune.get_checkpoint()
+        start = torch.load(Path(restored.path) / CHECKPOINT_FILE, weights_only=True)["epoch"] if restored else 0
+        for epoch in range(start + 1, 7):
+            with tempfile.TemporaryDirectory() as d:
+                torch.save({"epoch": epoch}, Path(d) / CHECKPOINT_FILE)
+                tune.report({"epoch": epoch, "resumed_from": start}, checkpoint=tune.Checkpoint.from_directory(d))
+            if epoch == 2 and not restored:
+                raise RuntimeError("cut short")
+
+    run = tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0,
+                         checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+    tune.Tuner(trainable, run_config=run).fit()
+    experiment = tmp_path / "exp"
+    (folder,) = [d for d in experiment.iterdir() if d.is_dir() and d.name.startswith("trainable")]
+    assert sorted(d.name for d in folder.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
+    # what a kill between Tune's snapshots leaves: epochs 3 and 4 taken in (logged, the snapshot's
+    # named checkpoints 0 and 1 deleted), epoch 5 saved but not taken in, the snapshot still naming 1
+    with (folder / "result.json").open("a") as log:
+        for index, epoch in ((2, 3), (3, 4), (4, 5)):
+            (folder / f"checkpoint_00000{index}").mkdir()
+            torch.save({"epoch": epoch}, folder / f"checkpoint_00000{index}" / CHECKPOINT_FILE)
+            if epoch < 5:
+                log.write(json.dumps({"epoch": epoch}) + "\n")
+    for index in (0, 1):
+        shutil.rmtree(folder / f"checkpoint_00000{index}")
+    lost = shutil.copytree(experiment, tmp_path / "lost")
+
+    # as Ray Tune restores it alone: the trial fails
+    grid = tune.Tuner.restore(str(lost), trainable, resume_errored=True).fit()
+    assert "does not exist on storage anymore" in str(grid[0].error)
+
+    restore_named_checkpoints(experiment)
+    assert torch.load(folder / "checkpoint_000001" / CHECKPOINT_FILE, weights_only=True)["epoch"] == 4
+    assert list((folder / "checkpoint_000000").iterdir()) == []  # Tune only deletes it
+    assert not list(folder.glob(".*partial"))
+    grid = tune.Tuner.restore(str(experiment), trainable, resume_errored=True).fit()
+    assert grid[0].error is None
+    assert grid[0].metrics["epoch"] == 6 and grid[0].metrics["resumed_from"] == 4  # the newest logged epoch
