@@ -184,9 +184,14 @@ def restore_named_checkpoints(experiment: Path) -> None:
     snapshot names, where the folder is gone, made again before the experiment is restored: the
     one the trial goes on from as a copy of the trial's newest readable checkpoint of an epoch its
     result.json has (what the driver took in), the older ones, which Tune will only delete, empty.
-    A trial with no such checkpoint is left to Ray (it fails, and says why)."""
+    A trial with no such checkpoint is left to Ray (it fails, and says why), and so is a snapshot
+    that cannot be read (a full disk tore it: Ray starts the experiment again)."""
     snapshot = _find_newest_experiment_checkpoint(str(experiment.resolve()))
-    for state, runtime in json.loads(Path(snapshot).read_text())["trial_data"] if snapshot else []:
+    try:
+        trials = json.loads(Path(snapshot).read_text())["trial_data"] if snapshot else []
+    except (OSError, ValueError, KeyError):
+        return
+    for state, runtime in trials:
         trial = json.loads(state)
         kept = _TrainingRunMetadata.from_json_state(runtime).checkpoint_manager
         latest, folder = kept.latest_checkpoint_result, experiment / trial["relative_logdir"]

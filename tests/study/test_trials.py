@@ -74,3 +74,12 @@ def test_a_checkpoint_a_kill_left_deleted_is_put_back_from_the_newest_one_the_dr
     grid = tune.Tuner.restore(str(experiment), trainable, resume_errored=True).fit()
     assert grid[0].error is None
     assert grid[0].metrics["epoch"] == 6 and grid[0].metrics["resumed_from"] == 4  # the newest logged epoch
+
+
+def test_a_snapshot_a_full_disk_tore_is_left_to_ray(tmp_path):
+    from adsearch.study.trials import restore_named_checkpoints
+
+    (tmp_path / "experiment_state-2026-12-03_09-34-22.json").write_text('{"trial_data": [["{\\"sta')
+    (tmp_path / "trial").mkdir()
+    restore_named_checkpoints(tmp_path)  # no error: Ray, reading it, starts the experiment again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment_state-2026-12-03_09-34-22.json", "trial"]
