@@ -127,3 +127,39 @@ def write_imagefolder(root: Path, size: int = 16) -> Path:
         for k in range(2):
             _save(solid(FOLDER_CLASSES.index(name), size), root / "val" / name / f"v{k}.png")
     return root
+
+
+# --- the MNIST family: IDX files ----------------------------------------------------------------
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """`array` (uint8) as an IDX file: two zero bytes, 0x08, its dimensions' count, each dimension
+    as a big-endian 32-bit number, then its bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def mnist_images(labels: list[int]) -> np.ndarray:
+    """N x 28 x 28 uint8 images, each of its class's grey (`colour(c)[0]`) with one white pixel at
+    row 10, column 3 (an image mirrored left-right has it at column 24)."""
+    images = np.stack([np.full((28, 28), colour(c)[0], dtype=np.uint8) for c in labels])
+    images[:, 10, 3] = 255
+    return images
+
+
+def write_idx_dataset(folder: Path, *, n_train: int = 30, n_test: int = 20, gz: bool = True) -> tuple[list, list]:
+    """The four files of an MNIST-family dataset in `folder`, gzipped or not; labels cycle 0..9.
+    Returns the train and test labels."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {"train": [i % 10 for i in range(n_train)], "t10k": [(3 * i) % 10 for i in range(n_test)]}
+    for prefix, labels in splits.items():
+        for kind, array in (("images-idx3", mnist_images(labels)), ("labels-idx1", np.array(labels, dtype=np.uint8))):
+            name = f"{prefix}-{kind}-ubyte"
+            data = idx_bytes(array)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+    return splits["train"], splits["t10k"]

@@ -40,7 +40,8 @@ def digits(spec: DataSettings, seed: int) -> Dataset:
     x = torch.from_numpy(images).unsqueeze(1)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     train_x, test_x = _normalise(_resize(x[idx_train], spec.image_size), _resize(x[idx_test], spec.image_size))
-    return TensorData("digits", train_x, y[idx_train], test_x, y[idx_test], num_classes=10).limited(spec.limit)
+    data = TensorData("digits", train_x, y[idx_train], test_x, y[idx_test], num_classes=10)
+    return data.limited(spec.train_limit, spec.test_limit)
 
 
 def synthetic(spec: DataSettings, seed: int) -> Dataset:
@@ -58,7 +59,7 @@ def synthetic(spec: DataSettings, seed: int) -> Dataset:
     x, y = x[perm], y[perm]
     n_test = max(k, int(n * spec.test_fraction))
     data = TensorData("synthetic", x[n_test:], y[n_test:], x[:n_test], y[:n_test], num_classes=k)
-    return data.limited(spec.limit)
+    return data.limited(spec.train_limit, spec.test_limit)
 
 
 READERS = ((digits, {"channels": 1, "size": 8}), (synthetic, {"channels": 3, "size": _SYNTHETIC_SIZE}))

@@ -89,11 +89,11 @@ class TensorData(Dataset):
     def test_batches(self, batch_size: int) -> Iterable[Batch]:
         return TensorBatches(self.test_x, self.test_y, batch_size, shuffle=False)
 
-    def limited(self, limit: int | None) -> TensorData:
-        """At most `limit` samples per split (see `balanced_subset`)."""
-        if limit is None or limit >= max(self.n_train, self.n_test):
+    def limited(self, train_limit: int | None, test_limit: int | None) -> TensorData:
+        """At most `train_limit` training and `test_limit` test samples (see `balanced_subset`)."""
+        train, test = balanced_subset(self.train_y, train_limit), balanced_subset(self.test_y, test_limit)
+        if len(train) == self.n_train and len(test) == self.n_test:
             return self
-        train, test = balanced_subset(self.train_y, limit), balanced_subset(self.test_y, limit)
         return TensorData(self.name, self.train_x[train], self.train_y[train], self.test_x[test],
                           self.test_y[test], self.num_classes)
 

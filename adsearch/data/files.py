@@ -40,7 +40,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """How a file dataset is laid out and obtained, for loading and for error messages."""
 
     folder: str  # its standard folder name under data.root
@@ -54,25 +54,25 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
-SOURCES: dict[str, _Source] = {
-    "cifar10": _Source(
+SOURCES: dict[str, Source] = {
+    "cifar10": Source(
         "cifar-10-batches-py",
         "cifar-10-batches-py/ holding data_batch_1 ... data_batch_5, test_batch and batches.meta "
         "(CIFAR-10's python version)",
         f"set data.download: true (needs internet), or download {CIFAR10_URL} and extract it in data.root",
         (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": _Source(
+    "cifar100": Source(
         "cifar-100-python",
         "cifar-100-python/ holding train, test and meta (CIFAR-100's python version)",
         f"set data.download: true (needs internet), or download {CIFAR100_URL} and extract it in data.root",
         (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "tinyimagenet": _Source(
+    "tinyimagenet": Source(
         "tiny-imagenet-200",
         "tiny-imagenet-200/ holding wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
         "val/val_annotations.txt",
         f"download {TINYIMAGENET_URL} (about 240 MB) and unzip it in data.root",
         (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
-    "imagefolder": _Source(
+    "imagefolder": Source(
         "",
         "train/<class>/<image files> and val/<class>/<image files> (classes from train/; "
         "every val class must be one of them)",
@@ -102,16 +102,20 @@ def _incomplete(dataset: str, root: str | None, where: Path, problems: list[str]
     )
 
 
-def _file_data(spec: DataSettings, train: Split, test: Split, num_classes: int, native_size: int) -> FileData:
-    source = SOURCES[spec.dataset]
-    train, test = train.limited(spec.limit), test.limited(spec.limit)
+def file_data(spec: DataSettings, train: Split, test: Split, num_classes: int, native_size: int, *,
+              source: Source | None = None, flip: bool = True) -> FileData:
+    """A file dataset's two splits as `FileData`, limited as `spec` says (and, for image files,
+    read through the decoded-image cache); `source` gives its statistics (default `SOURCES`'),
+    `flip` whether augmentation mirrors its images."""
+    source = source or SOURCES[spec.dataset]
+    train, test = train.limited(spec.train_limit), test.limited(spec.test_limit)
     if spec.cache:  # image files: decoded once, then read from the cache by every trial and study
         workers = default_workers() if spec.workers is None else spec.workers
         train, test = (cached_split(split, dataset=spec.dataset, which=which, cache_dir=Path(spec.cache_dir),
                                     workers=workers) for which, split in (("train", train), ("test", test)))
     return FileData(spec.dataset, train, test, num_classes=num_classes,
                     mean=source.mean, std=source.std, size=spec.image_size or native_size,
-                    augment=spec.augment, workers=spec.workers, on_device=spec.on_device)
+                    augment=spec.augment, flip=flip, workers=spec.workers, on_device=spec.on_device)
 
 
 # --- CIFAR-10 / CIFAR-100: the python pickle batches ---------------------------------------------
@@ -157,7 +161,7 @@ def _cifar(spec: DataSettings) -> FileData:
         raise _incomplete(spec.dataset, spec.root, directory, problems)
     train = _read_cifar(directory, cifar.train, cifar)
     test = _read_cifar(directory, cifar.test, cifar)
-    return _file_data(spec, train, test, cifar.num_classes, native_size=_CIFAR_SIZE)
+    return file_data(spec, train, test, cifar.num_classes, native_size=_CIFAR_SIZE)
 
 
 def _read_cifar(directory: Path, names: tuple[str, ...], cifar: _Cifar) -> Split:
@@ -235,7 +239,7 @@ def tinyimagenet(spec: DataSettings, seed: int) -> Dataset:
     test, val_problems = _tiny_val(directory / "val", index)
     if problems or val_problems:
         raise fail(problems + val_problems)
-    return _file_data(spec, train, test, len(wnids), native_size=_TINY_SIZE)
+    return file_data(spec, train, test, len(wnids), native_size=_TINY_SIZE)
 
 
 def _tiny_train(train_dir: Path, wnids: list[str]) -> tuple[Split, list[str]]:
@@ -309,7 +313,7 @@ def imagefolder(spec: DataSettings, seed: int) -> Dataset:
     size = spec.image_size or _native_size(train_paths[0], root / "train")
     train = Split(ImageFiles(train_paths, size), torch.tensor(train_labels, dtype=torch.long))
     test = Split(ImageFiles(val_paths, size), torch.tensor(val_labels, dtype=torch.long))
-    return _file_data(spec, train, test, len(classes), native_size=size)
+    return file_data(spec, train, test, len(classes), native_size=size)
 
 
 def _class_images(split_dir: Path, classes: list[str], index: dict[str, int], problems: list[str]):

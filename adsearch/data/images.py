@@ -27,7 +27,8 @@ from adsearch.errors import DataError
 # --- an epoch: its draws, the plan of batches, the worker's reader --------------------------------
 
 PAD = 4
-"""Random-crop padding in pixels (training augmentation, with a horizontal flip)."""
+"""Random-crop padding in pixels (training augmentation, with a horizontal flip where the dataset
+allows one: `FileData.flip`)."""
 
 
 def crop_and_flip(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad: int) -> torch.Tensor:
@@ -57,8 +58,8 @@ class _EpochPlan(torch.utils.data.Sampler):
     """Yields one ticket per batch: (indices, crop offsets, flips), or (indices, None, None) in
     order for evaluation. Iterated in the main process; `seed` fixes the whole epoch."""
 
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool, augment: bool):
-        self.n, self.batch_size, self.shuffle, self.augment = n, batch_size, shuffle, augment
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, augment: bool, flip: bool = True):
+        self.n, self.batch_size, self.shuffle, self.augment, self.flip = n, batch_size, shuffle, augment, flip
         self.seed = 0
 
     def __len__(self) -> int:
@@ -70,6 +71,7 @@ class _EpochPlan(torch.utils.data.Sampler):
                 yield torch.arange(i, min(i + self.batch_size, self.n)), None, None
             return
         order, shifts, flips = epoch_draws(self.n, self.seed)
+        flips &= self.flip  # drawn all the same: a dataset without flips crops as one with them
         for i in range(0, self.n, self.batch_size):
             idx = order[i : i + self.batch_size]
             if self.augment:
@@ -154,6 +156,7 @@ class _ResidentBatches:
                 yield self._finish(self.pixels[i : i + self.batch_size]), self.labels[i : i + self.batch_size]
             return
         order, shifts, flips = (t.to(device) for t in epoch_draws(n, self.seed))
+        flips &= self.data.flip
         for i in range(0, n, self.batch_size):
             idx = order[i : i + self.batch_size]
             x = self.pixels[idx]
@@ -205,10 +208,12 @@ class FileData(Dataset):
 
     def __init__(self, name: str, train: Split, test: Split, *, num_classes: int,
                  mean: tuple[float, ...], std: tuple[float, ...], size: int, augment: bool = True,
-                 workers: int | None = None, device: torch.device | str = "cpu",
+                 flip: bool = True, workers: int | None = None, device: torch.device | str = "cpu",
                  on_device: str | bool = False):
+        """`mean` and `std` per channel (their length is the images' channels); `flip`: whether
+        augmentation mirrors images left-right (not for written characters)."""
         self.name, self.train, self.test, self.num_classes = name, train, test, num_classes
-        self.mean, self.std, self.size, self.augment = mean, std, size, augment
+        self.mean, self.std, self.size, self.augment, self.flip = mean, std, size, augment, flip
         self.workers = default_workers() if workers is None else workers
         self.device = torch.device(device)
         self.on_device = on_device
@@ -221,7 +226,7 @@ class FileData(Dataset):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.size, self.size)
+        return (len(self.mean), self.size, self.size)
 
     @property
     def n_train(self) -> int:
@@ -244,8 +249,8 @@ class FileData(Dataset):
             DataError: `on_device` is true and the splits do not fit, or an image cannot be decoded.
         """
         moved = FileData(self.name, self.train, self.test, num_classes=self.num_classes, mean=self.mean,
-                         std=self.std, size=self.size, augment=self.augment, workers=self.workers, device=device,
-                         on_device=self.on_device)
+                         std=self.std, size=self.size, augment=self.augment, flip=self.flip, workers=self.workers,
+                         device=device, on_device=self.on_device)
         if moved._fits_on_device():
             moved._resident = {which: (moved._decoded(split).to(moved.device), split.labels.to(moved.device))
                                for which, split in (("train", self.train), ("test", self.test))}
@@ -253,7 +258,7 @@ class FileData(Dataset):
 
     def resident_bytes(self) -> int:
         """Bytes both splits take on the device as uint8, at the size their images are read."""
-        return sum(len(split) * 3 * split.images.size ** 2 for split in (self.train, self.test))
+        return sum(len(split) * len(self.mean) * split.images.size ** 2 for split in (self.train, self.test))
 
     def _fits_on_device(self) -> bool:
         if self.on_device is False:
@@ -297,7 +302,7 @@ class FileData(Dataset):
         key = (which, batch_size)
         if key not in self._loaders:
             split = self.train if which == "train" else self.test
-            plan = _EpochPlan(len(split), batch_size, shuffle=which == "train", augment=self.augment)
+            plan = _EpochPlan(len(split), batch_size, shuffle=which == "train", augment=self.augment, flip=self.flip)
             self._loaders[key] = torch.utils.data.DataLoader(
                 _BatchReader(split), batch_size=None, sampler=plan, num_workers=self.workers,
                 pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,

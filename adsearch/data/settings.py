@@ -15,7 +15,8 @@ class DataSettings(Protocol):
     root: str | None
     download: bool
     image_size: int | None
-    limit: int | None
+    train_limit: int | None  # `data.limit` for each split: at most so many samples (None: all)
+    test_limit: int | None
     test_fraction: float
     num_samples: int
     num_classes: int

@@ -1,5 +1,5 @@
-"""A file dataset's split (`Split`): its labels and where its uint8 images come from: CIFAR's pixels
-held in memory (`ImageArray`), image files decoded with PIL as they are read (`ImageFiles`), or the
+"""A file dataset's split (`Split`): its labels and where its uint8 images come from: pixels read
+whole into memory (CIFAR's, the MNIST family's) (`ImageArray`), image files decoded with PIL as they are read (`ImageFiles`), or the
 decoded-image cache mapped into memory (`ImageCache`, built by `adsearch.data.image_cache`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from adsearch.errors import DataError
 
 
 class ImageArray:
-    """Images held in memory as one uint8 tensor (N, 3, H, W): CIFAR."""
+    """Images held in memory as one uint8 tensor (N, C, H, W): CIFAR's, the MNIST family's."""
 
     def __init__(self, pixels: torch.Tensor):
         self.pixels = pixels

@@ -73,22 +73,32 @@ def _registered_datasets(schema: dict) -> None:
     schema["enum"] = list_datasets()
 
 
+class SplitLimits(SpecModel):
+    """`data.limit` per split: at most so many samples of each (None: all of it)."""
+
+    train: int | None = Field(None, ge=1, description="training samples at most (null: all)")
+    test: int | None = Field(None, ge=1, description="test samples at most (null: all)")
+
+
 class DataSpec(SpecModel):
     dataset: str = Field("digits", description="registered dataset (adsearch.data.registry.register_dataset)",
                          json_schema_extra=_registered_datasets)
     root: str | None = Field(
         None, description="file datasets: the folder holding the dataset (e.g. ~/data with cifar-10-batches-py "
-        "in it) or the dataset's own folder; default $ADSEARCH_DATA, else ~/data (imagefolder: required)"
+        "in it) or the dataset's own folder; default $ADSEARCH_DATA, else ~/data (imagefolder: required; the "
+        "MNIST family: also the system's datasets folder, e.g. Debian's /usr/share/datasets)"
     )
     download: bool = Field(False, description="cifar10/cifar100: download into root if missing (needs internet)")
     image_size: int | None = Field(
         None, ge=8, le=256, description="resize images to this many pixels square (None: native); ResNets take "
         "the ImageNet stem above 64 px"
     )
-    limit: int | None = Field(
-        None, ge=1, description="use at most this many samples per split (deterministic, class-balanced): smoke runs"
+    limit: int | SplitLimits | None = Field(
+        None, description="use at most this many samples (deterministic, class-balanced): one number for each "
+        "split, or {train: N, test: M} (either left out or null: the whole split)"
     )
-    augment: bool = Field(True, description="file datasets: random crop (padding 4) and horizontal flip in training")
+    augment: bool = Field(True, description="file datasets: random crop (padding 4) and horizontal flip in training "
+                          "(no flip for mnist and kmnist: a mirrored character is another)")
     workers: int | None = Field(
         None, ge=0, description="file datasets: DataLoader worker processes (default: min(4, CPUs); 0: in process)"
     )
@@ -113,6 +123,25 @@ class DataSpec(SpecModel):
         check_dataset(dataset)
         return dataset
 
+    @field_validator("limit", mode="before")
+    @classmethod
+    def limit_is_a_count_or_one_per_split(cls, value):
+        if value is None or isinstance(value, dict):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"must be a whole number >= 1 (for each split) or {{train: N, test: M}}, got {value!r}")
+        return value
+
+    @property
+    def train_limit(self) -> int | None:
+        """At most this many training samples (None: all)."""
+        return self.limit.train if isinstance(self.limit, SplitLimits) else self.limit
+
+    @property
+    def test_limit(self) -> int | None:
+        """At most this many test samples (None: all)."""
+        return self.limit.test if isinstance(self.limit, SplitLimits) else self.limit
+
     @field_validator("on_device", mode="before")
     @classmethod
     def on_device_is_auto_or_a_boolean(cls, value):
@@ -131,18 +160,22 @@ class DataSpec(SpecModel):
                                  f"{self.dataset} is built in")
             return self
         if self.download and not self.dataset.startswith("cifar"):
+            from adsearch.data.idx import FAMILY
+
             how = ("download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it in data.root"
-                   if self.dataset == "tinyimagenet" else "put train/ and val/ class folders in data.root")
+                   if self.dataset == "tinyimagenet" else FAMILY[self.dataset].get if self.dataset in FAMILY
+                   else "put train/ and val/ class folders in data.root")
             raise ValueError(f"data.download: true works for cifar10 and cifar100 only; for {self.dataset}, {how}")
         if self.root is None and self.dataset == "imagefolder":
             raise ValueError("data.root: imagefolder needs a root: the folder holding train/ and val/ class folders")
         from adsearch.data.settings import DATA_ENV
         from adsearch.data.image_cache import CACHE_ENV
+        from adsearch.data.registry import root_optional
 
-        root = self.root if self.root is not None else os.environ.get(DATA_ENV) or "~/data"
+        root = self.root if self.root is not None or root_optional(self.dataset) else os.environ.get(DATA_ENV) or "~/data"
         cache_dir = self.cache_dir if self.cache_dir is not None else os.environ.get(CACHE_ENV) or "~/.cache/adsearch"
         # absolute, so that trials (whose working directory is their own) find the same folders
-        self.root = os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
+        self.root = None if root is None else os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
         self.cache_dir = os.path.abspath(os.path.expanduser(os.path.expandvars(cache_dir)))
         return self
 
