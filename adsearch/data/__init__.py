@@ -1,5 +1,6 @@
 """Datasets: the registry and each dataset's reader (in memory: digits, synthetic; on disk: CIFAR,
-TinyImageNet, image folders), batches in memory or on the device, image files and their decoded cache.
+TinyImageNet, image folders, the MNIST family), batches in memory or on the device, image files and
+their decoded cache.
 
 `register_dataset` adds one; `load_data(spec.data, seed)` is what a trial reads.
 """

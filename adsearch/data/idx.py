@@ -133,7 +133,8 @@ def find_files(dataset: str, root: str | None) -> Path:
              f"data.root is not set: ${DATA_ENV}, ~/data and the system datasets folders")
     raise DataError(
         f"dataset {dataset} not found: no folder holds all four of {', '.join(names)} (each may end in .gz).\n"
-        f"  looked in ({where}):\n" + "".join(f"    {folder}\n" for folder in looked) + "".join(p + "\n" for p in partial)
+        f"  looked in ({where}):\n" + "".join(f"    {folder}\n" for folder in looked)
+        + "".join(p + "\n" for p in partial)
         + f"  to get it: {FAMILY[dataset].get}; or point data.root (--set data.root=PATH, ${DATA_ENV}) at "
         "the folder holding the files")
 

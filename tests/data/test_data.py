@@ -90,19 +90,21 @@ def test_unknown_dataset_lists_the_registered_ones():
     with pytest.raises(AdsearchError, match="unknown dataset 'digit'; did you mean 'digits'\\? available: 'cifar10', "):
         load_data(DataSpec.model_construct(dataset="digit"))  # a spec built without validation
     with pytest.raises(ValueError) as info:
-        check_dataset("mnist")  # nothing close
-    assert str(info.value) == ("unknown dataset 'mnist'; available: 'cifar10', 'cifar100', 'digits', "
-                               "'imagefolder', 'synthetic', 'tinyimagenet'")
+        check_dataset("svhn")  # nothing close
+    assert str(info.value) == ("unknown dataset 'svhn'; available: 'cifar10', 'cifar100', 'digits', 'fashion_mnist', "
+                               "'imagefolder', 'kmnist', 'mnist', 'synthetic', 'tinyimagenet'")
     check_dataset("synthetic")
 
 
 def test_datasets_read_from_disk_are_flagged_in_the_registry():
-    assert file_datasets() == ["cifar10", "cifar100", "tinyimagenet", "imagefolder"]
+    assert file_datasets() == ["cifar10", "cifar100", "tinyimagenet", "imagefolder", "mnist", "fashion_mnist", "kmnist"]
 
 
 def test_what_the_readers_take_from_a_spec_is_the_spec_s_data_section():
     from adsearch.data.settings import DataSettings
     from adsearch.spec.sections import DataSpec
 
-    assert set(DataSettings.__annotations__) <= set(DataSpec.model_fields)  # the readers ask only for fields it has
+    has = set(DataSpec.model_fields) | {n for n, v in vars(DataSpec).items() if isinstance(v, property)}
+    assert set(DataSettings.__annotations__) <= has  # the readers ask only for what it has
+    assert DataSpec(limit={"train": 5}).train_limit == 5 and DataSpec(limit={"train": 5}).test_limit is None
     assert "dataset" in DataSettings.__annotations__ and "root" in DataSettings.__annotations__

@@ -89,12 +89,15 @@ def _damaged(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
+U8 = np.uint8
+
+
 @pytest.mark.parametrize("name, data, says", [
-    ("train-images-idx3-ubyte", idx_bytes(np.zeros(30, dtype=np.uint8)), "magic number is 0x00000801, expected 0x00000803"),
+    ("train-images-idx3-ubyte", idx_bytes(np.zeros(30, U8)), "magic number is 0x00000801, expected 0x00000803"),
     ("train-labels-idx1-ubyte", b"\x00\x00", "magic number is 0x2 bytes in all"),
-    ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((20, 27, 27), dtype=np.uint8)), "images of 27 x 27 pixels, not 28 x 28"),
-    ("t10k-labels-idx1-ubyte", idx_bytes(np.array([0] * 19 + [10], dtype=np.uint8)), "labels must be in 0..9, got 10 at 19"),
-    ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(21, dtype=np.uint8)), "holds 21 labels for the 20 images"),
+    ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((20, 27, 27), U8)), "images of 27 x 27 pixels, not 28 x 28"),
+    ("t10k-labels-idx1-ubyte", idx_bytes(np.array([0] * 19 + [10], U8)), "labels must be in 0..9, got 10 at 19"),
+    ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(21, U8)), "holds 21 labels for the 20 images"),
     ("train-images-idx3-ubyte", idx_bytes(mnist_images([0] * 30))[:-5], "truncated or damaged"),
 ])
 def test_a_damaged_file_is_an_error_naming_it(tmp_path, name, data, says):
@@ -163,3 +166,17 @@ def test_the_installed_fashion_mnist_is_read_whole():
     assert hashlib.sha256(first).hexdigest() == "5bd44e331a6d6998daf675700cd0c13dcd7af8ab954b7585124124da61459e7b"
     assert gzip.open(DEBIAN / "train-images-idx3-ubyte.gz").read(16 + 784)[16:] == first
     assert int(data.train.labels[0]) == 9  # an ankle boot
+
+
+def test_a_trial_trains_on_the_grey_images_the_same_held_on_the_device_or_read_by_workers(tmp_path, one_thread):
+    from adsearch.train.trainer import run_trial
+
+    write_idx_dataset(tmp_path, n_train=64, n_test=20)
+    text = (f"name: grey\nseed: 0\nmodel: {{arch: vgg, layers: [8, M, 16]}}\n"
+            f"data: {{dataset: fashion_mnist, root: {tmp_path}, workers: 0, on_device: ON}}\n"
+            "train: {epochs: 2, batch_size: 16, device: cpu}\n"
+            "pruning: {compress_at: [1], min_channels: 2, target_density: 0.99}\n")
+    held, read = (run_trial(parse_spec(text.replace("ON", on))) for on in ("true", "false"))
+    assert held["rounds"] == 1 and held["widths"] != held["base_widths"]  # the one-channel network, cut
+    assert [h["train_loss"] for h in held["history"]] == [h["train_loss"] for h in read["history"]]
+    assert (held["accuracy"], held["widths"]) == (read["accuracy"], read["widths"])

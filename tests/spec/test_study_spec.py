@@ -137,7 +137,8 @@ def test_a_misspelt_dataset_gets_the_registered_name_it_is_closest_to():
     assert cifar.startswith("data.dataset (line 4): unknown dataset 'cifar1O'; did you mean 'cifar10'")
     (digits,) = problems_of("name: x\ndata: {dataset: digts}\n")
     assert digits == ("data.dataset (line 2): unknown dataset 'digts'; did you mean 'digits'? available: "
-                      "'cifar10', 'cifar100', 'digits', 'imagefolder', 'synthetic', 'tinyimagenet'")
+                      "'cifar10', 'cifar100', 'digits', 'fashion_mnist', 'imagefolder', 'kmnist', 'mnist', 'synthetic', "
+                      "'tinyimagenet'")
 
 
 def test_a_dataset_registered_in_adsearch_data_is_accepted_by_the_spec():
@@ -158,7 +159,7 @@ def test_a_dataset_registered_in_adsearch_data_is_accepted_by_the_spec():
         # built in, so it takes no root; one registered as read from disk does
         assert problems_of("name: x\ndata: {dataset: squares, root: /x}\n") == [
             "data.root (line 2): applies to datasets read from disk "
-            "(cifar10, cifar100, tinyimagenet, imagefolder, scans); squares is built in"]
+            "(cifar10, cifar100, tinyimagenet, imagefolder, mnist, fashion_mnist, kmnist, scans); squares is built in"]
         assert parse_spec("name: x\ndata: {dataset: scans, root: /data/scans}\n").data.root == "/data/scans"
     finally:
         del data._REGISTRY["squares"], data._REGISTRY["scans"]
