@@ -104,7 +104,8 @@ def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> 
         return number
     from adsearch.results.pareto import recommended
 
-    best = recommended(record.rows, record.spec.report.max_accuracy_drop)
+    best = recommended(record.rows, record.spec.report.max_accuracy_drop,
+                       size_tolerance=record.spec.report.size_tolerance)
     if best is None:
         done = [r.label for r in record.search_rows if r.complete]
         raise AdsearchError(

@@ -47,6 +47,28 @@ def points(x) -> str:
     return f"{100 * x:.1f}" if finite(x) else "—"
 
 
+def accuracy_interval(accuracy, samples, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy measured on `samples` test samples (scipy's
+    `binomtest(...).proportion_ci(method="wilson")`): (low, high) as fractions, NaNs when either is
+    unknown. The accuracy is k / samples; k is recovered by rounding."""
+    if not (finite(accuracy) and finite(samples) and samples >= 1 and 0 <= accuracy <= 1):
+        return math.nan, math.nan
+    from scipy.stats import binomtest  # scipy is heavy: imported when an interval is asked for
+
+    n = int(samples)
+    ci = binomtest(int(round(accuracy * n)), n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def percent_interval(accuracy, samples) -> str:
+    """An accuracy with its 95% Wilson interval: 0.878 on 10,000 -> '87.8% (87.1-88.4)'; without
+    the number of samples, the accuracy alone."""
+    low, high = accuracy_interval(accuracy, samples)
+    if not finite(low):
+        return percent(accuracy)
+    return f"{percent(accuracy)} ({100 * low:.1f}-{100 * high:.1f})"
+
+
 def against_baseline(drop, unit: str = "points") -> str:
     """An accuracy drop said the right way round: 0.003 -> '0.3 points below', -0.003 -> '0.3 points above'."""
     if not finite(drop):
@@ -132,6 +154,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("macs_ratio", "min", "trial / baseline", "MACs ratio", _ratio),
     Metric("train_macs_ratio", "min", "trial / baseline", "train MACs ratio", _ratio),
     Metric("accuracy_drop", "min", "fraction", "drop (pts)", points),
+    Metric("test_samples", None, "samples", "test samples", count, objective=False),
     Metric("epoch", None, "epochs", "epoch", value, objective=False),
     Metric("rounds", None, "rounds", "rounds", value, objective=False),
     # what the study actually ran for the trial, with the prefix cache (adsearch.train.prefixes)

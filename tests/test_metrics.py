@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from adsearch.metrics import (METRICS, OBJECTIVES, RATIOS, against_baseline, count, percent, ratio, seconds,
                               times_fewer, value, widths, with_ratios)
 
@@ -38,3 +40,18 @@ def test_ratios_against_the_baseline_by_hand():
                                         "accuracy_drop": 0.0}
     assert math.isnan(with_ratios(trial, {**base, "macs": 0})["macs_ratio"])  # no ratio to a zero
     assert math.isnan(ratio(None, 10)) and ratio(5, 10) == 0.5
+
+
+def test_wilson_intervals_against_values_worked_by_hand():
+    from adsearch.metrics import accuracy_interval, percent_interval
+
+    z2 = 1.959963984540054 ** 2
+    # 5 of 10: centre (0.5 + z2/20) / (1 + z2/10) = 0.5, half-width z/(1 + z2/10) * sqrt(0.025 + z2/400)
+    half = 1.959963984540054 / (1 + z2 / 10) * (0.025 + z2 / 400) ** 0.5
+    assert accuracy_interval(0.5, 10) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-12)
+    assert accuracy_interval(0.5, 10) == pytest.approx((0.236593, 0.763407), abs=1e-6)
+    assert accuracy_interval(1.0, 360) == pytest.approx((360 / (360 + z2), 1.0), abs=1e-12)  # all right
+    assert accuracy_interval(0.0, 360) == pytest.approx((0.0, z2 / (360 + z2)), abs=1e-12)  # all wrong
+    assert accuracy_interval(355 / 360, 360)[0] < 355 / 360 < accuracy_interval(355 / 360, 360)[1]
+    assert all(math.isnan(v) for v in accuracy_interval(0.9, None) + accuracy_interval(None, 100))
+    assert percent_interval(0.878, 10_000) == "87.8% (87.1-88.4)" and percent_interval(0.878, None) == "87.8%"

@@ -21,6 +21,7 @@ from adsearch.results.rows import TrialRow
 from adsearch.results.arms import ARM_INTRO, budget_text
 from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
 from adsearch.results.sharing import sharing_summary
+from adsearch.results.texts import accuracy_text
 from adsearch.results.view import ReportView
 
 
@@ -90,7 +91,7 @@ def _trials_table(view: ReportView) -> str:
             (r.state, None),
             *([(view.arm(r) or "", None)] if grouped else []),
             *((value(r.settings.get(p)), r.settings.get(p)) for p in view.paths),
-            (percent(r.metric("accuracy")), r.metric("accuracy")),
+            (accuracy_text(r), r.metric("accuracy")),
             (points(drop) if search else "", drop),
             (count(r.metric("params")), r.metric("params")),
             (view.fewer(r, "params"), view.inverse_ratio(r, "params")),

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from adsearch.metrics import COSTS, against_baseline, count, percent, points, value, widths
+from adsearch.metrics import COSTS, against_baseline, count, finite, percent, points, value, widths
 from adsearch.results.rows import TrialRow
 from adsearch.results.plot_data import group_names, pair_front, plottable
+from adsearch.results.texts import accuracy_text
 from adsearch.results.view import ReportView
 
 TEMPLATE = "plotly_white"
@@ -31,12 +32,13 @@ def pareto_figure(view: ReportView, cost: str) -> go.Figure:
     usable = plottable(view.rows, cost)
     on_front = set(view.front)
 
-    def trace(name: str, idx: Sequence[int], *, hover: bool = True, labels: bool = False, **kw) -> None:
+    def trace(name: str, idx: Sequence[int], *, hover: bool = True, labels: bool = False, bars: bool = True,
+              **kw) -> None:
         hovers = dict(hovertext=[_hover(view, rows[i]) for i in idx],
                       hovertemplate="%{hovertext}<extra></extra>") if hover else dict(hoverinfo="skip")
         fig.add_trace(go.Scatter(
             name=name, x=[rows[i].metrics[cost] for i in idx], y=[100 * rows[i].metrics["accuracy"] for i in idx],
-            customdata=[[rows[i].number] for i in idx],
+            customdata=[[rows[i].number] for i in idx], error_y=_error_bars([rows[i] for i in idx]) if bars else None,
             text=[rows[i].label for i in idx] if labels else None, **hovers, **kw))
 
     if view.grouped_by_arm:  # every search trial in its arm's colour; the Pareto set ringed in orange on top
@@ -49,7 +51,7 @@ def pareto_figure(view: ReportView, cost: str) -> go.Figure:
         trace("trials", others, mode="markers", marker=dict(color=COLORS["trials"], size=8, opacity=0.7))
         front_marker = dict(color=COLORS["front"], size=10, line=dict(width=1, color="white"))
     joined = [i for i in pair_front(view.rows, cost) if i in on_front]
-    trace("front (this pair)", joined, hover=False, mode="lines",
+    trace("front (this pair)", joined, hover=False, bars=False, mode="lines",
           line=dict(color=COLORS["front"], width=1.5, shape="hv"))
     pareto_set = sorted((i for i in view.front if i in usable), key=lambda i: rows[i].metrics[cost])
     trace("Pareto set", pareto_set, labels=True, mode="markers+text", textposition="top center", marker=front_marker)
@@ -61,7 +63,7 @@ def pareto_figure(view: ReportView, cost: str) -> go.Figure:
                       annotation_text=f"baseline − {points(view.max_drop)} pts",
                       annotation_position="bottom left")
     if best is not None and best in usable:
-        trace(f"recommended: trial {rows[best].label}", [best], mode="markers",
+        trace(f"recommended: trial {rows[best].label}", [best], bars=False, mode="markers",
               marker=dict(symbol="circle-open", size=20, color=COLORS["recommended"], line=dict(width=3)))
     if not usable:
         fig.add_annotation(text="no completed trials yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
@@ -69,6 +71,18 @@ def pareto_figure(view: ReportView, cost: str) -> go.Figure:
                       title=f"accuracy against {label}", hoverlabel=dict(align="left"),
                       xaxis=dict(type="log", title=f"{label} (log scale)"), yaxis=dict(title="accuracy (%)"))
     return fig
+
+
+def _error_bars(rows: Sequence[TrialRow]) -> dict | None:
+    """The rows' 95% accuracy intervals (`TrialRow.accuracy_interval`, in points) as plotly's
+    asymmetric error bars; None when no row has one (a study recorded without test samples)."""
+    intervals = [r.accuracy_interval for r in rows]
+    if not any(finite(low) for low, _ in intervals):
+        return None
+    acc = [100 * r.metrics["accuracy"] for r in rows]
+    return dict(type="data", symmetric=False, thickness=1, width=3,
+                array=[100 * high - a if finite(high) else None for a, (_, high) in zip(acc, intervals)],
+                arrayminus=[a - 100 * low if finite(low) else None for a, (low, _) in zip(acc, intervals)])
 
 
 def width_profile_figure(view: ReportView) -> go.Figure | None:
@@ -184,7 +198,7 @@ def _hover(view: ReportView, row: TrialRow) -> str:
     if not row.is_baseline:
         lines += [f"{_e(p)} = {_e(value(row.settings.get(p)))}" for p in view.paths]
     drop = view.drop(row)
-    lines.append(f"accuracy {percent(row.metric('accuracy'))}"
+    lines.append(f"accuracy {accuracy_text(row)}"
                  + (f" ({against_baseline(drop, 'pts')} the baseline)" if not row.is_baseline and drop is not None
                     else ""))
     for cost, label in (("params", "params"), ("macs", "MACs"), ("train_macs", "train MACs")):

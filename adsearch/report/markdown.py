@@ -9,6 +9,7 @@ from adsearch.results.rows import TrialRow
 from adsearch.results.arms import ARM_INTRO, budget_text
 from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
 from adsearch.results.sharing import sharing_summary
+from adsearch.results.texts import accuracy_text
 from adsearch.results.view import ReportView
 
 
@@ -31,8 +32,8 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
         out += ["No baseline (the same recipe without pruning) was run, so there are no ratios and no "
                 "recommended trade-off.", ""]
     else:
-        out += _table(["accuracy", "params", "MACs", "train MACs", "wall time", "widths"],
-                      [[percent(baseline.metric("accuracy")), count(baseline.metric("params")),
+        out += _table(["accuracy (95% interval)", "params", "MACs", "train MACs", "wall time", "widths"],
+                      [[accuracy_text(baseline), count(baseline.metric("params")),
                         count(baseline.metric("macs")), count(baseline.metric("train_macs")),
                         seconds(baseline.metric("wall_s")), widths(baseline.widths or baseline.base_widths)]]) + [""]
 
@@ -41,8 +42,8 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
         out += [f"{len(view.front)} non-dominated trials over {view.objectives_text}, the baseline included when "
                 f"on the front; accuracy drop in percentage points below the baseline.", ""]
         scratch = any(r.scratch for r in view.front_rows)
-        header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy", "drop (pts)", "params",
-                  "MACs", "train MACs", *(["scratch accuracy", "scratch train MACs"] if scratch else []),
+        header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy (95% interval)", "drop (pts)",
+                  "params", "MACs", "train MACs", *(["scratch accuracy", "scratch train MACs"] if scratch else []),
                   "wall time", "widths"]
         out += _table(header, [_front_cells(view, r, scratch) for r in view.front_rows]) + [""]
     else:
@@ -83,7 +84,7 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
 def _front_cells(view: ReportView, r: TrialRow, scratch: bool) -> list[str]:
     return [r.label + (" (recommended)" if view.is_recommended(r) else ""),
             *([view.arm(r) or "—"] if view.grouped_by_arm else []),
-            *(value(r.settings.get(p)) for p in view.paths), percent(r.metric("accuracy")), points(view.drop(r)),
+            *(value(r.settings.get(p)) for p in view.paths), accuracy_text(r), points(view.drop(r)),
             view.cost_text(r, "params"), view.cost_text(r, "macs"), view.cost_text(r, "train_macs"),
             *([percent(scratch_metric(r, "accuracy")), count(scratch_metric(r, "train_macs"))] if scratch else []),
             seconds(r.metric("wall_s")), widths(r.widths)]

@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from adsearch.metrics import COSTS, points
+from adsearch.metrics import COSTS, finite, points
 from adsearch.results.plot_data import pair_front, plottable
 from adsearch.results.view import ReportView
 
@@ -37,6 +37,13 @@ def front_figure(view: ReportView, cost: str) -> Figure:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center", transform=ax.transAxes)
     else:
         front = pair_front(view.rows, cost)
+        bars = [i for i in usable if finite(rows[i].accuracy_interval[0])]
+        if bars:  # each accuracy's 95% interval (Wilson, from its test samples), under the markers
+            x, y = xy(bars)
+            low, high = zip(*(rows[i].accuracy_interval for i in bars))
+            ax.errorbar(x, y, yerr=[[a - 100 * lo for a, lo in zip(y, low)], [100 * hi - a for a, hi in zip(y, high)]],
+                        fmt="none", ecolor="0.55", elinewidth=0.8, capsize=2, alpha=0.7, zorder=1,
+                        label="95% interval")
         if grouped:
             for arm in view.arms():
                 mine = [i for i in usable if not rows[i].is_baseline and view.arm(rows[i]) == arm]

@@ -19,7 +19,7 @@ from adsearch.results.live import LiveTrial, live_trials
 from adsearch.results.plot_data import group_names
 from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
 from adsearch.results.sharing import compute_saved, sharing_summary, sharing_text
-from adsearch.results.texts import cost_text, fewer, short_settings
+from adsearch.results.texts import accuracy_text, cost_text, fewer, short_settings
 from adsearch.results.view import ReportView, plain, view_of
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
@@ -97,7 +97,7 @@ def study_text(study) -> str:
               "widths", "shared"]
     body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state,
              *([view.arm(r) or ""] if grouped else []),
-             *(value(r.settings.get(p)) for p in view.paths), percent(r.metric("accuracy")),
+             *(value(r.settings.get(p)) for p in view.paths), accuracy_text(r),
              "" if r.is_baseline else points(view.drop(r)), view.cost_text(r, "params"),
              count(r.metric("macs")), count(r.metric("train_macs")),
              *(_scratch_cells(r) if scratch else []), value(r.metric("rounds")), widths(r.widths), sharing_text(r)]
@@ -179,7 +179,7 @@ def trial_text(study, row: TrialRow) -> str:
     if not row.has("accuracy"):
         return "\n".join(out + ["no results yet" if row.state != "FAIL" else ""]).rstrip()
     drop = view.drop(row)
-    out.append(f"accuracy {percent(row.metric('accuracy'))}"
+    out.append(f"accuracy {accuracy_text(row)}"
                + (f" ({against_baseline(drop, 'pts')} the baseline)" if not row.is_baseline and drop is not None else "")
                + f", top-5 {percent(row.metric('top5'))}, loss {value(row.metric('loss'))}")
     out.append(f"params {view.cost_text(row, 'params')}, MACs {view.cost_text(row, 'macs')}, "

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from adsearch.metrics import METRICS, finite
+from adsearch.metrics import METRICS, accuracy_interval, finite
 from adsearch.spec.space import decode_choice
 from adsearch.spec.study_spec import StudySpec
 
@@ -97,10 +97,20 @@ class TrialRow:
         """The row as one flat mapping, as trials.csv writes it: number, role, state, error, one
         `param:<path>` per searched path (those of `space` first), the metrics, the widths."""
         paths = [*space, *(p for p in self.settings if p not in space)]
+        metrics = {k: self.metrics.get(k) for k in METRICS}
+        at = list(metrics).index("accuracy") + 1
+        low, high = self.accuracy_interval
+        metrics = dict([*list(metrics.items())[:at], ("accuracy_low", low), ("accuracy_high", high),
+                        *list(metrics.items())[at:]])
         return {"number": self.number, "role": self.role, "state": self.state, "error": self.error,
-                **{f"param:{p}": self.settings.get(p) for p in paths},
-                **{k: self.metrics.get(k) for k in METRICS},
+                **{f"param:{p}": self.settings.get(p) for p in paths}, **metrics,
                 "gpu_ids": self.gpu_ids, "widths": self.widths, "base_widths": self.base_widths}
+
+    @property
+    def accuracy_interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the accuracy on its `test_samples` (NaNs without them:
+        a study recorded before they were)."""
+        return accuracy_interval(self.metrics.get("accuracy"), self.metrics.get("test_samples"))
 
     @classmethod
     def from_result(cls, number: int, result: dict, *, role: str = "search", state: str = "COMPLETE",

@@ -55,7 +55,7 @@ class StudyResults:
         has none), gpu_ids, widths, base_widths, and `on_front` / `recommended` (bools)."""
         rows = self._record.rows
         front = {rows[i].number for i in pareto_front(rows, self.spec.search.objectives)}
-        best = recommended(rows, self.spec.report.max_accuracy_drop)
+        best = recommended(rows, self.spec.report.max_accuracy_drop, size_tolerance=self.spec.report.size_tolerance)
         table = pd.DataFrame([r.flat(list(self.spec.search.space)) for r in rows]).set_index("number")
         table["on_front"] = table.index.isin(front)
         table["recommended"] = table.index == (rows[best].number if best is not None else None)

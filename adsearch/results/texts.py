@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adsearch.metrics import count, finite, times_fewer, value, with_ratios
+from adsearch.metrics import count, finite, percent_interval, times_fewer, value, with_ratios
 from adsearch.results.rows import TrialRow
 
 CLEAR_GAP = 0.005
 """The accuracy gap (a fraction: 0.5 points) the report calls a difference; a smaller one is "no clear
 winner" (arms at equal parameters) or a match (a trial against its scratch control)."""
+
+
+def accuracy_text(row: TrialRow) -> str:
+    """The row's accuracy with its 95% interval from its test samples: '87.8% (87.1-88.4)' (the
+    accuracy alone for a study recorded without them)."""
+    return percent_interval(row.metric("accuracy"), row.metric("test_samples"))
 
 
 def is_clear_gap(gap: float) -> bool:

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from adsearch.metrics import COSTS, against_baseline, count, percent, points, seconds, widths
+from adsearch.metrics import COSTS, against_baseline, count, finite, percent, points, seconds, widths
 from adsearch.results.arms import ArmCell, Arms, arm_of
-from adsearch.results.pareto import baseline_index, objective_pairs, pareto_front, recommended
+from adsearch.results.pareto import baseline_index, objective_pairs, pareto_front, qualifying, recommended
 from adsearch.results.rows import TrialRow, sort_rows
 from adsearch.results.scratch_view import scratch_summary
-from adsearch.results.texts import compared, cost_text, fewer, settings_text
+from adsearch.results.texts import accuracy_text, compared, cost_text, fewer, settings_text
 from adsearch.spec.study_spec import StudySpec
 
 
@@ -240,7 +240,7 @@ def report_view(spec: StudySpec, rows: Sequence[TrialRow], state: str = "done",
     rows = sort_rows(rows)
     b = baseline_index(rows)
     baseline = rows[b] if b is not None else None
-    best = recommended(rows, spec.report.max_accuracy_drop)
+    best = recommended(rows, spec.report.max_accuracy_drop, size_tolerance=spec.report.size_tolerance)
     paths = list(spec.search.space)
     return ReportView(
         spec=spec, state=state, rows=rows, baseline=baseline, paths=paths,
@@ -274,25 +274,62 @@ def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, bas
     r = rows[best]
     chosen = settings_text(r, paths, quote="`")
     drop = compared(r, "accuracy_drop", baseline)
-    return (f"**Trial {r.label}**: the fewest parameters with accuracy within {points(limit)} points "
-            f"of the baseline. Accuracy {percent(r.metric('accuracy'))} ({against_baseline(drop)} "
-            f"the baseline's {base_acc}); params {cost_text(r, 'params', baseline)}; "
+    passed_over = qualifying(rows, limit).index(best) > 0
+    why = (f"within {points(limit)} points of the baseline, the fewest parameters that no trial at most "
+           f"{100 * spec.report.size_tolerance:g}% larger beats on accuracy" if passed_over else
+           f"the fewest parameters with accuracy within {points(limit)} points of the baseline")
+    return (f"**Trial {r.label}**: {why}. Accuracy {accuracy_text(r)}, {against_baseline(drop)} "
+            f"the baseline's {accuracy_text(baseline)}"
+            + (" (95% intervals from the test samples)" if finite(r.accuracy_interval[0]) else "")
+            + f"; params {cost_text(r, 'params', baseline)}; "
             f"MACs {cost_text(r, 'macs', baseline)}; training MACs {cost_text(r, 'train_macs', baseline)}; "
             f"wall time {seconds(r.metric('wall_s'))}; widths {widths(r.widths)}"
-            + (f". Searched: {chosen}." if chosen else "."))
+            + (f". Searched: {chosen}." if chosen else ".") + " " + _rivals(spec, rows, best))
+
+
+def _rivals(spec: StudySpec, rows: list[TrialRow], best: int) -> str:
+    """One sentence: why the recommended row `best` was chosen over its nearest rivals among the
+    qualifying trials, the nearest smaller one (passed over: `report.size_tolerance`) and the next
+    larger one."""
+    limit, tolerance = spec.report.max_accuracy_drop, spec.report.size_tolerance
+    candidates = qualifying(rows, limit)
+    at = candidates.index(best)
+    r, smaller = rows[best], [rows[i] for i in candidates[:at]]
+    larger = [rows[i] for i in candidates[at + 1:] if rows[i].metrics["params"] > r.metrics["params"]]
+    params, acc = r.metrics["params"], r.metrics["accuracy"]
+
+    def gap(other: TrialRow) -> str:
+        d = other.metrics["accuracy"] - acc
+        return f"{points(abs(d))} points {'more' if d > 0 else 'less'} accurate" if d else "as accurate"
+
+    parts = []
+    if smaller:
+        s = smaller[-1]
+        parts.append(f"over trial {s.label}, {100 * (1 - s.metrics['params'] / params):.1f}% smaller but "
+                     f"{gap(s)} (a trial at most `report.size_tolerance` = {100 * tolerance:g}% larger and more "
+                     f"accurate is preferred)")
+    else:
+        parts.append(f"as no smaller trial is within {points(limit)} points of the baseline")
+    if larger:
+        n = larger[0]
+        ratio = n.metrics["params"] / params
+        more = f"{100 * (ratio - 1):.1f}% more params" if ratio < 2 else f"{ratio:.1f}x the params"
+        parts.append(f"over trial {n.label}, the next larger ({more}, {gap(n)})")
+    return "Chosen " + " and ".join(parts) + "."
 
 
 # --- the recommendation while a search runs ------------------------------------------------------
 
 
-def best_so_far(baseline: TrialRow | None, rows: Sequence[TrialRow], max_accuracy_drop: float) -> str:
+def best_so_far(baseline: TrialRow | None, rows: Sequence[TrialRow], max_accuracy_drop: float, *,
+                size_tolerance: float) -> str:
     """The recommended trade-off among the search trials `rows` so far, for the progress lines:
     '97.5% at 10.0x fewer params', 'none within 1.0 pts of the baseline yet', or '' without a
     baseline (`pareto.recommended` decides, as for the report)."""
     if baseline is None:
         return ""
     every = [baseline, *rows]
-    i = recommended(every, max_accuracy_drop)
+    i = recommended(every, max_accuracy_drop, size_tolerance=size_tolerance)
     if i is None:
         return f"none within {points(max_accuracy_drop)} pts of the baseline yet"
     r = every[i]

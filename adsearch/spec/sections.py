@@ -257,3 +257,7 @@ class ReportSpec(SpecModel):
     max_accuracy_drop: float = Field(
         0.01, ge=0, le=1, description="recommended trade-off: accuracy within this of the baseline"
     )
+    size_tolerance: float = Field(
+        0.1, ge=0, le=1, description="recommended trade-off: a trial is passed over for one at most this fraction "
+        "larger and more accurate (0: the fewest parameters, whatever the accuracy)"
+    )

@@ -71,7 +71,7 @@ class _Driver:
             if live is None:
                 yield
                 return
-            self.board = Board(spec.report.max_accuracy_drop)
+            self.board = Board(spec.report.max_accuracy_drop, spec.report.size_tolerance)
             with Monitor(study, self.board, console=live.console, terminal=live.console.is_terminal,
                          every_s=live.every_s, say=say):
                 yield
@@ -86,8 +86,9 @@ DRIVER = _Driver()
 class SearchProgress(tune.Callback):
     """Prints a line per finished trial: done/total and the current recommended trade-off."""
 
-    def __init__(self, total: int, baseline: dict | None, max_drop: float, url: str, study_name: str):
-        self.total, self.max_drop = total, max_drop
+    def __init__(self, total: int, baseline: dict | None, max_drop: float, url: str, study_name: str, *,
+                 size_tolerance: float):
+        self.total, self.max_drop, self.size_tolerance = total, max_drop, size_tolerance
         self.url, self.study_name = url, study_name
         self.baseline = baseline_row(baseline) if baseline else None
         self.rows: list[TrialRow] = []
@@ -101,7 +102,8 @@ class SearchProgress(tune.Callback):
             DRIVER.board.finished(row)
         done = max(len(self.rows), finished_count(self.url, self.study_name))  # counts those before a resume
         DRIVER.say(progress_line(row, done=done, total=self.total,
-                                 best=best_so_far(self.baseline, self.rows, self.max_drop)))
+                                 best=best_so_far(self.baseline, self.rows, self.max_drop,
+                                                   size_tolerance=self.size_tolerance)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._line(trial, "COMPLETE")

@@ -42,6 +42,8 @@ class Board:
 
     max_drop: float
     """`report.max_accuracy_drop`, for the recommended trade-off (`view.best_so_far`)."""
+    size_tolerance: float
+    """`report.size_tolerance`, the same."""
     total: int = 0
     done_before: int = 0
     failed_before: int = 0
@@ -145,7 +147,7 @@ class Board:
             others = sum(t.kind != "baseline" for t in self.running)
             if others:
                 parts.append(f"{others} running")
-            best = best_so_far(self.baseline, self.rows, self.max_drop) or (
+            best = best_so_far(self.baseline, self.rows, self.max_drop, size_tolerance=self.size_tolerance) or (
                 "none until the baseline is done" if any(t.kind == "baseline" for t in self.running)
                 else "none without a baseline")
             left = left_text(self.left_s()) if self.running or self.done < self.total else ""

@@ -335,7 +335,8 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     searcher.space_size, searcher.say = space_size(spec.search.space), say
     trainable = search_trainable(spec, study, baseline=baseline, threads=threads, base_widths=base_widths,
                                  branches=_branches(spec))
-    progress = SearchProgress(spec.search.trials, baseline, spec.report.max_accuracy_drop, url, spec.name)
+    progress = SearchProgress(spec.search.trials, baseline, spec.report.max_accuracy_drop, url, spec.name,
+                              size_tolerance=spec.report.size_tolerance)
     stopper = FailureLimit(spec.search.max_failures, url, spec.name)
     _check_failure_limit(spec, study, storage)  # failures before a resume count
     if DRIVER.board is not None:

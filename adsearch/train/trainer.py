@@ -353,6 +353,7 @@ def _metrics(t: _Trial, record: dict) -> dict:
     return {
         "epoch": t.epoch,
         "accuracy": record["accuracy"],
+        "test_samples": t.data.n_test,  # what the accuracy's interval rests on
         "top5": record["top5"],
         "loss": record["loss"],
         "train_loss": record["train_loss"],

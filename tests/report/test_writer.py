@@ -188,15 +188,15 @@ def test_show_and_ls_of_a_stopped_run_say_where_its_trials_stopped():
 def test_progress_lines_show_each_trial_and_the_best_so_far():
     rows = {r.number: r for r in hand_made_rows()}
     baseline = rows[-1]
-    best = best_so_far(baseline, [rows[3], rows[1]], 0.01)
+    best = best_so_far(baseline, [rows[3], rows[1]], 0.01, size_tolerance=0.1)
     assert best == "97.5% at 10.0x fewer params"  # trial 1: 0.5 points down with 115k of 1.15M params
     assert progress_line(rows[1], done=3, total=6, best=best) == (
         "[3/6] trial 1: target_density=0.7: accuracy 97.5%, params 115k (10.0x fewer), train MACs 1.8x fewer"
         " | best so far: 97.5% at 10.0x fewer params")
     assert progress_line(rows[2], done=4, total=6) == "[4/6] trial 2: target_density=0.5: failed: RuntimeError: CUDA out " \
                                                       "of memory | step 3"
-    assert best_so_far(baseline, [rows[3]], 0.01) == "none within 1.0 pts of the baseline yet"
-    assert best_so_far(None, [rows[1]], 0.01) == ""  # no baseline: no comparison
+    assert best_so_far(baseline, [rows[3]], 0.01, size_tolerance=0.1) == "none within 1.0 pts of the baseline yet"
+    assert best_so_far(None, [rows[1]], 0.01, size_tolerance=0.1) == ""  # no baseline: no comparison
     more = replace(rows[0], settings={"pruning.compress_at": [5, 10]},
                    metrics={**rows[0].metrics, "params_ratio": 1.5})
     assert progress_line(more, done=1, total=6).startswith("[1/6] trial 0: compress_at=[5, 10]: accuracy 97.9%, "

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 from helpers import brute_force_front, trial_row
 
-from adsearch.results.pareto import dominates, hypervolume, nondominated_sort, pareto_front, recommended
+from adsearch.results.pareto import (dominates, hypervolume, nondominated_sort, outdone_by, pareto_front, qualifying,
+                                     recommended)
 from adsearch.spec.sections import Objective
 
 ACC_PARAMS = [("accuracy", "max"), ("params", "min")]
@@ -149,15 +150,32 @@ def test_recommended_fewest_params_within_the_drop():
         row(4, 0.96, 200),  # same params as 1, more accurate: wins the tie
         row(5, None, 5),
     ]
-    assert recommended(rows, 0.01) == 5  # index 5 holds trial 4
-    assert rows[recommended(rows, 0.01)].number == 4
-    assert recommended(rows, 0.02) == 3  # trial 2 now qualifies
-    assert recommended(rows, 0.0) == 5  # only trial 4 is at least as accurate as the baseline
+    assert recommended(rows, 0.01, size_tolerance=0) == 5  # index 5 holds trial 4
+    assert rows[recommended(rows, 0.01, size_tolerance=0)].number == 4
+    assert recommended(rows, 0.02, size_tolerance=0) == 3  # trial 2 now qualifies
+    assert recommended(rows, 0.0, size_tolerance=0) == 5  # only trial 4 is at least as accurate as the baseline
 
 
 def test_recommended_ties_go_to_the_lower_number_and_none_when_nothing_qualifies():
     base = row(-1, 0.9, 1000, role="baseline")
-    assert recommended([base, row(7, 0.9, 100), row(2, 0.9, 100)], 0.01) == 2
-    assert recommended([base, row(0, 0.5, 100), row(1, 0.7, 100)], 0.01) is None
-    assert recommended([row(0, 0.9, 100)], 0.01) is None  # no baseline
-    assert recommended([base], 0.01) is None  # the baseline is not a recommendation
+    assert recommended([base, row(7, 0.9, 100), row(2, 0.9, 100)], 0.01, size_tolerance=0) == 2
+    assert recommended([base, row(0, 0.5, 100), row(1, 0.7, 100)], 0.01, size_tolerance=0) is None
+    assert recommended([row(0, 0.9, 100)], 0.01, size_tolerance=0) is None  # no baseline
+    assert recommended([base], 0.01, size_tolerance=0) is None  # the baseline is not a recommendation
+
+
+def test_a_slightly_larger_more_accurate_trial_is_preferred():
+    base = row(-1, 0.997, 1_150_000, role="baseline")
+    small, slightly = row(12, 0.989, 15_200), row(6, 0.997, 15_800)  # 4% larger, 0.8 points more accurate
+    assert recommended([base, small, slightly], 0.01, size_tolerance=0.1) == 2
+    assert recommended([base, small, slightly], 0.01, size_tolerance=0.03) == 1  # 4% is too much at 3%
+    assert recommended([base, small, slightly], 0.01, size_tolerance=0) == 1  # the fewest params
+    assert recommended([base, small, row(6, 0.989, 15_800)], 0.01, size_tolerance=0.1) == 1  # as accurate: smaller
+    # each step at most 10% larger and more accurate: the chain goes on (15.2k -> 16.4k -> 17.7k)
+    chain = [base, small, row(1, 0.992, 16_400), row(2, 0.994, 17_700), row(3, 0.996, 30_000)]
+    assert recommended(chain, 0.01, size_tolerance=0.1) == 3
+    # two within reach of the smallest: each is outdone by the next, more accurate, within its own reach
+    assert recommended([base, small, row(1, 0.995, 16_000), row(2, 0.996, 16_500)], 0.01, size_tolerance=0.1) == 3
+    front = [base, small, slightly]
+    assert outdone_by(front, 1, [1, 2], 0.1) == 2 and outdone_by(front, 2, [1, 2], 0.1) is None
+    assert qualifying([base, small, slightly, row(4, 0.95, 100)], 0.01) == [1, 2]  # 0.95 is too far below

@@ -114,14 +114,29 @@ def test_recommendation_text(view):
     assert text.startswith("**Trial 0**: the fewest parameters with accuracy within 1.0 points of the baseline. "
                            "Accuracy 89.5% (0.5 points below the baseline's 90.0%); params 300 (3.3x fewer); "
                            "MACs 30 (3.3x fewer);")
-    assert text.endswith("Searched: `pruning.target_density` = 0.5.")
-    assert plain(text).startswith("Trial 0: ") and plain(text).endswith("Searched: pruning.target_density = 0.5.")
+    assert text.endswith("Searched: `pruning.target_density` = 0.5. Chosen as no smaller trial is within 1.0 points of "
+                         "the baseline and over trial 6, the next larger (33.3% more params, 0.5 points less accurate).")
+    assert plain(text).startswith("Trial 0: ") and "Searched: pruning.target_density = 0.5. Chosen" in plain(text)
     by = {r.number: r for r in rows()}
     none = report_view(view.spec, [by[-1], by[1]])
     assert none.best is None and none.recommendation == (
         "**None qualifies**: no completed search trial is within 1.0 points of the baseline's accuracy (90.0%). "
         "The most accurate is trial 1 at 80.0% with 100 (10.0x fewer) params.")
     assert report_view(view.spec, [by[1]]).recommendation == "None: there is no baseline to compare against."
+
+
+def test_the_recommendation_says_why_over_its_nearest_rivals(view):
+    base = trial_row(-1, role="baseline", accuracy=0.997, params=1_150_000)
+    small, chosen = trial_row(12, accuracy=0.989, params=15_200), trial_row(6, accuracy=0.997, params=15_800)
+    larger = trial_row(3, accuracy=1.0, params=270_000)
+    text = report_view(view.spec, [base, small, chosen, larger]).recommendation
+    assert text.startswith("**Trial 6**: within 1.0 points of the baseline, the fewest parameters that no trial at "
+                           "most 10% larger beats on accuracy. Accuracy 99.7%")
+    assert text.endswith("Chosen over trial 12, 3.8% smaller but 0.8 points less accurate (a trial at most "
+                         "`report.size_tolerance` = 10% larger and more accurate is preferred) and over trial 3, the "
+                         "next larger (17.1x the params, 0.3 points more accurate).")
+    alone = report_view(view.spec, [base, chosen]).recommendation
+    assert alone.endswith("Chosen as no smaller trial is within 1.0 points of the baseline.")
 
 
 def test_group_names_from_density_records_else_numbered(view):

@@ -26,7 +26,7 @@ def baseline_row(**result) -> TrialRow:
 
 def board_of_a_search() -> Board:
     """Budget 8, two at once; trials 0 (200 s) and 1 (400 s) complete, 2 failed; 3 and 4 running."""
-    board = Board(max_drop=0.01)
+    board = Board(max_drop=0.01, size_tolerance=0.1)
     board.set_baseline(baseline_row())
     board.totals(8, concurrent=2)
     board.finished(TrialRow.from_result(0, {"accuracy": 0.975, "params": 115_000, "wall_s": 200.0}))
@@ -51,7 +51,7 @@ def test_the_board_has_a_line_per_running_trial_and_one_for_the_study():
 
 
 def test_the_study_estimate_says_unknown_until_there_is_something_to_go_on():
-    board = Board(max_drop=0.01)
+    board = Board(max_drop=0.01, size_tolerance=0.1)
     board.totals(4, done_before=1, failed_before=1)
     assert not board.running and board.study_line() == (
         "  study: 1/4 trials done, 1 failed; recommended so far: none without a baseline; time left unknown")
@@ -101,7 +101,7 @@ class Clock:
 def test_plain_lines_come_only_for_a_changed_epoch_and_at_most_every_every_s(tmp_path):
     study, clock, said = StudyDir(tmp_path), Clock(), []
     save_live(study, entry(3, 1))
-    monitor = Monitor(study, Board(max_drop=0.01), terminal=False, every_s=1.0, poll_s=60, say=said.append,
+    monitor = Monitor(study, Board(max_drop=0.01, size_tolerance=0.1), terminal=False, every_s=1.0, poll_s=60, say=said.append,
                       clock=clock)
     with monitor:  # the thread sleeps 60 s between polls: this test polls by hand
         assert [s.split(":")[0] for s in said] == ["  running trial 3 (target_density=0.5, compress_at=[5, 10])",
@@ -132,7 +132,7 @@ def test_plain_lines_come_only_for_a_changed_epoch_and_at_most_every_every_s(tmp
 def test_plain_lines_from_the_thread_keep_to_the_rate(tmp_path):
     study, said = StudyDir(tmp_path), []
     start = time.monotonic()
-    with Monitor(study, Board(max_drop=0.01), terminal=False, every_s=0.5, poll_s=0.02, say=said.append):
+    with Monitor(study, Board(max_drop=0.01, size_tolerance=0.1), terminal=False, every_s=0.5, poll_s=0.02, say=said.append):
         for epoch in range(1, 31):  # a new epoch every 50 ms for 1.5 s
             save_live(study, entry(3, epoch))
             time.sleep(0.05)
@@ -147,7 +147,7 @@ def test_the_terminal_display_shows_a_running_trial_and_the_lines_printed_above_
     study = StudyDir(tmp_path)
     save_live(study, entry(3, 5, started=time.time() - 100, now=time.time()))
     console = Console(file=io.StringIO(), force_terminal=True, width=160, highlight=False)
-    with Monitor(study, Board(max_drop=0.01), console=console, terminal=True, every_s=30, poll_s=0.05) as monitor:
+    with Monitor(study, Board(max_drop=0.01, size_tolerance=0.1), console=console, terminal=True, every_s=30, poll_s=0.05) as monitor:
         console.print("[3/8] trial 2: target_density=0.5: accuracy 97.5%", markup=False)
         time.sleep(0.15)
         assert monitor._thread.is_alive()
@@ -164,7 +164,7 @@ def test_the_monitor_stops_on_ctrl_c_and_its_thread_never_raises(tmp_path):
 
     calls = []
     with pytest.raises(KeyboardInterrupt):
-        with Monitor(Broken(), Board(max_drop=0.01), terminal=False, every_s=0, poll_s=0.01,
+        with Monitor(Broken(), Board(max_drop=0.01, size_tolerance=0.1), terminal=False, every_s=0, poll_s=0.01,
                      say=calls.append) as monitor:
             time.sleep(0.1)
             assert monitor._thread.is_alive()  # every read failed, and it goes on
@@ -176,7 +176,7 @@ def test_the_monitor_stops_on_ctrl_c_and_its_thread_never_raises(tmp_path):
 
     study = StudyDir(tmp_path)
     save_live(study, entry())
-    with Monitor(study, Board(max_drop=0.01), terminal=False, every_s=0, poll_s=0.01, say=say) as monitor:
+    with Monitor(study, Board(max_drop=0.01, size_tolerance=0.1), terminal=False, every_s=0, poll_s=0.01, say=say) as monitor:
         save_live(study, entry(3, 6))
         time.sleep(0.05)
         assert monitor._thread.is_alive()
