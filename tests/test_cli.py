@@ -92,7 +92,7 @@ def test_validate_and_schema(tmp_path):
 def test_unknown_names_list_the_available_ones(tmp_path):
     spec = tmp_path / "names.yaml"
     spec.write_text(tiny_spec("names").replace("arch: vgg,", "arch: vgg99,")
-                    .replace("dataset: digits", "dataset: mnist").replace("metric: params", "metric: size"))
+                    .replace("dataset: digits", "dataset: svhn").replace("metric: params", "metric: size"))
     proc = adsearch("validate", str(spec), cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown model 'vgg99'" in proc.stderr and "vgg19" in proc.stderr

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from fake_datasets import write_cifar10, write_cifar100, write_tinyimagenet
+from fake_datasets import write_cifar10, write_cifar100, write_idx_dataset, write_tinyimagenet
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -55,7 +55,8 @@ SMOKE = ("adsearch run studies/resnet18_tinyimagenet.yaml --set train.epochs=2 -
 GPU_RUN = "adsearch run studies/resnet18_tinyimagenet.yaml"
 QUICKSTART = ("adsearch run studies/quickstart.yaml --fresh", "adsearch export reports/quickstart --pick recommended",
               "adsearch resume reports/quickstart")
-EXPECTED = {SMOKE, GPU_RUN, *QUICKSTART}
+FASHION = "adsearch run studies/fashion_mnist.yaml --fresh"
+EXPECTED = {SMOKE, GPU_RUN, *QUICKSTART, FASHION}
 PAPER = {"resnet18_tinyimagenet": "resnet18-tinyimagenet", "vgg19_cifar10": "vgg19-cifar10",
          "resnet18_cifar100": "resnet18-cifar100"}
 
@@ -82,6 +83,17 @@ def _small_quickstart(path: Path) -> None:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
+def _small_fashion(path: Path) -> None:
+    """studies/fashion_mnist.yaml, tiny (its figures come from the real run in benchmarks/RESULTS.md),
+    on the small IDX files the fixture writes in $ADSEARCH_DATA."""
+    spec = yaml.safe_load((ROOT / "studies" / "fashion_mnist.yaml").read_text())
+    spec["model"]["layers"] = [4, "M", 8]
+    spec["train"].update(epochs=2, batch_size=16)
+    spec["pruning"].update(start=1, every=1, max_rounds=1)
+    spec["search"].update(trials=2, space={"pruning.weights": {"values": ["inherit", "reinit"]}})
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
     """Every command run in a folder of its own holding `studies/` (the paper studies as shipped,
@@ -92,14 +104,17 @@ def ran(tmp_path_factory):
     write_cifar10(data, per_batch=10, n_test=30)
     write_cifar100(data, n_train=30, n_test=30)
     write_tinyimagenet(data)
+    write_idx_dataset(data / "fashion-mnist", n_train=100, n_test=40)
     runs: dict[str, tuple[Path, list[str]]] = {}  # name -> (folder, commands)
     for study in PAPER:
         runs[study] = (tmp_path_factory.mktemp(study), [SMOKE.replace("resnet18_tinyimagenet", study)])
     runs["gpu"] = (tmp_path_factory.mktemp("gpu"), [GPU_RUN])
     runs["quickstart"] = (tmp_path_factory.mktemp("quickstart"), list(QUICKSTART))
+    runs["fashion"] = (tmp_path_factory.mktemp("fashion"), [FASHION])
     for folder, _ in runs.values():
         shutil.copytree(ROOT / "studies", folder / "studies")
     _small_quickstart(runs["quickstart"][0] / "studies" / "quickstart.yaml")
+    _small_fashion(runs["fashion"][0] / "studies" / "fashion_mnist.yaml")
     results: dict[str, list[tuple[int, str]]] = {}
     with contextlib.ExitStack() as stack:
         def start(name: str, i: int) -> subprocess.Popen:
@@ -147,6 +162,13 @@ def test_the_readme_gpu_run_stops_before_it_starts_on_this_machine(ran):
     assert "error: train.batch_size 256 is larger than the training split" in out or (
         "resources.per_trial.gpu" in out and "resources.per_trial.gpu=0" in out), out[-3000:]
     assert not (folder / "reports").exists()
+
+
+def test_the_readme_fashion_mnist_run_reads_the_idx_files_and_tests_on_the_whole_test_split(ran):
+    folder, [(code, out)] = ran["fashion"]
+    assert code == 0 and "[2/2]" in out and "Traceback" not in out, out[-3000:]
+    trials = pd.read_csv(folder / "reports" / "fashion_mnist" / "trials.csv")
+    assert sorted(trials["number"]) == [-1, 0, 1] and (trials["state"] == "COMPLETE").all()
 
 
 def test_the_quickstart_commands_run_export_and_resume(ran):
