@@ -67,7 +67,8 @@ def test_exported_network_reproduces_the_reported_accuracy(tiny_study, fmt):
 
 def test_export_of_the_recommended_trial_and_the_baseline_through_the_cli(tiny_study):
     record = read_study(tiny_study)
-    best = recommended(record.rows, record.spec.report.max_accuracy_drop)
+    best = recommended(record.rows, record.spec.report.max_accuracy_drop,
+                       size_tolerance=record.spec.report.size_tolerance)
     assert best is not None, "the fixture's study (seed 0, CPU) has a trial within 1 point of the baseline"
     proc = adsearch("export", tiny_study, "--pick", "recommended", "--verify", cwd=tiny_study.parent)
     assert proc.returncode == 0, proc.stderr

@@ -32,7 +32,7 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
         out += ["No baseline (the same recipe without pruning) was run, so there are no ratios and no "
                 "recommended trade-off.", ""]
     else:
-        out += _table(["accuracy (95% interval)", "params", "MACs", "train MACs", "wall time", "widths"],
+        out += _table(["accuracy", "params", "MACs", "train MACs", "wall time", "widths"],
                       [[accuracy_text(baseline), count(baseline.metric("params")),
                         count(baseline.metric("macs")), count(baseline.metric("train_macs")),
                         seconds(baseline.metric("wall_s")), widths(baseline.widths or baseline.base_widths)]]) + [""]
@@ -42,8 +42,8 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
         out += [f"{len(view.front)} non-dominated trials over {view.objectives_text}, the baseline included when "
                 f"on the front; accuracy drop in percentage points below the baseline.", ""]
         scratch = any(r.scratch for r in view.front_rows)
-        header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy (95% interval)", "drop (pts)",
-                  "params", "MACs", "train MACs", *(["scratch accuracy", "scratch train MACs"] if scratch else []),
+        header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy", "drop (pts)", "params",
+                  "MACs", "train MACs", *(["scratch accuracy", "scratch train MACs"] if scratch else []),
                   "wall time", "widths"]
         out += _table(header, [_front_cells(view, r, scratch) for r in view.front_rows]) + [""]
     else:

@@ -111,6 +111,17 @@ def test_records_read_back_the_study_and_its_state(study_dir, interrupted_dir):
     assert [r.number for r in record.rows] == [-1, 0, 1] == list(trials["number"])
     assert record.state == "done" and (record.trials_done, record.trials_total) == (2, 2)
     assert record.baseline.metrics["accuracy"] == pytest.approx(trials.loc[trials["number"] == -1, "accuracy"].item())
+    from adsearch.data.registry import load_data
+    from adsearch.metrics import accuracy_interval, percent_interval
+
+    n_test = load_data(record.spec.data, record.spec.seed).n_test
+    assert (trials["test_samples"] == n_test).all()  # each accuracy's interval rests on the whole test split
+    for _, row in trials.iterrows():
+        low, high = accuracy_interval(row["accuracy"], n_test)
+        assert (row["accuracy_low"], row["accuracy_high"]) == pytest.approx((low, high))
+        assert row["accuracy_low"] < row["accuracy"] < row["accuracy_high"] or row["accuracy"] == 1.0
+    front = (study_dir / "report.md").read_text().split("## Pareto front")[1]
+    assert f"| {percent_interval(record.baseline.metrics['accuracy'], n_test)} |" in front
 
     other = read_study(interrupted_dir)
     assert other.state == "interrupted" and (other.trials_done, other.trials_total) == (3, 4)
@@ -185,8 +196,13 @@ def test_html_report_is_self_contained_names_every_trial_and_plots_every_pareto_
         hovers = [h for t in fig["data"] for h in t.get("hovertext") or []]
         assert any("pruning.target_density = 0.95" in h for h in hovers)
         assert fig["layout"]["xaxis"]["type"] == "log"
+        for number, y, up, down in zip(numbers(pareto_set), pareto_set["y"], pareto_set["error_y"]["array"],
+                                       pareto_set["error_y"]["arrayminus"]):  # each point's 95% interval
+            row = trials[trials["number"] == number].iloc[0]
+            assert (y - down, y + up) == pytest.approx((100 * row["accuracy_low"], 100 * row["accuracy_high"]))
     record = read_study(study_dir)
-    best = recommended(record.rows, record.spec.report.max_accuracy_drop)
+    best = recommended(record.rows, record.spec.report.max_accuracy_drop,
+                       size_tolerance=record.spec.report.size_tolerance)
     if best is not None:
         ring = trace(page.figures["plot-pareto-params"], "recommended")
         assert numbers(ring) == [record.rows[best].number]
@@ -235,6 +251,7 @@ def test_html_report_draws_its_plots_in_headless_chromium(study_dir, tmp_path):
     for (start, name), (end, _) in zip(starts, starts[1:] + [(len(dom), "")]):
         assert 'class="main-svg"' in dom[start:end], f"{name} was not drawn"
     assert 'class="scatterlayer' in dom  # points, not only axes
+    assert 'class="yerror"' in dom  # each accuracy's interval, drawn as an error bar
     shot = tmp_path / "report.png"
     subprocess.run([*flags, "--window-size=1280,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # kept in tmp for a human look
@@ -261,7 +278,8 @@ def test_report_ls_and_show_through_the_cli(study_dir, interrupted_dir):
     base = trials[trials["number"] == -1].iloc[0]
     assert line.split()[:4] == ["tiny", "done", "2/2", f"{100 * base['accuracy']:.1f}%"]
     record = read_study(study_dir)
-    best = recommended(record.rows, record.spec.report.max_accuracy_drop)
+    best = recommended(record.rows, record.spec.report.max_accuracy_drop,
+                       size_tolerance=record.spec.report.size_tolerance)
     expected = f"trial {record.rows[best].number}:" if best is not None else "none within 1.0 pts"
     assert expected in line
 

@@ -36,8 +36,11 @@ def test_trials_csv_reads_back_with_every_trial_and_column(written):
     assert {"accuracy", "params", "macs", "train_macs", "params_ratio", "accuracy_drop", "wall_s",
             "rounds"} <= set(df.columns)
     assert list(df.columns[-2:]) == ["widths", "base_widths"]
-    assert list(df.columns) == ["number", "role", "state", "error", "param:pruning.target_density", *METRICS,
+    metrics = list(METRICS)
+    metrics[1:1] = ["accuracy_low", "accuracy_high"]  # the accuracy's 95% interval beside it
+    assert list(df.columns) == ["number", "role", "state", "error", "param:pruning.target_density", *metrics,
                                 "gpu_ids", "widths", "base_widths"]  # no ray_trial_id, no unused epochs
+    assert df["accuracy_low"].isna().all() and df["test_samples"].isna().all()  # rows made by hand have no count
     assert df.loc[df["number"] == 3, "params"].item() == 23_000
     assert json.loads(df.loc[df["number"] == 3, "widths"].item()) == [8, 16, 32]
     failed = df[df["state"] == "FAIL"]

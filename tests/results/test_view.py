@@ -112,7 +112,7 @@ def test_plots_show_complete_trials_with_the_cost(view):
 def test_recommendation_text(view):
     text = view.recommendation
     assert text.startswith("**Trial 0**: the fewest parameters with accuracy within 1.0 points of the baseline. "
-                           "Accuracy 89.5% (0.5 points below the baseline's 90.0%); params 300 (3.3x fewer); "
+                           "Accuracy 89.5%, 0.5 points below the baseline's 90.0%; params 300 (3.3x fewer); "
                            "MACs 30 (3.3x fewer);")
     assert text.endswith("Searched: `pruning.target_density` = 0.5. Chosen as no smaller trial is within 1.0 points of "
                          "the baseline and over trial 6, the next larger (33.3% more params, 0.5 points less accurate).")
@@ -131,7 +131,12 @@ def test_the_recommendation_says_why_over_its_nearest_rivals(view):
     larger = trial_row(3, accuracy=1.0, params=270_000)
     text = report_view(view.spec, [base, small, chosen, larger]).recommendation
     assert text.startswith("**Trial 6**: within 1.0 points of the baseline, the fewest parameters that no trial at "
-                           "most 10% larger beats on accuracy. Accuracy 99.7%")
+                           "most 10% larger beats on accuracy. Accuracy 99.7%, level with the baseline's 99.7%; ")
+    counted = [trial_row(r.number, role=r.role, test_samples=360, **{k: r.metrics[k] for k in ("accuracy", "params")})
+               for r in (base, small, chosen, larger)]
+    text = report_view(view.spec, counted).recommendation  # with the test samples: 95% intervals
+    assert "Accuracy 99.7% (98.4-100.0), level with the baseline's 99.7% (98.4-100.0) (95% intervals from the " \
+           "test samples); params" in text
     assert text.endswith("Chosen over trial 12, 3.8% smaller but 0.8 points less accurate (a trial at most "
                          "`report.size_tolerance` = 10% larger and more accurate is preferred) and over trial 3, the "
                          "next larger (17.1x the params, 0.3 points more accurate).")
