@@ -5,6 +5,10 @@ trial's placement that `resources.placement_timeout_s` sets (`callbacks.Placemen
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.stopper import CombinedStopper
@@ -29,6 +33,8 @@ def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=
     trainable = tune.with_resources(trainable, {"cpu": per.cpu, "gpu": per.gpu})
     wait = PlacementWait()
     path = study.ray_dir / name
+    if restore and path.is_dir():
+        set_aside_torn_state(path)  # a full disk can have torn Ray's last snapshot: restore the one before
     if restore and tune.Tuner.can_restore(str(path.resolve())):
         restore_named_checkpoints(path)  # a hard kill can have left Tune's named checkpoints deleted
         # finished and failed trials stay as they are; unfinished ones go on from their checkpoint
@@ -47,6 +53,43 @@ def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
+
+
+STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "basic-variant-state-*.json",
+               "searcher-state-*.pkl")
+"""Ray Tune's snapshots of an experiment and of its search algorithm, one of each a run (the
+newest is what a restore reads): JSON, and cloudpickles for the search algorithms."""
+
+
+def set_aside_torn_state(experiment: Path) -> list[Path]:
+    """Where one of Ray Tune's newest snapshot files of `experiment` (`STATE_FILES`) cannot be read (a
+    write a full disk cut short), that run's snapshot files renamed to `<name>.torn`, so that Ray
+    restores the run before (or, with none, starts the experiment again) instead of printing its
+    traceback and starting again. Returns the files set aside."""
+    import ray.cloudpickle as cloudpickle
+
+    moved: list[Path] = []
+    while True:
+        newest = [max(experiment.glob(pattern), default=None) for pattern in STATE_FILES]
+        torn = []
+        for path in filter(None, newest):
+            try:
+                with path.open("rb") as f:
+                    json.load(f) if path.name.startswith("experiment_state") else cloudpickle.load(f)
+            except Exception:  # noqa: BLE001 - any failure to read it back: Ray's restore would fail too
+                torn.append(path)
+        if not torn:
+            return moved
+        runs = {_run_of(path) for path in [*torn, *filter(None, newest[:1])]}  # that run's files, all of them
+        for path in sorted(p for pattern in STATE_FILES for p in experiment.glob(pattern) if _run_of(p) in runs):
+            path.rename(path.with_name(path.name + ".torn"))
+            moved.append(path)
+
+
+def _run_of(path: Path) -> str:
+    """The run a Ray Tune state file belongs to: the time stamp in its name ('2026-12-03_09-34-22')."""
+    found = re.search(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", path.name)
+    return found.group(0) if found else path.name
 
 
 def fit(tuner: tune.Tuner, spec: StudySpec, again: str) -> tune.ResultGrid:
