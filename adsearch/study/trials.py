@@ -23,7 +23,7 @@ The same lag can leave the named checkpoint deleted: Tune deletes a trial's olde
 soon as it takes newer ones in, before a snapshot names them, which a burst of reports (a trial's
 branch epochs from the prefix cache) makes likely. Ray would fail such a trial ("does not exist on
 storage anymore"), so before a restore `restore_named_checkpoints` puts in its place the newest
-checkpoint whose report the driver logged.
+checkpoint whose report the driver logged (or, with none, lets the trial start again).
 """
 
 from __future__ import annotations
@@ -166,11 +166,14 @@ def load_checkpoint(path: Path) -> dict | None:
     """The trial checkpoint in Ray checkpoint dir `path`, or the newest readable one before it.
 
     A checkpoint that cannot be read (a torn or corrupt file) is skipped with a warning, so a
-    trial falls back to its previous epoch instead of failing or starting again.
+    trial falls back to its previous epoch instead of failing or starting again; an empty folder
+    (`restore_named_checkpoints` made it: the trial starts again) is passed over without one.
     """
     candidates = sorted(path.parent.glob("checkpoint_*"), reverse=True)
     candidates = [c for c in candidates if c.name <= path.name] or [path]
     for directory in candidates:
+        if directory.is_dir() and not (directory / CHECKPOINT_FILE).exists():
+            continue  # made empty by `restore_named_checkpoints`: nothing there to go on from
         try:
             return torch.load(directory / CHECKPOINT_FILE, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file means: try the one before
@@ -184,8 +187,9 @@ def restore_named_checkpoints(experiment: Path) -> None:
     snapshot names, where the folder is gone, made again before the experiment is restored: the
     one the trial goes on from as a copy of the trial's newest readable checkpoint of an epoch its
     result.json has (what the driver took in), the older ones, which Tune will only delete, empty.
-    A trial with no such checkpoint is left to Ray (it fails, and says why), and so is a snapshot
-    that cannot be read (a full disk tore it: Ray starts the experiment again)."""
+    Without such a checkpoint (the driver's log lost its last lines) the one it goes on from is made
+    empty too: the trial starts again (`load_checkpoint`), from the prefix cache where it can, and
+    gives the same record. A snapshot that cannot be read (a full disk tore it) is left to Ray."""
     snapshot = _find_newest_experiment_checkpoint(str(experiment.resolve()))
     try:
         trials = json.loads(Path(snapshot).read_text())["trial_data"] if snapshot else []
@@ -200,8 +204,6 @@ def restore_named_checkpoints(experiment: Path) -> None:
         if (folder / Path(latest.checkpoint.path).name).exists():
             continue
         source = _newest_logged_checkpoint(folder)
-        if source is None:
-            continue
         older = [r for r in kept.best_checkpoint_results if r is not latest]
         for result in [*older, latest]:  # the one restored from last: a kill meanwhile repairs again
             missing = folder / Path(result.checkpoint.path).name
@@ -209,9 +211,9 @@ def restore_named_checkpoints(experiment: Path) -> None:
                 continue
             partial = folder / f".{missing.name}.partial"
             shutil.rmtree(partial, ignore_errors=True)
-            if result is latest:
+            if result is latest and source is not None:
                 shutil.copytree(source, partial)
-            else:
+            else:  # empty: Tune only deletes it, or (the one restored from) the trial starts again
                 partial.mkdir()
             partial.rename(missing)
 

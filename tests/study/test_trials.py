@@ -37,7 +37,8 @@ def test_a_checkpoint_a_kill_left_deleted_is_put_back_from_the_newest_one_the_dr
 
     def trainable(config):
         restored = tune.get_checkpoint()
-        start = torch.load(Path(restored.path) / CHECKPOINT_FILE, weights_only=True)["epoch"] if restored else 0
+        state = load_checkpoint(Path(restored.path)) if restored else None  # as the study's trainables do
+        start = state["epoch"] if state else 0
         for epoch in range(start + 1, 7):
             with tempfile.TemporaryDirectory() as d:
                 torch.save({"epoch": epoch}, Path(d) / CHECKPOINT_FILE)
@@ -62,6 +63,8 @@ def test_a_checkpoint_a_kill_left_deleted_is_put_back_from_the_newest_one_the_dr
     for index in (0, 1):
         shutil.rmtree(folder / f"checkpoint_00000{index}")
     lost = shutil.copytree(experiment, tmp_path / "lost")
+    unlogged = shutil.copytree(experiment, tmp_path / "unlogged")
+    (next(unlogged.glob("trainable*")) / "result.json").write_text("")  # the driver's log lost epochs 3 and 4 too
 
     # as Ray Tune restores it alone: the trial fails
     grid = tune.Tuner.restore(str(lost), trainable, resume_errored=True).fit()
@@ -74,6 +77,12 @@ def test_a_checkpoint_a_kill_left_deleted_is_put_back_from_the_newest_one_the_dr
     grid = tune.Tuner.restore(str(experiment), trainable, resume_errored=True).fit()
     assert grid[0].error is None
     assert grid[0].metrics["epoch"] == 6 and grid[0].metrics["resumed_from"] == 4  # the newest logged epoch
+
+    restore_named_checkpoints(unlogged)  # no checkpoint of a logged epoch: the trial starts again
+    again = next(unlogged.glob("trainable*"))
+    assert list((again / "checkpoint_000001").iterdir()) == [] and load_checkpoint(again / "checkpoint_000001") is None
+    grid = tune.Tuner.restore(str(unlogged), trainable, resume_errored=True).fit()
+    assert grid[0].error is None and grid[0].metrics["epoch"] == 6 and grid[0].metrics["resumed_from"] == 0
 
 
 def test_a_snapshot_a_full_disk_tore_is_left_to_ray(tmp_path):
