@@ -13,8 +13,9 @@ shape. Two kinds:
   device where they fit (`data.on_device`) or read by DataLoader workers.
 
 The readers live in `adsearch.data.arrays` (in memory), `adsearch.data.files` and
-`adsearch.data.idx` (on disk), each listing its datasets in `READERS`; this module registers them when it is imported, so every lookup
-finds them, and a dataset of one's own is one function decorated with `register_dataset`.
+`adsearch.data.idx` (on disk), each listing its datasets in `READERS`; this module registers them
+when it is imported, so every lookup finds them, and a dataset of one's own is one function
+decorated with `register_dataset`.
 """
 
 from __future__ import annotations

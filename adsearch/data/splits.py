@@ -1,6 +1,7 @@
 """A file dataset's split (`Split`): its labels and where its uint8 images come from: pixels read
-whole into memory (CIFAR's, the MNIST family's) (`ImageArray`), image files decoded with PIL as they are read (`ImageFiles`), or the
-decoded-image cache mapped into memory (`ImageCache`, built by `adsearch.data.image_cache`)."""
+whole into memory (CIFAR's, the MNIST family's: `ImageArray`), image files decoded with PIL as they
+are read (`ImageFiles`), or the decoded-image cache mapped into memory (`ImageCache`, built by
+`adsearch.data.image_cache`)."""
 
 from __future__ import annotations
 

@@ -97,11 +97,11 @@ class TrialRow:
         """The row as one flat mapping, as trials.csv writes it: number, role, state, error, one
         `param:<path>` per searched path (those of `space` first), the metrics, the widths."""
         paths = [*space, *(p for p in self.settings if p not in space)]
-        metrics = {k: self.metrics.get(k) for k in METRICS}
-        at = list(metrics).index("accuracy") + 1
-        low, high = self.accuracy_interval
-        metrics = dict([*list(metrics.items())[:at], ("accuracy_low", low), ("accuracy_high", high),
-                        *list(metrics.items())[at:]])
+        metrics = {}
+        for k in METRICS:
+            metrics[k] = self.metrics.get(k)
+            if k == "accuracy":  # its 95% interval beside it
+                metrics["accuracy_low"], metrics["accuracy_high"] = self.accuracy_interval
         return {"number": self.number, "role": self.role, "state": self.state, "error": self.error,
                 **{f"param:{p}": self.settings.get(p) for p in paths}, **metrics,
                 "gpu_ids": self.gpu_ids, "widths": self.widths, "base_widths": self.base_widths}

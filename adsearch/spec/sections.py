@@ -172,7 +172,9 @@ class DataSpec(SpecModel):
         from adsearch.data.image_cache import CACHE_ENV
         from adsearch.data.registry import root_optional
 
-        root = self.root if self.root is not None or root_optional(self.dataset) else os.environ.get(DATA_ENV) or "~/data"
+        root = self.root
+        if root is None and not root_optional(self.dataset):  # the MNIST family looks in places of its own
+            root = os.environ.get(DATA_ENV) or "~/data"
         cache_dir = self.cache_dir if self.cache_dir is not None else os.environ.get(CACHE_ENV) or "~/.cache/adsearch"
         # absolute, so that trials (whose working directory is their own) find the same folders
         self.root = None if root is None else os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
