@@ -395,8 +395,9 @@ def test_ctrl_c_and_sigterm_in_the_baseline_and_the_search_stop_cleanly_and_the_
     """SIGTERM goes to the process group with a local Ray that the run started in it (as a batch
     scheduler sends it): Ray's processes must outlive it and the driver stop as Ctrl-C stops it."""
     spec = tmp_path / "int.yaml"
-    spec.write_text(spec_text("int", epochs=5, trials=2, width=32, concurrent=1,
-                              space="pruning.target_density: {values: [0.3, 0.95]}"))
+    # three trials, so that the third run still has one to train when its SIGTERM comes
+    spec.write_text(spec_text("int", epochs=5, trials=3, width=32, concurrent=1,
+                              space="pruning.target_density: {values: [0.3, 0.6, 0.95]}"))
     address = ray_session.get_runtime_context().gcs_address
     study_dir = tmp_path / "r" / "int"
 
@@ -429,7 +430,7 @@ def test_ctrl_c_and_sigterm_in_the_baseline_and_the_search_stop_cleanly_and_the_
     res = adsearch("resume", study_dir, "--address", address, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     study = load_study(study_dir, "int")
-    assert sorted(t.number for t in study.trials) == [0, 1] and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2] and all(t.state.name == "COMPLETE" for t in study.trials)
     assert all(study.trials[n].values == values for n, values in finished.items())  # no finished trial lost
     assert "done" in (study_dir / "report.md").read_text().splitlines()[0]
 
