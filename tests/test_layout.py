@@ -77,9 +77,9 @@ def test_only_the_study_subpackage_imports_ray():
 
 # Bottom to top: a module imports only from its own subpackage and those before it. The lazy
 # re-exports of the packages' surfaces, and the vocabulary every layer speaks (errors, metric names
-# and formats), sit below all; the runner writes the report
+# and formats, which test samples a trial got right and the paired test on them), sit below all; the runner writes the report
 # when a study ends, so `study` stands above `report`, which reads only `results`.
-LAYERS = ("_lazy", "errors", "metrics", "prune", "data", "models", "spec", "train", "results", "report", "study", "export",
+LAYERS = ("_lazy", "errors", "metrics", "correctness", "prune", "data", "models", "spec", "train", "results", "report", "study", "export",
           "cli", "__main__")
 
 

@@ -18,8 +18,9 @@ from adsearch.metrics import METRICS, accuracy_interval, finite
 from adsearch.spec.space import decode_choice
 from adsearch.spec.study_spec import StudySpec
 
-SHAPE = ("widths", "base_widths", "gpu_ids")
-"""What a trial records besides its metrics: its final widths, the base spec's, the GPUs it ran on."""
+SHAPE = ("widths", "base_widths", "gpu_ids", "correct")
+"""What a trial records besides its metrics: its final widths, the base spec's, the GPUs it ran on,
+and which test samples it got right (`adsearch.correctness.record`: not in the CSVs)."""
 TRACE = ("history", "compressions")
 """Per-trial traces: per-epoch records and compression rounds (in the HTML report, not the CSVs)."""
 RECORDED = (*METRICS, *SHAPE)
@@ -50,6 +51,9 @@ class TrialRow:
     widths: list[int] | None = None
     base_widths: list[int] | None = None
     gpu_ids: list[str] | None = None
+    correct: dict | None = None
+    """Which test samples the trial got right (`adsearch.correctness.record`), for paired tests; None
+    for a trial recorded before they were kept."""
     history: list[dict] = field(default_factory=list)
     compressions: list[dict] = field(default_factory=list)
     scratch: dict[str, Any] | None = None
@@ -119,6 +123,7 @@ class TrialRow:
         return cls(number=number, role=role, state=state, error=error or "", settings=dict(settings or {}),
                    metrics={k: result[k] for k in METRICS if result.get(k) is not None},
                    widths=result.get("widths"), base_widths=result.get("base_widths"), gpu_ids=result.get("gpu_ids"),
+                   correct=result.get("correct") if isinstance(result.get("correct"), dict) else None,
                    history=list(result.get("history") or []), compressions=list(result.get("compressions") or []))
 
 

@@ -30,8 +30,8 @@ COMPLETE, FAIL = "COMPLETE", "FAIL"
 
 def completed(result: dict) -> dict:
     """What is recorded of a control that trained to the end (its last report, `result`): `state`
-    COMPLETE, its `METRICS` and its `widths`."""
-    return {"state": COMPLETE, **{k: plain(result[k]) for k in (*METRICS, "widths") if k in result}}
+    COMPLETE, its `METRICS`, its `widths` and which test samples it got right (`correct`)."""
+    return {"state": COMPLETE, **{k: plain(result[k]) for k in (*METRICS, "widths", "correct") if k in result}}
 
 
 def failed(error: str) -> dict:

@@ -181,20 +181,23 @@ def train_one_epoch(step: TrainStep, batches, device: torch.device, *, steps: in
 
 
 @torch.no_grad()
-def evaluate(model, batches, device, num_classes: int, precision: Precision | None = None) -> dict:
-    """Top-1 and top-5 accuracy and mean loss on `batches`."""
+def evaluate(model, batches, device, num_classes: int, precision: Precision | None = None, *,
+             per_sample: bool = False) -> dict:
+    """Top-1 and top-5 accuracy and mean loss on `batches`; with `per_sample` also `correct` (one
+    bool per sample, top-1) and `labels`, on the CPU, in the order of `batches`."""
     precision = precision or Precision(device.type)
     model.eval()
     tuning = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False  # evaluation's shapes are not worth timing: its heuristics
     try:
-        return _evaluate(model, batches, device, num_classes, precision)
+        return _evaluate(model, batches, device, num_classes, precision, per_sample)
     finally:
         torch.backends.cudnn.benchmark = tuning
 
 
-def _evaluate(model, batches, device, num_classes: int, precision: Precision) -> dict:
+def _evaluate(model, batches, device, num_classes: int, precision: Precision, per_sample: bool) -> dict:
     k = min(5, num_classes)
+    hits, labels = [], []
     loss_sum = torch.zeros((), device=device)
     top1 = torch.zeros((), device=device, dtype=torch.long)
     topk = torch.zeros((), device=device, dtype=torch.long)
@@ -206,7 +209,14 @@ def _evaluate(model, batches, device, num_classes: int, precision: Precision) ->
             out = model(x)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         pred = out.topk(k, dim=1).indices
-        top1 += (pred[:, 0] == y).sum()
+        hit = pred[:, 0] == y
+        top1 += hit.sum()
         topk += (pred == y[:, None]).any(dim=1).sum()
         seen += y.shape[0]
-    return {"loss": loss_sum.item() / seen, "accuracy": top1.item() / seen, "top5": topk.item() / seen}
+        if per_sample:  # kept on the device: one copy to the host at the end
+            hits.append(hit)
+            labels.append(y)
+    scores = {"loss": loss_sum.item() / seen, "accuracy": top1.item() / seen, "top5": topk.item() / seen}
+    if per_sample:
+        scores["correct"], scores["labels"] = torch.cat(hits).cpu(), torch.cat(labels).cpu()
+    return scores

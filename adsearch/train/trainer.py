@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from adsearch import correctness
 from adsearch.prune import cost
 from adsearch.prune.compress import RoundPlan, apply_plan, group_widths, plan_round
 from adsearch.prune.criteria import channel_scores
@@ -85,6 +86,7 @@ class _Trial:
         self.shared_from: int | None = None  # the trial that kept that state
         self.history: list[dict] = []
         self.compressions: list[dict] = []
+        self.correct: dict | None = None  # the last evaluation's correct test samples (`correctness.record`)
         self.base_widths = group_widths(self.model, self.groups)
         self._measure()
 
@@ -167,6 +169,7 @@ class _Trial:
             "shared_from": self.shared_from,
             "history": self.history,
             "compressions": self.compressions,
+            "correct": self.correct,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else {},
@@ -193,6 +196,7 @@ class _Trial:
             self.precision.scaler.load_state_dict(ckpt["scaler"])
         for key in ("epoch", "train_macs", "wall_s", "history") + (() if shared else ("rounds", "compressions")):
             setattr(self, key, ckpt[key])
+        self.correct = ckpt.get("correct")  # a checkpoint from before it was kept has none
         self._wall_base, self._clock = self.wall_s, time.perf_counter()
         if shared:
             self.shared_epochs, self.shared_from = self.epoch, shared_from
@@ -256,18 +260,26 @@ def _train(t: _Trial, spec: StudySpec, report: Report | None, prefixes: PrefixCa
         t.history.append(record)
         metrics = _metrics(t, record)
         if t.epoch == train.epochs:
-            metrics["latency_ms"] = cost.latency_ms(t.model, t.data.input_shape)
+            _final(t, metrics)
         if report is not None:
             report(metrics, t.checkpoint())
     if not metrics:  # resumed from a checkpoint of the last epoch: report the end once more
         metrics = _metrics(t, t.history[-1])
-        metrics["latency_ms"] = cost.latency_ms(t.model, t.data.input_shape)
+        _final(t, metrics)
         if report is not None:
             report(metrics, t.checkpoint())
     metrics["history"] = t.history
     metrics["compressions"] = t.compressions
     metrics["base_widths"] = t.base_widths
     return metrics
+
+
+def _final(t: _Trial, metrics: dict) -> None:
+    """What only the last epoch's report carries: the measured latency, and which test samples the
+    trial got right (for paired comparisons: `adsearch.correctness`)."""
+    metrics["latency_ms"] = cost.latency_ms(t.model, t.data.input_shape)
+    if t.correct is not None:
+        metrics["correct"] = t.correct
 
 
 def _device_kind(device: torch.device) -> str:
@@ -296,7 +308,8 @@ def _train_epoch(t: _Trial, spec: StudySpec, steps: int | None) -> tuple[dict, d
     t.train_macs += epoch_macs
     t.spent_train_macs += epoch_macs
     scores = evaluate(t.model, t.data.test_batches(train.eval_batch_size), t.device, t.data.num_classes,
-                      t.precision)
+                      t.precision, per_sample=True)
+    t.correct = correctness.record(scores.pop("correct"), scores.pop("labels"))
     densities = {g: round(float(cd.mean()), 4) for g, cd in channel_densities.items()}
     record = {"epoch": t.epoch, "lr": base_lr * factor, **stats, **scores,
               "params": t.params, "macs": t.macs, "widths": t.widths, "density": densities}

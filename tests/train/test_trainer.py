@@ -9,6 +9,7 @@ import pytest
 import torch
 from helpers import one_torch_thread
 
+from adsearch import correctness
 from adsearch.prune.cost import count_macs, count_params
 from adsearch.errors import AdsearchError, DataError
 from adsearch.models.registry import create_model
@@ -72,6 +73,22 @@ def test_trial_reports_every_epoch(straight):
     assert [h["epoch"] for h in final["history"]] == [1, 2, 3]
     assert all(0 <= m["accuracy"] <= 1 and math.isfinite(m["train_loss"]) for m, _ in reports)
     assert final["accuracy"] == reports[-1][0]["accuracy"]
+
+
+def test_the_last_report_keeps_which_test_samples_the_trial_got_right(straight):
+    final, reports = straight
+    assert "correct" not in reports[0][0] and reports[-1][0]["correct"] == final["correct"]
+    record = final["correct"]
+    assert record["samples"] == 51 == final["test_samples"]
+    hits = correctness.bits(record)
+    assert hits.dtype == bool and hits.size == 51
+    assert round(hits.sum() / 51, 12) == round(final["accuracy"], 12)
+    # the checkpoint of the last epoch keeps them too, and a resume from it reports them again
+    buffer = io.BytesIO()
+    torch.save(reports[-1][1], buffer)
+    buffer.seek(0)
+    resumed, again = run_recorded(parse_spec(SPEC), checkpoint=torch.load(buffer, weights_only=True))
+    assert [m["epoch"] for m, _ in again] == [3] and resumed["correct"] == record
 
 
 def test_compression_at_epoch_1_shrinks_the_network(straight):
