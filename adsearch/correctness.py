@@ -1,7 +1,8 @@
 """Which test samples a trial got right, and two trials compared on them.
 
-Each finished trial records one bit per test sample (`record`: the bits packed and base64-encoded,
-with the number of samples and a fingerprint of the split). Two trials evaluated on the same test
+Each finished trial records one bit per test sample (`record`: one string, 'samples:split:bits', the
+number of samples, a fingerprint of the split and the bits packed and base64-encoded; one string, as
+Ray Tune flattens a nested result before a searcher sees it). Two trials evaluated on the same test
 split are then compared *paired*: only the samples one got right and the other wrong tell them apart,
 and McNemar's exact test asks whether those split evenly (`paired_test`). On 10,000 test images a
 0.5-point gap may be significant or not depending on how many samples the two disagree on, which
@@ -24,16 +25,24 @@ SIGNIFICANCE = 0.05
 """The level at which a paired difference is called significant."""
 
 
-def record(correct, labels) -> dict:
-    """What a trial keeps of its evaluation: `correct` (one bool per test sample, in evaluation
-    order) packed into bits, the number of samples, and the fingerprint of the split (`labels` in
-    the same order). Plain strings and ints: JSON, Optuna user attributes and checkpoints keep it."""
+def record(correct, labels) -> str:
+    """What a trial keeps of its evaluation, 'samples:split:bits': the number of samples, the
+    fingerprint of the split (`labels`, in evaluation order) and `correct` (one bool per test sample,
+    in the same order) packed into bits, base64. A plain string: JSON, Optuna user attributes, Ray's
+    results and checkpoints keep it as it is."""
     hits = np.asarray(correct, dtype=bool).reshape(-1)
     ys = np.asarray(labels, dtype=np.int64).reshape(-1)
     if hits.shape != ys.shape:
         raise ValueError(f"{hits.size} correctness bits for {ys.size} labels")
-    return {"samples": int(hits.size), "split": split_fingerprint(ys),
-            "bits": base64.b64encode(np.packbits(hits).tobytes()).decode("ascii")}
+    return f"{hits.size}:{split_fingerprint(ys)}:{base64.b64encode(np.packbits(hits).tobytes()).decode('ascii')}"
+
+
+def _parts(rec) -> tuple[int, str, str] | None:
+    """(samples, split, bits) of a `record`, or None when `rec` is not one."""
+    parts = rec.split(":") if isinstance(rec, str) else []
+    if len(parts) != 3 or not parts[0].isdigit():
+        return None
+    return int(parts[0]), parts[1], parts[2]
 
 
 def split_fingerprint(labels) -> str:
@@ -41,30 +50,39 @@ def split_fingerprint(labels) -> str:
     return hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
-def bits(rec: dict) -> np.ndarray:
+def bits(rec: str) -> np.ndarray:
     """The correctness bits of a `record`, one bool per test sample.
 
     Raises:
         ValueError: the record is not one `record` wrote (a torn or edited file)."""
+    parts = _parts(rec)
+    if parts is None:
+        raise ValueError(f"not a record of correct test samples (samples:split:bits): {str(rec)[:40]!r}")
+    n = parts[0]
     try:
-        n = int(rec["samples"])
-        packed = np.frombuffer(base64.b64decode(rec["bits"], validate=True), dtype=np.uint8)
-    except (KeyError, TypeError, ValueError) as exc:
+        packed = np.frombuffer(base64.b64decode(parts[2], validate=True), dtype=np.uint8)
+    except ValueError as exc:
         raise ValueError(f"not a record of correct test samples: {exc}") from None
     if packed.size != -(-n // 8):
         raise ValueError(f"{packed.size} bytes of bits for {n} samples")
     return np.unpackbits(packed, count=n).astype(bool)
 
 
-def accuracy(rec: dict) -> float:
+def samples(rec) -> int | None:
+    """The number of test samples of a `record` (None: not one)."""
+    parts = _parts(rec)
+    return parts[0] if parts else None
+
+
+def accuracy(rec: str) -> float:
     """The accuracy a `record` holds: the fraction of its bits set."""
     return float(bits(rec).mean())
 
 
-def comparable(a: dict | None, b: dict | None) -> bool:
+def comparable(a: str | None, b: str | None) -> bool:
     """Whether two records are of the same test samples (so can be paired)."""
-    return (isinstance(a, dict) and isinstance(b, dict) and a.get("split") is not None
-            and a.get("split") == b.get("split") and a.get("samples") == b.get("samples"))
+    pa, pb = _parts(a), _parts(b)
+    return pa is not None and pb is not None and pa[:2] == pb[:2]
 
 
 @dataclass(frozen=True)
@@ -88,8 +106,10 @@ class Paired:
         return (self.a_only - self.b_only) / self.samples
 
     def text(self) -> str:
-        """'McNemar p = 0.031, significant at 5%' or 'McNemar p = 0.42, not significant at 5%'."""
-        return f"McNemar p = {p_text(self.p_value)}, {'' if self.significant else 'not '}significant at 5%"
+        """'McNemar p = 0.031, significant at 5%', 'McNemar p = 0.42, not significant at 5%', 'McNemar
+        p < 0.001, significant at 5%'."""
+        p = "< 0.001" if self.p_value < 0.001 else f"= {p_text(self.p_value)}"
+        return f"McNemar p {p}, {'' if self.significant else 'not '}significant at 5%"
 
 
 def p_text(p: float) -> str:
@@ -98,7 +118,7 @@ def p_text(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
-def paired_test(a: dict | None, b: dict | None) -> Paired | None:
+def paired_test(a: str | None, b: str | None) -> Paired | None:
     """McNemar's exact test of records `a` and `b` (`record`): a two-sided binomial test (scipy) of the
     samples only one of them got right, split evenly under equal accuracy. None when either is
     missing or they are not of the same test samples (`comparable`)."""

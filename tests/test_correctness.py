@@ -19,22 +19,25 @@ def test_a_record_gives_back_its_bits_for_any_length():
     for n in (1, 7, 8, 9, 20):
         hits = np.random.default_rng(n).random(n) < 0.6
         r = record(hits, LABELS[:n])
-        assert r["samples"] == n and np.array_equal(correctness.bits(r), hits)
+        assert correctness.samples(r) == n and np.array_equal(correctness.bits(r), hits)
         assert correctness.accuracy(r) == pytest.approx(hits.mean())
 
 
 def test_a_record_is_plain_text_a_tenth_of_a_byte_per_sample():
     r = record(np.ones(10_000, dtype=bool), np.zeros(10_000))
-    assert set(r) == {"samples", "split", "bits"} and isinstance(r["bits"], str)
-    assert len(r["bits"]) == 1668  # 1,250 bytes in base64
+    n, split, packed = r.split(":")
+    assert n == "10000" and len(split) == 16 and len(packed) == 1668  # 1,250 bytes in base64
 
 
 def test_a_torn_record_is_an_error_naming_what_is_wrong():
     r = rec([True] * 20)
     with pytest.raises(ValueError, match="3 bytes of bits for 25 samples"):
-        correctness.bits({**r, "samples": 25})
+        correctness.bits("25" + r[2:])
     with pytest.raises(ValueError, match="not a record"):
-        correctness.bits({"samples": 3})
+        correctness.bits("3:abc")
+    with pytest.raises(ValueError, match="not a record"):
+        correctness.bits(r[:-3] + "!!!")
+    assert correctness.samples("3:abc") is None and paired_test(r, "3:abc") is None
     with pytest.raises(ValueError, match="4 correctness bits for 3 labels"):
         record([True] * 4, [0, 1, 2])
 
@@ -63,6 +66,8 @@ def test_a_clear_difference_is_significant_with_the_binomial_p_value():
     assert p.p_value == pytest.approx(2 * 0.5 ** 9) and p.significant
     assert p.text() == "McNemar p = 0.0039, significant at 5%"
     assert paired_test(b, a).p_value == p.p_value and paired_test(b, a).gap == -p.gap
+    many = paired_test(record(np.ones(40, dtype=bool), np.zeros(40)), record(np.zeros(40, dtype=bool), np.zeros(40)))
+    assert many.text() == "McNemar p < 0.001, significant at 5%"
 
 
 def test_the_p_value_is_the_two_sided_binomial_of_the_discordant_samples():

@@ -22,7 +22,7 @@ from adsearch.results.arms import ARM_INTRO, budget_text
 from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
 from adsearch.results.sharing import sharing_summary
 from adsearch.results.texts import accuracy_text
-from adsearch.results.view import ReportView
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView
 
 
 def html_page(view: ReportView, spec_text: str) -> str:
@@ -63,7 +63,8 @@ def html_page(view: ReportView, spec_text: str) -> str:
                  "<p>Mean activation density of each layer group per epoch; pick a trial in the menu. "
                  "Crosses and dotted lines mark the compression points (hover for the widths).</p>",
                  _plot_div("density")]
-    body += ["<h2>All trials</h2>", "<p>Click a column to sort. ★: on the Pareto front.</p>", _trials_table(view)]
+    body += ["<h2>All trials</h2>", "<p>Click a column to sort. ★: on the Pareto front."
+             + (f" {_e(DROP_P_NOTE)}." if view.paired_with_baseline else "") + "</p>", _trials_table(view)]
     if view.failed:
         body += ["<h2>Failed trials</h2>", _failed_table(view)]
     body += ["<h2>Spec</h2>", f"<pre class='spec'>{_e(spec_text)}</pre>"]
@@ -78,7 +79,9 @@ def html_page(view: ReportView, spec_text: str) -> str:
 
 def _trials_table(view: ReportView) -> str:
     grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
-    header = ["trial", "state", *(["arm"] if grouped else []), *view.paths, "accuracy", "drop (pts)", "params",
+    paired = view.paired_with_baseline
+    header = ["trial", "state", *(["arm"] if grouped else []), *view.paths, "accuracy", "drop (pts)",
+              *([DROP_P] if paired else []), "params",
               "fewer params", "MACs", "train MACs", "fewer train MACs",
               *(["scratch accuracy", "scratch train MACs"] if scratch else []), "wall time", "rounds", "widths",
               "front", "error"]
@@ -93,6 +96,7 @@ def _trials_table(view: ReportView) -> str:
             *((value(r.settings.get(p)), r.settings.get(p)) for p in view.paths),
             (accuracy_text(r), r.metric("accuracy")),
             (points(drop) if search else "", drop),
+            *([(view.drop_p(r), t.p_value if (t := view.baseline_test(r)) else None)] if paired else []),
             (count(r.metric("params")), r.metric("params")),
             (view.fewer(r, "params"), view.inverse_ratio(r, "params")),
             (count(r.metric("macs")), r.metric("macs")),

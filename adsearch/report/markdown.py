@@ -10,7 +10,7 @@ from adsearch.results.arms import ARM_INTRO, budget_text
 from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
 from adsearch.results.sharing import sharing_summary
 from adsearch.results.texts import accuracy_text
-from adsearch.results.view import ReportView
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView
 
 
 def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
@@ -40,9 +40,11 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
     out += ["## Pareto front", ""]
     if view.front:
         out += [f"{len(view.front)} non-dominated trials over {view.objectives_text}, the baseline included when "
-                f"on the front; accuracy drop in percentage points below the baseline.", ""]
+                f"on the front; accuracy drop in percentage points below the baseline"
+                + (f"; {DROP_P_NOTE}." if view.paired_with_baseline else "."), ""]
         scratch = any(r.scratch for r in view.front_rows)
-        header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy", "drop (pts)", "params",
+        header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy", "drop (pts)",
+                  *([DROP_P] if view.paired_with_baseline else []), "params",
                   "MACs", "train MACs", *(["scratch accuracy", "scratch train MACs"] if scratch else []),
                   "wall time", "widths"]
         out += _table(header, [_front_cells(view, r, scratch) for r in view.front_rows]) + [""]
@@ -85,6 +87,7 @@ def _front_cells(view: ReportView, r: TrialRow, scratch: bool) -> list[str]:
     return [r.label + (" (recommended)" if view.is_recommended(r) else ""),
             *([view.arm(r) or "—"] if view.grouped_by_arm else []),
             *(value(r.settings.get(p)) for p in view.paths), accuracy_text(r), points(view.drop(r)),
+            *([view.drop_p(r)] if view.paired_with_baseline else []),
             view.cost_text(r, "params"), view.cost_text(r, "macs"), view.cost_text(r, "train_macs"),
             *([percent(scratch_metric(r, "accuracy")), count(scratch_metric(r, "train_macs"))] if scratch else []),
             seconds(r.metric("wall_s")), widths(r.widths)]

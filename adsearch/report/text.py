@@ -20,7 +20,7 @@ from adsearch.results.plot_data import group_names
 from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
 from adsearch.results.sharing import compute_saved, sharing_summary, sharing_text
 from adsearch.results.texts import accuracy_text, cost_text, fewer, short_settings
-from adsearch.results.view import ReportView, plain, view_of
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, plain, view_of
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""
@@ -92,17 +92,21 @@ def study_text(study) -> str:
     out += _live_text(view)
     out += ["", f"trials (* on the Pareto front over {view.objectives_text}, > recommended):"]
     grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
+    paired = view.paired_with_baseline
     header = ["", "trial", "state", *(["arm"] if grouped else []), *_short_names(view.paths), "accuracy", "drop",
-              "params", "MACs", "train MACs", *(["scratch acc", "scratch train MACs"] if scratch else []), "rounds",
+              *([DROP_P] if paired else []), "params", "MACs", "train MACs", *(["scratch acc", "scratch train MACs"] if scratch else []), "rounds",
               "widths", "shared"]
     body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state,
              *([view.arm(r) or ""] if grouped else []),
              *(value(r.settings.get(p)) for p in view.paths), accuracy_text(r),
-             "" if r.is_baseline else points(view.drop(r)), view.cost_text(r, "params"),
+             "" if r.is_baseline else points(view.drop(r)), *([view.drop_p(r)] if paired else []),
+             view.cost_text(r, "params"),
              count(r.metric("macs")), count(r.metric("train_macs")),
              *(_scratch_cells(r) if scratch else []), value(r.metric("rounds")), widths(r.widths), sharing_text(r)]
             for r in view.rows]
     out += text_table(header, body)
+    if paired:
+        out.append(DROP_P_NOTE)
     if scratch:
         out += ["", "against training from scratch: " + plain(SCRATCH_INTRO)]
         if summary := view.scratch_summary():
@@ -178,9 +182,10 @@ def trial_text(study, row: TrialRow) -> str:
                    else f"last run: {live.stopped_text()}")
     if not row.has("accuracy"):
         return "\n".join(out + ["no results yet" if row.state != "FAIL" else ""]).rstrip()
-    drop = view.drop(row)
+    drop, test = view.drop(row), view.baseline_test(row)
     out.append(f"accuracy {accuracy_text(row)}"
-               + (f" ({against_baseline(drop, 'pts')} the baseline)" if not row.is_baseline and drop is not None else "")
+               + (f" ({against_baseline(drop, 'pts')} the baseline" + (f"; {test.text()}" if test else "") + ")"
+                  if not row.is_baseline and drop is not None else "")
                + f", top-5 {percent(row.metric('top5'))}, loss {value(row.metric('loss'))}")
     out.append(f"params {view.cost_text(row, 'params')}, MACs {view.cost_text(row, 'macs')}, "
                f"train MACs {view.cost_text(row, 'train_macs')}, latency {value(row.metric('latency_ms'))} ms, "

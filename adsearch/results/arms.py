@@ -2,17 +2,18 @@
 
 A trial's arm is `arm_of(row, spec)` ('activation_density / density', 'random / uniform 0.5');
 `Arms` holds a study's arms and compares them at equal parameters: the budgets, a table of
-`ArmCell`s (the best accuracy at or under each budget) and a verdict per budget.
+`ArmCell`s (the best accuracy at or under each budget) and a verdict per budget, which tests the two
+best arms' trials paired on their test samples (McNemar) and names a lead only when it is significant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adsearch.metrics import count, finite, percent, points, value
 from adsearch.results.rows import TrialRow
-from adsearch.results.texts import CLEAR_GAP, is_clear_gap
+from adsearch.results.texts import CLEAR_GAP, differs, paired
 from adsearch.spec.pruning import CRITERIA, WIDTH_RULES
 from adsearch.spec.study_spec import StudySpec
 
@@ -68,10 +69,11 @@ def _trials(n: int) -> str:
 @dataclass(frozen=True)
 class ArmCell:
     """An arm at a parameter budget: the best accuracy of its complete trials at or under the budget
-    (None: it has none there), and how many trials those are."""
+    (None: it has none there), how many trials those are, and the trial with the best accuracy."""
 
     best: float | None
     trials: int
+    row: TrialRow | None = field(default=None, compare=False)
 
     def text(self) -> str:
         """'97.2% (3 trials)'; '—' when the arm has no trial at or under the budget."""
@@ -140,14 +142,20 @@ class Arms:
             there = [(arm, cells[k]) for arm, cells in table.items() if cells[k].trials]
             if there:
                 out.append(_budget_verdict(budget, sorted(there, key=lambda ac: -ac[1].best)))
-        out.append(f"One seed, one study: each figure is the best of an arm's trials in this search, not a mean over "
-                   f"repeated runs; a gap under {points(CLEAR_GAP)} points is called no clear winner.")
+        if all(r.correct for r in self.rows):
+            rule = ("a lead is named only where McNemar's test of the two trials, paired on their test samples, "
+                    "finds the gap significant at 5%")
+        else:  # a study recorded before trials kept their test samples
+            rule = f"a gap under {points(CLEAR_GAP)} points is called no clear winner"
+        out.append("One seed, one study: each figure is the best of an arm's trials in this search, not a mean over "
+                   f"repeated runs; {rule}.")
         return out
 
 
 def _cell(rows: Sequence[TrialRow], budget: float) -> ArmCell:
-    under = [r.metrics["accuracy"] for r in rows if r.metrics["params"] <= budget]
-    return ArmCell(best=max(under) if under else None, trials=len(under))
+    under = [r for r in rows if r.metrics["params"] <= budget]
+    top = max(under, key=lambda r: r.metrics["accuracy"], default=None)
+    return ArmCell(best=top.metrics["accuracy"] if top else None, trials=len(under), row=top)
 
 
 def _budget_verdict(budget: float, ranked: list[tuple[str, ArmCell]]) -> str:
@@ -158,11 +166,16 @@ def _budget_verdict(budget: float, ranked: list[tuple[str, ArmCell]]) -> str:
         return f"{label}: only {arm} has trials there ({cell.text()})."
     (first, a), (second, b) = ranked[:2]
     gap = a.best - b.best
-    if is_clear_gap(gap):
+    test = paired(a.row.correct, b.row.correct) if a.row is not None and b.row is not None else None
+    if differs(gap, test):
         return (f"{label}: {first} leads by {points(gap)} points ({percent(a.best)}, best of {_trials(a.trials)}; "
-                f"the next best, {second}, {percent(b.best)}, best of {_trials(b.trials)}).")
+                f"the next best, {second}, {percent(b.best)}, best of {_trials(b.trials)}"
+                + (f"; {test.text()}" if test else "") + ").")
     if percent(a.best) == percent(b.best):
         return (f"{label}: {first} and {second} tie at {percent(a.best)} (best of {_trials(a.trials)} and of "
                 f"{_trials(b.trials)}){' and others' if len(ranked) > 2 and ranked[2][1].best == a.best else ''}.")
+    if test is not None:
+        return (f"{label}: {first} {percent(a.best)} and {second} {percent(b.best)}, {points(gap)} points apart, "
+                f"within the noise ({test.text()}): no winner on {a.trials} and {b.trials} trials.")
     return (f"{label}: within {points(gap)} points: no clear winner on {a.trials} and {b.trials} trials "
             f"({first} {percent(a.best)}, {second} {percent(b.best)}).")

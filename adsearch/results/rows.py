@@ -51,7 +51,7 @@ class TrialRow:
     widths: list[int] | None = None
     base_widths: list[int] | None = None
     gpu_ids: list[str] | None = None
-    correct: dict | None = None
+    correct: str | None = None
     """Which test samples the trial got right (`adsearch.correctness.record`), for paired tests; None
     for a trial recorded before they were kept."""
     history: list[dict] = field(default_factory=list)
@@ -123,7 +123,7 @@ class TrialRow:
         return cls(number=number, role=role, state=state, error=error or "", settings=dict(settings or {}),
                    metrics={k: result[k] for k in METRICS if result.get(k) is not None},
                    widths=result.get("widths"), base_widths=result.get("base_widths"), gpu_ids=result.get("gpu_ids"),
-                   correct=result.get("correct") if isinstance(result.get("correct"), dict) else None,
+                   correct=result.get("correct") if isinstance(result.get("correct"), str) else None,
                    history=list(result.get("history") or []), compressions=list(result.get("compressions") or []))
 
 

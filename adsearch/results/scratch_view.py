@@ -1,6 +1,7 @@
 """A trial set against its scratch control (`TrialRow.scratch`: its final widths trained from
 scratch, same recipe and epochs), as every writer of the report says it: one trial
-(`scratch_verdict`) and all of them (`scratch_summary`)."""
+(`scratch_verdict`) and all of them (`scratch_summary`). Where both kept their correct test samples
+the two are tested paired (McNemar), and a gap inside the noise is a match, never a win."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from adsearch.metrics import finite, points
 from adsearch.results.rows import TrialRow
-from adsearch.results.texts import CLEAR_GAP, is_clear_gap
+from adsearch.results.texts import CLEAR_GAP, differs, paired
 
 SCRATCH_INTRO = ("A scratch control trains a trial's final widths from scratch with the same recipe and epochs, "
                  "no pruning (Liu et al., \"Rethinking the Value of Network Pruning\"): does pruning in training "
@@ -22,27 +23,37 @@ def scratch_metric(row: TrialRow, key: str) -> float | None:
     return v if finite(v) else None
 
 
+def control_test(row: TrialRow):
+    """McNemar's test of the trial against its scratch control (`texts.paired`), or None."""
+    return paired(row.correct, (row.scratch or {}).get("correct"))
+
+
 def scratch_verdict(row: TrialRow) -> str:
     """The trial against its scratch control (its final widths trained from scratch, same recipe and
     epochs) in one line, e.g. 'pruning in training: +0.8 points over training these widths from
     scratch, at 8.5x its training MACs' or 'training these widths from scratch matches it (-0.1
     points) at 8.5x less training compute'; '' when either accuracy is missing. Training compute is
-    each one's `train_macs` (the schedule's cost from scratch, sharing left out)."""
+    each one's `train_macs` (the schedule's cost from scratch, sharing left out). With a paired test
+    (`control_test`) its p-value follows the gap: '(+0.1 points; McNemar p = 0.8, not significant at 5%)'."""
     acc, control = row.metric("accuracy"), scratch_metric(row, "accuracy")
     if acc is None or control is None:
         return ""
     gap = acc - control
+    test = control_test(row)
+    tested = f"; {test.text()}" if test is not None else ""
     mine, theirs = row.metric("train_macs"), scratch_metric(row, "train_macs")
     ratio = mine / theirs if mine and theirs else None  # pruning in training / scratch
-    if is_clear_gap(gap):
+    if differs(gap, test):
         winner, loser, r = (("pruning in training", "training these widths from scratch", ratio) if gap > 0 else
                             ("training these widths from scratch", "pruning in training", ratio and 1 / ratio))
-        return f"{winner}: +{points(abs(gap))} points over {loser}" + (f", {_compute(r)}" if r else "")
+        return (f"{winner}: +{points(abs(gap))} points over {loser}" + (f" ({test.text()})" if test else "")
+                + (f", {_compute(r)}" if r else ""))
     if ratio is None:
-        return f"training these widths from scratch matches pruning in training ({100 * -gap:+.1f} points)"
+        return f"training these widths from scratch matches pruning in training ({100 * -gap:+.1f} points{tested})"
     if ratio >= 1:
-        return f"training these widths from scratch matches it ({100 * -gap:+.1f} points) {_compute(1 / ratio)}"
-    return f"pruning in training matches training these widths from scratch ({100 * gap:+.1f} points) {_compute(ratio)}"
+        return f"training these widths from scratch matches it ({100 * -gap:+.1f} points{tested}) {_compute(1 / ratio)}"
+    return (f"pruning in training matches training these widths from scratch ({100 * gap:+.1f} points{tested}) "
+            f"{_compute(ratio)}")
 
 
 def _compute(ratio: float) -> str:
@@ -58,18 +69,23 @@ def scratch_summary(rows: Sequence[TrialRow], on_front: Callable[[TrialRow], boo
     of training MACs; and, when every one is on the front (`on_front`), that the front is selected
     for luck as well as merit (its controls are not). '' without two trials to compare."""
     pairs = [(r.metric("accuracy"), scratch_metric(r, "accuracy"), r.metric("train_macs"),
-              scratch_metric(r, "train_macs")) for r in rows]
+              scratch_metric(r, "train_macs"), control_test(r)) for r in rows]
     pairs = [p for p in pairs if p[0] is not None and p[1] is not None]
     if len(pairs) < 2:
         return ""
-    gaps = [a - c for a, c, _, _ in pairs]
-    ratios = [m / cm for _, _, m, cm in pairs if m and cm]
-    above = sum(is_clear_gap(g) and g > 0 for g in gaps)
-    below = sum(is_clear_gap(g) and g < 0 for g in gaps)
-    mean = sum(gaps) / len(gaps)
+    gaps = [(a - c, test) for a, c, _, _, test in pairs]
+    ratios = [m / cm for _, _, m, cm, _ in pairs if m and cm]
+    above = sum(differs(g, test) and g > 0 for g, test in gaps)
+    below = sum(differs(g, test) and g < 0 for g, test in gaps)
+    mean = sum(g for g, _ in gaps) / len(gaps)
+    if all(test is not None for _, test in gaps):
+        counts = (f"{above} significantly above their control, {below} significantly below, "
+                  f"{len(pairs) - above - below} within the noise, by McNemar's paired test at 5%")
+    else:  # a study recorded before trials kept their test samples
+        counts = (f"{above} clearly above their control, {below} clearly below, {len(pairs) - above - below} within "
+                  f"{points(CLEAR_GAP)} points")
     text = (f"Over {len(pairs)} trials with a control, pruning in training is {100 * mean:+.2f} points from "
-            f"training the same widths from scratch on average ({above} clearly above their control, {below} "
-            f"clearly below, {len(pairs) - above - below} within {points(CLEAR_GAP)} points)")
+            f"training the same widths from scratch on average ({counts})")
     if ratios:
         text += f", at {sum(ratios) / len(ratios):.1f}x the control's training MACs on average"
     text += "."

@@ -1,10 +1,12 @@
 """How the report says a trial against the baseline: its ratios (`compared`), 'x fewer' and cost
-texts, its searched settings; and the accuracy gap it calls a difference (`CLEAR_GAP`)."""
+texts, its searched settings; and when it calls an accuracy gap a difference (`differs`: McNemar's
+paired test on the test samples where both trials kept them, else `CLEAR_GAP`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from adsearch.correctness import Paired, paired_test
 from adsearch.metrics import count, finite, percent_interval, times_fewer, value, with_ratios
 from adsearch.results.rows import TrialRow
 
@@ -22,6 +24,24 @@ def accuracy_text(row: TrialRow) -> str:
 def is_clear_gap(gap: float) -> bool:
     """Whether an accuracy gap is a difference the report names (see `CLEAR_GAP`), as it is written."""
     return round(100 * abs(gap), 1) >= round(100 * CLEAR_GAP, 1)
+
+
+def paired(a: str | None, b: str | None) -> Paired | None:
+    """McNemar's exact test of two trials' correct test samples (`TrialRow.correct`, a control's
+    `correct`); None when either has none or they are of different test samples."""
+    return paired_test(a, b)
+
+
+def differs(gap: float, test: Paired | None) -> bool:
+    """Whether the report names an accuracy gap a difference: with a paired test, when it is significant at
+    5% (a gap inside the noise is never a winner); without one (a study recorded before trials kept
+    their test samples), when it is at least `CLEAR_GAP`."""
+    return test.significant if test is not None else is_clear_gap(gap)
+
+
+def significance_text(test: Paired | None) -> str:
+    """'McNemar p = 0.031, significant at 5%', or '' without a paired test."""
+    return test.text() if test is not None else ""
 
 
 def compared(row: TrialRow, key: str, baseline: TrialRow | None) -> float | None:

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from adsearch.correctness import Paired, p_text
 from adsearch.metrics import COSTS, against_baseline, count, finite, percent, points, seconds, widths
 from adsearch.results.arms import ArmCell, Arms, arm_of
 from adsearch.results.pareto import baseline_index, objective_pairs, pareto_front, qualifying, recommended
 from adsearch.results.rows import TrialRow, sort_rows
 from adsearch.results.scratch_view import scratch_summary
-from adsearch.results.texts import accuracy_text, compared, cost_text, fewer, settings_text
+from adsearch.results.texts import accuracy_text, compared, cost_text, fewer, paired, settings_text
 from adsearch.spec.study_spec import StudySpec
 
 
@@ -166,6 +167,24 @@ class ReportView:
         """The accuracy drop of `row` below the baseline (a fraction; negative: above it)."""
         return compared(row, "accuracy_drop", self.baseline)
 
+    def baseline_test(self, row: TrialRow) -> Paired | None:
+        """`row` against the baseline, paired on their test samples (McNemar's exact test); None for the
+        baseline itself, or where either kept no test samples."""
+        if self.baseline is None or row.is_baseline:
+            return None
+        return paired(row.correct, self.baseline.correct)
+
+    @cached_property
+    def paired_with_baseline(self) -> bool:
+        """Whether some trial is tested paired against the baseline: then the tables show its p-value."""
+        return any(self.baseline_test(r) is not None for r in self.rows)
+
+    def drop_p(self, row: TrialRow) -> str:
+        """The p-value of `row`'s accuracy drop (`baseline_test`) as a table cell: '0.25', '0.002 *'
+        (significant at 5%), '' without a test."""
+        test = self.baseline_test(row)
+        return "" if test is None else p_text(test.p_value) + (" *" if test.significant else "")
+
     def fewer(self, row: TrialRow, cost: str) -> str:
         """See `texts.fewer`."""
         return fewer(row, cost, self.baseline)
@@ -228,6 +247,12 @@ class ReportView:
         return settings_text(row, self.paths, quote)
 
 
+DROP_P = "drop p"
+"""The tables' column of `ReportView.drop_p`, and what it means (`DROP_P_NOTE`)."""
+DROP_P_NOTE = ("drop p: McNemar's exact test of the trial against the baseline, paired on their test samples "
+               "(* significant at 5%)")
+
+
 def plain(text: str) -> str:
     """Markdown-flavoured text (`ReportView.recommendation`) without its ** and ` marks."""
     return text.replace("**", "").replace("`", "")
@@ -278,9 +303,11 @@ def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, bas
     why = (f"within {points(limit)} points of the baseline, the fewest parameters that no trial at most "
            f"{100 * spec.report.size_tolerance:g}% larger beats on accuracy" if passed_over else
            f"the fewest parameters with accuracy within {points(limit)} points of the baseline")
+    test = paired(r.correct, baseline.correct)  # as `ReportView.baseline_test`, before the view exists
+    notes = [*(["95% intervals from the test samples"] if finite(r.accuracy_interval[0]) else []),
+             *([f"paired on them, {test.text()}"] if test is not None else [])]
     return (f"**Trial {r.label}**: {why}. Accuracy {accuracy_text(r)}, {against_baseline(drop)} "
-            f"the baseline's {accuracy_text(baseline)}"
-            + (" (95% intervals from the test samples)" if finite(r.accuracy_interval[0]) else "")
+            f"the baseline's {accuracy_text(baseline)}" + (f" ({'; '.join(notes)})" if notes else "")
             + f"; params {cost_text(r, 'params', baseline)}; "
             f"MACs {cost_text(r, 'macs', baseline)}; training MACs {cost_text(r, 'train_macs', baseline)}; "
             f"wall time {seconds(r.metric('wall_s'))}; widths {widths(r.widths)}"
@@ -302,19 +329,25 @@ def _rivals(spec: StudySpec, rows: list[TrialRow], best: int) -> str:
         d = other.metrics["accuracy"] - acc
         return f"{points(abs(d))} points {'more' if d > 0 else 'less'} accurate" if d else "as accurate"
 
+    def tested(other: TrialRow) -> list[str]:
+        """`other` against the recommended trial, paired on their test samples (none: [])."""
+        test = paired(other.correct, r.correct)
+        return [test.text()] if test is not None else []
+
     parts = []
     if smaller:
         s = smaller[-1]
+        why = (f"a trial at most `report.size_tolerance` = {100 * tolerance:g}% larger and more accurate is "
+               "preferred")
         parts.append(f"over trial {s.label}, {100 * (1 - s.metrics['params'] / params):.1f}% smaller but "
-                     f"{gap(s)} (a trial at most `report.size_tolerance` = {100 * tolerance:g}% larger and more "
-                     f"accurate is preferred)")
+                     f"{gap(s)} ({'; '.join([*tested(s), why])})")
     else:
         parts.append(f"as no smaller trial is within {points(limit)} points of the baseline")
     if larger:
         n = larger[0]
         ratio = n.metrics["params"] / params
         more = f"{100 * (ratio - 1):.1f}% more params" if ratio < 2 else f"{ratio:.1f}x the params"
-        parts.append(f"over trial {n.label}, the next larger ({more}, {gap(n)})")
+        parts.append(f"over trial {n.label}, the next larger ({'; '.join([f'{more}, {gap(n)}', *tested(n)])})")
     return "Chosen " + " and ".join(parts) + "."
 
 

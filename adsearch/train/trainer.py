@@ -86,7 +86,7 @@ class _Trial:
         self.shared_from: int | None = None  # the trial that kept that state
         self.history: list[dict] = []
         self.compressions: list[dict] = []
-        self.correct: dict | None = None  # the last evaluation's correct test samples (`correctness.record`)
+        self.correct: str | None = None  # the last evaluation's correct test samples (`correctness.record`)
         self.base_widths = group_widths(self.model, self.groups)
         self._measure()
 

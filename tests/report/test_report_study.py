@@ -122,6 +122,17 @@ def test_records_read_back_the_study_and_its_state(study_dir, interrupted_dir):
         assert row["accuracy_low"] < row["accuracy"] < row["accuracy_high"] or row["accuracy"] == 1.0
     front = (study_dir / "report.md").read_text().split("## Pareto front")[1]
     assert f"| {percent_interval(record.baseline.metrics['accuracy'], n_test)} |" in front
+    # every trial keeps which test samples it got right (through Ray's results, Optuna and baseline.json)
+    from adsearch import correctness
+
+    for row in record.rows:
+        assert correctness.samples(row.correct) == n_test, row.label
+        assert correctness.accuracy(row.correct) == pytest.approx(row.metrics["accuracy"])
+    tested = [paired for paired in
+              (correctness.paired_test(r.correct, record.baseline.correct) for r in record.rows[1:])]
+    assert all(t is not None and 0 <= t.p_value <= 1 for t in tested)
+    assert "drop p: McNemar's exact test of the trial against the baseline" in front
+    assert "correct" not in trials.columns  # the bits stay in the study's records, not the CSVs
 
     other = read_study(interrupted_dir)
     assert other.state == "interrupted" and (other.trials_done, other.trials_total) == (3, 4)

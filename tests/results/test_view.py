@@ -20,9 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from helpers import HAND_MADE_SPEC, trial_row
 
+from adsearch import correctness
 from adsearch.report.html import html_page
 from adsearch.report.markdown import markdown
 from adsearch.report.text import study_text
@@ -296,3 +298,63 @@ def test_scratch_summary_counts_the_trials_above_and_below_their_controls_and_fl
     assert only_front.scratch_summary().endswith("so their edge is overstated (`adsearch scratch --trials` controls "
                                                  "others).")
     assert report_view(arms.spec, arm_rows()).scratch_summary() == ""  # no control at all
+
+
+# --- comparisons paired on the test samples (McNemar) --------------------------------------------
+
+N = 1000
+
+
+def samples(errors: range) -> dict:
+    """The record of a trial on N test samples that got exactly those in `errors` wrong."""
+    hits = np.ones(N, dtype=bool)
+    hits[list(errors)] = False
+    return correctness.record(hits, np.arange(N) % 10)
+
+
+def test_arm_verdicts_name_a_lead_only_where_the_paired_test_finds_it():
+    # <= 500: trial 0 (94.0%) against trial 3 (93.0%): trial 0's 60 errors are among trial 3's 70, so 10
+    #   samples tell them apart, all for trial 0: p = 2 * 0.5 ** 10 = 0.002, a lead
+    # <= 240: trial 1 (93.0%) against trial 4 (92.0%): no error in common, 70 against 80 discordant: p = 0.26
+    rows = arm_rows()
+    errors = {0: range(0, 60), 3: range(0, 70), 1: range(0, 70), 4: range(500, 580), 2: range(0, 100),
+              5: range(0, 90)}
+    for row in rows:
+        if row.number in errors:
+            row.correct = samples(errors[row.number])
+            row.metrics["accuracy"] = 1 - len(errors[row.number]) / N
+    verdicts = report_view(parse_spec(ARM_SPEC), rows).arm_verdicts()
+    assert verdicts[0] == ("<= 500 params: activation_density / density leads by 1.0 points (94.0%, best of 3 "
+                           "trials; the next best, random / uniform 0.5, 93.0%, best of 3 trials; McNemar p = "
+                           "0.002, significant at 5%).")
+    p = correctness.mcnemar_p(80, 70)
+    assert 0.2 < p < 0.5
+    assert verdicts[1] == ("<= 240 params: activation_density / density 93.0% and random / uniform 0.5 92.0%, 1.0 "
+                           f"points apart, within the noise (McNemar p = {correctness.p_text(p)}, not significant "
+                           "at 5%): no winner on 2 and 2 trials.")
+    assert "McNemar's test of the two trials, paired on their test samples" in verdicts[-1]
+
+
+def test_a_trial_against_its_control_and_the_baseline_gives_the_paired_p_value(arms):
+    row = trial_row(0, accuracy=0.93, train_macs=4e9)
+    row.correct = samples(range(0, 70))
+    row.scratch = {"accuracy": 0.94, "train_macs": 1e9, "correct": samples(range(100, 160))}  # 70 against 60
+    p = correctness.p_text(correctness.mcnemar_p(60, 70))
+    assert scratch_verdict(row) == (f"training these widths from scratch matches it (+1.0 points; McNemar p = {p}, "
+                                    "not significant at 5%) at 4.0x less training compute")
+    row.scratch["correct"] = samples(range(0, 60))  # its errors a subset of the trial's: 10 to 0
+    assert scratch_verdict(row) == ("training these widths from scratch: +1.0 points over pruning in training "
+                                    "(McNemar p = 0.002, significant at 5%), at 4.0x less training compute")
+
+    base = trial_row(-1, role="baseline", accuracy=0.997, params=1_150_000, test_samples=N)
+    small = trial_row(12, accuracy=0.989, params=15_200, test_samples=N)
+    chosen = trial_row(6, accuracy=0.997, params=15_800, test_samples=N)
+    base.correct, small.correct, chosen.correct = samples(range(3)), samples(range(3, 14)), samples(range(3))
+    text = report_view(arms.spec.model_copy(update={"search": parse_spec(SPEC).search}),
+                       [base, small, chosen]).recommendation
+    assert "level with the baseline's 99.7% (99.1-99.9) (95% intervals from the test samples; paired on them, " \
+           "McNemar p = 1, not significant at 5%)" in text
+    p = correctness.p_text(correctness.mcnemar_p(3, 11))
+    assert text.endswith(f"Chosen over trial 12, 3.8% smaller but 0.8 points less accurate (McNemar p = {p}, not "
+                         "significant at 5%; a trial at most `report.size_tolerance` = 10% larger and more accurate "
+                         "is preferred).")

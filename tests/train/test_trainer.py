@@ -79,7 +79,7 @@ def test_the_last_report_keeps_which_test_samples_the_trial_got_right(straight):
     final, reports = straight
     assert "correct" not in reports[0][0] and reports[-1][0]["correct"] == final["correct"]
     record = final["correct"]
-    assert record["samples"] == 51 == final["test_samples"]
+    assert correctness.samples(record) == 51 == final["test_samples"]
     hits = correctness.bits(record)
     assert hits.dtype == bool and hits.size == 51
     assert round(hits.sum() / 51, 12) == round(final["accuracy"], 12)
