@@ -101,17 +101,22 @@ def scratch(
     study: Path = typer.Argument(..., help="a finished study directory, e.g. reports/quickstart", show_default=False),
     trials: Optional[str] = typer.Option(None, help="trials to control, e.g. 3,5 (default: the pruned trials on "
                                                     "the Pareto front)", show_default=False),
+    match: Optional[str] = typer.Option(None, help="what a control matches its trial on: epochs (as many epochs), "
+                                                   "compute (as many training MACs: more epochs of the small "
+                                                   "network) or both (default: the study's "
+                                                   "search.scratch_controls, else epochs)", show_default=False),
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
     log_level: str = LogOpt,
     every: float = EveryOpt,
 ) -> None:
-    """Train the final widths of the study's pruned front trials from scratch (same recipe and epochs,
-    no pruning), record them beside each trial and rewrite the report."""
+    """Train the final widths of the study's pruned front trials from scratch (same recipe, no
+    pruning; as many epochs or as much training compute as the trial), record them beside each
+    trial and rewrite the report."""
     numbers = _trial_numbers(trials) if trials is not None else None
     from adsearch.study.callbacks import Live
     from adsearch.study.runner import scratch_study
 
-    result = scratch_study(study, trials=numbers, address=address, say=out.print, warn=_warn,
+    result = scratch_study(study, trials=numbers, match=match, address=address, say=out.print, warn=_warn,
                            log_level=_log_level(log_level), live=Live(out, every))
     out.print(f"report: {result.files['report.md']}")
 
@@ -236,14 +241,17 @@ def export(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="where to write (default: <study>/models/)",
                                            show_default=False),
     verify: bool = typer.Option(False, help="load the written file and measure its held-out accuracy"),
+    control: Optional[str] = typer.Option(None, help="epochs | compute: the network of the trial's scratch control "
+                                                     "(its widths trained from scratch) instead", show_default=False),
 ) -> None:
     """Write a trial's compressed network (state dict + widths, TorchScript or ONNX)."""
     from adsearch.export import export_trial, verify_export
 
     number = _trial_number(trial) if trial is not None else None
-    result = export_trial(study, number=number, pick=pick, fmt=format_, out_dir=out_dir)
+    result = export_trial(study, number=number, pick=pick, fmt=format_, out_dir=out_dir, control=control)
     info = result.info
-    name = "baseline" if info["trial"] == -1 else f"trial {info['trial']}"
+    name = ("baseline" if info["trial"] == -1 else f"trial {info['trial']}") + (
+        f"'s scratch control at equal {info['control']}" if info.get("control") else "")
     metrics = info["metrics"]
     out.print(f"exported {name} of {info['study']} ({info['format']}): {result.path}", markup=False)
     out.print(f"widths {'/'.join(map(str, info['widths']))}, params {metrics.get('params'):,}, "

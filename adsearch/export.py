@@ -33,6 +33,8 @@ from adsearch.results.rows import TrialRow
 from adsearch.results.trial_network import check_finished, rebuild, trial_spec
 
 FORMATS = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
+CONTROLS = ("epochs", "compute")
+"""What `--control` takes: a trial's scratch control at equal epochs or at equal training compute."""
 """Export formats and the file suffix each is written with."""
 PICKS = ("recommended",)
 
@@ -47,7 +49,7 @@ class Export:
 
 
 def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str | None = None,
-                 fmt: str = "state_dict", out_dir: Path | str | None = None) -> Export:
+                 fmt: str = "state_dict", out_dir: Path | str | None = None, control: str | None = None) -> Export:
     """Write the network trial `number` (-1: the baseline) or the `pick`ed trial ended with.
 
     Args:
@@ -57,6 +59,8 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
         fmt: 'state_dict' (`load_model` or `adsearch.models.saving.load_compressed` rebuilds it),
             'torchscript' or 'onnx' (needs the `onnx` extra: `pip install 'adsearch[onnx]'`).
         out_dir: where to write; default `<study_dir>/models/`.
+        control: 'epochs' or 'compute': the network of the trial's scratch control matched on that
+            (its final widths trained from scratch) instead, as `trial-<N>-scratch-<control>`.
 
     Raises:
         AdsearchError: an unknown study, trial, pick or format (the message lists what exists), a
@@ -64,21 +68,23 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
             checkpoint, ONNX without the onnx package, or a file that cannot be written (then
             nothing is: no partial file, an earlier export of the trial left as it was).
     """
-    _check_request(number, pick, fmt)
+    _check_request(number, pick, fmt, control)
     if fmt == "onnx":
         _require_onnx()
     record = read_study(study_dir)
     row = record.row(_trial_number(record, number, pick))
     check_finished(record, row)
-    checkpoint = load_checkpoint(record.study_dir, row)
+    if control is not None and row.is_baseline:
+        raise AdsearchError("the baseline has no scratch control: --control takes a pruned search trial")
+    checkpoint = load_checkpoint(record.study_dir, row, control)
     spec = trial_spec(record, row)
     model, data = rebuild(spec, checkpoint)
 
     out_dir = Path(out_dir) if out_dir is not None else record.study_dir.models_dir
-    stem = "baseline" if row.is_baseline else f"trial-{row.number}"
+    stem = ("baseline" if row.is_baseline else f"trial-{row.number}") + (f"-scratch-{control}" if control else "")
     path = out_dir / f"{stem}{FORMATS[fmt]}"
     info_path = path.with_name(f"{path.name}.json")
-    info = _describe(record, row, spec, checkpoint, data, fmt, path)
+    info = _describe(record, row, spec, checkpoint, data, fmt, path, control)
     _write_all(out_dir, {path: lambda tmp: _write_model(model, spec, data, fmt, tmp, info),
                          info_path: lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n")})
     return Export(path=path, info_path=info_path, info=info)
@@ -87,7 +93,7 @@ def export_trial(study_dir: Path | str, *, number: int | None = None, pick: str 
 # --- which trial ---------------------------------------------------------------------------------
 
 
-def _check_request(number: int | None, pick: str | None, fmt: str) -> None:
+def _check_request(number: int | None, pick: str | None, fmt: str, control: str | None = None) -> None:
     """The arguments alone, checked before the study is read."""
     if number is None and pick is None:
         raise AdsearchError("say which trial to export: --trial N, --trial baseline or --pick recommended")
@@ -97,6 +103,9 @@ def _check_request(number: int | None, pick: str | None, fmt: str) -> None:
         raise AdsearchError(f"unknown pick {pick!r}; choose one of {', '.join(PICKS)} (or --trial N)")
     if fmt not in FORMATS:
         raise AdsearchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if control is not None and control not in CONTROLS:
+        raise AdsearchError(f"unknown control {control!r}; choose one of {', '.join(CONTROLS)} (the trial's scratch "
+                            "control at equal epochs or at equal training compute)")
 
 
 def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> int:
@@ -118,11 +127,14 @@ def _trial_number(record: StudyRecord, number: int | None, pick: str | None) -> 
 # --- the checkpoint and the network ------------------------------------------------------------
 
 
-def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, fmt: str, path: Path) -> dict:
+def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, fmt: str, path: Path,
+              control: str | None = None) -> dict:
     kept = [m for m in METRICS if m not in ("wall_s", "epoch", *SPENDING)]  # what the network is, not how long it took
+    metrics = row.control(control) if control else row.metrics
     return {
         "study": record.name,
         "trial": row.number,
+        **({"control": control} if control else {}),
         "format": fmt,
         "file": path.name,
         "arch": spec.model.model_dump(mode="json"),
@@ -132,7 +144,7 @@ def _describe(record: StudyRecord, row: TrialRow, spec, checkpoint: dict, data, 
         "num_classes": data.num_classes,
         "dataset": spec.data.dataset,
         "settings": dict(row.settings),
-        "metrics": {k: row.metrics[k] for k in kept if row.metrics.get(k) is not None},
+        "metrics": {k: metrics[k] for k in kept if metrics.get(k) is not None},
         "epoch": checkpoint.get("epoch"),
         "spec_digest": record.spec.digest(),
     }

@@ -15,14 +15,13 @@ import re
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from adsearch.metrics import count, finite, percent, points, seconds, value, widths
+from adsearch.metrics import count, finite, points, seconds, value, widths
 from adsearch.report.html_figures import density_figure, pareto_figure, width_profile_figure
-from adsearch.results.rows import TrialRow
 from adsearch.results.arms import ARM_INTRO, budget_text
-from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
+from adsearch.results.scratch_view import MATCH_TITLES, SCRATCH_INTRO, scratch_cells, scratch_columns, scratch_verdict
 from adsearch.results.sharing import sharing_summary
 from adsearch.results.texts import accuracy_text
-from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, drop_p
 
 
 def html_page(view: ReportView, spec_text: str) -> str:
@@ -48,12 +47,15 @@ def html_page(view: ReportView, spec_text: str) -> str:
         body += ["<h2>Arms at equal parameters</h2>", f"<p>{_inline(ARM_INTRO)}</p>", _arm_table(view),
                  "<ul id='arm-verdicts'>" + "".join(f"<li>{_e(v)}</li>" for v in view.arm_verdicts()) + "</ul>"]
     if view.scratch_rows:
-        summary = view.scratch_summary()
-        body += ["<h2>Against training from scratch</h2>", f"<p>{_e(SCRATCH_INTRO)}</p>",
-                 *([f"<p id='scratch-summary'>{_inline(summary)}</p>"] if summary else []),
-                 "<ul id='scratch-verdicts'>"
-                 + "".join(f"<li>trial {_e(r.label)}: {_e(scratch_verdict(r) or 'no accuracy to compare')}</li>"
-                           for r in view.scratch_rows) + "</ul>"]
+        body += ["<h2>Against training from scratch</h2>", f"<p>{_e(SCRATCH_INTRO)}</p>"]
+        titled = len(view.scratch_matches) > 1 or view.scratch_matches != ["epochs"]
+        for match in view.scratch_matches:
+            summary, suffix = view.scratch_summary(match), "" if match == "epochs" else f"-{match}"
+            body += [*([f"<h3>{_e(MATCH_TITLES[match])}</h3>"] if titled else []),
+                     *([f"<p id='scratch-summary{suffix}'>{_inline(summary)}</p>"] if summary else []),
+                     f"<ul id='scratch-verdicts{suffix}'>"
+                     + "".join(f"<li>trial {_e(r.label)}: {_e(scratch_verdict(r, match) or 'no accuracy to compare')}"
+                               "</li>" for r in view.matched_rows(match)) + "</ul>"]
     if "widths" in figures:
         body += ["<h2>Layer widths of the Pareto trials</h2>",
                  "<p>Channels kept per prunable layer group (log scale), against the baseline's.</p>",
@@ -78,12 +80,12 @@ def html_page(view: ReportView, spec_text: str) -> str:
 
 
 def _trials_table(view: ReportView) -> str:
-    grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
+    grouped, scratch = view.grouped_by_arm, view.scratch_matches
     paired = view.paired_with_baseline
     header = ["trial", "state", *(["arm"] if grouped else []), *view.paths, "accuracy", "drop (pts)",
               *([DROP_P] if paired else []), "params",
               "fewer params", "MACs", "train MACs", "fewer train MACs",
-              *(["scratch accuracy", "scratch train MACs"] if scratch else []), "wall time", "rounds", "widths",
+              *scratch_columns(scratch), "wall time", "rounds", "widths",
               "front", "error"]
     out = ["<div class='scroll'><table class='sortable' id='trials'><thead><tr>"
            + "".join(f"<th title='sort'>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
@@ -96,13 +98,13 @@ def _trials_table(view: ReportView) -> str:
             *((value(r.settings.get(p)), r.settings.get(p)) for p in view.paths),
             (accuracy_text(r), r.metric("accuracy")),
             (points(drop) if search else "", drop),
-            *([(view.drop_p(r), t.p_value if (t := view.baseline_test(r)) else None)] if paired else []),
+            *([(drop_p(view, r), t.p_value if (t := view.baseline_test(r)) else None)] if paired else []),
             (count(r.metric("params")), r.metric("params")),
             (view.fewer(r, "params"), view.inverse_ratio(r, "params")),
             (count(r.metric("macs")), r.metric("macs")),
             (count(r.metric("train_macs")), r.metric("train_macs")),
             (view.fewer(r, "train_macs"), view.inverse_ratio(r, "train_macs")),
-            *(_scratch_cells(r) if scratch else []),
+            *scratch_cells(r, scratch),
             (seconds(r.metric("wall_s")), r.metric("wall_s")),
             (value(r.metric("rounds")), r.metric("rounds")),
             (widths(r.widths), None),
@@ -115,14 +117,6 @@ def _trials_table(view: ReportView) -> str:
                    + "".join(_td(text, key) for text, key in cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
-
-
-def _scratch_cells(row: TrialRow) -> list[tuple]:
-    """(text, sort key) of the accuracy and training MACs of the row's scratch control; empty without one."""
-    if not row.scratch:
-        return [("", None), ("", None)]
-    acc, macs = scratch_metric(row, "accuracy"), scratch_metric(row, "train_macs")
-    return [(percent(acc), acc), (count(macs), macs)]
 
 
 def _arm_table(view: ReportView) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Container, Sequence
 
-from adsearch.metrics import COSTS, count, percent, points, seconds, value, widths
+from adsearch.metrics import COSTS, count, points, seconds, value, widths
 from adsearch.results.rows import TrialRow
 from adsearch.results.arms import ARM_INTRO, budget_text
-from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
+from adsearch.results.scratch_view import MATCH_TITLES, SCRATCH_INTRO, scratch_cells, scratch_columns, scratch_verdict
 from adsearch.results.sharing import sharing_summary
 from adsearch.results.texts import accuracy_text
-from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, drop_p
 
 
 def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
@@ -42,10 +42,10 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
         out += [f"{len(view.front)} non-dominated trials over {view.objectives_text}, the baseline included when "
                 f"on the front; accuracy drop in percentage points below the baseline"
                 + (f"; {DROP_P_NOTE}." if view.paired_with_baseline else "."), ""]
-        scratch = any(r.scratch for r in view.front_rows)
+        scratch = [m for m in view.scratch_matches if any(r.control(m) for r in view.front_rows)]
         header = ["trial", *(["arm"] if view.grouped_by_arm else []), *view.paths, "accuracy", "drop (pts)",
                   *([DROP_P] if view.paired_with_baseline else []), "params",
-                  "MACs", "train MACs", *(["scratch accuracy", "scratch train MACs"] if scratch else []),
+                  "MACs", "train MACs", *scratch_columns(scratch),
                   "wall time", "widths"]
         out += _table(header, [_front_cells(view, r, scratch) for r in view.front_rows]) + [""]
     else:
@@ -55,10 +55,15 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
 
     if view.scratch_rows:
         out += ["## Against training from scratch", "", SCRATCH_INTRO, ""]
-        if summary := view.scratch_summary():
-            out += [summary, ""]
-        out += [f"- Trial {r.label}: {scratch_verdict(r) or 'no accuracy to compare'}." for r in view.scratch_rows]
-        out += [""]
+        titled = len(view.scratch_matches) > 1 or view.scratch_matches != ["epochs"]
+        for match in view.scratch_matches:
+            if titled:
+                out += [f"**{MATCH_TITLES[match]}.**", ""]
+            if summary := view.scratch_summary(match):
+                out += [summary, ""]
+            out += [f"- Trial {r.label}: {scratch_verdict(r, match) or 'no accuracy to compare'}."
+                    for r in view.matched_rows(match)]
+            out += [""]
 
     if view.grouped_by_arm:
         out += ["## Arms at equal parameters", "", ARM_INTRO, ""]
@@ -83,13 +88,13 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
     return "\n".join(out)
 
 
-def _front_cells(view: ReportView, r: TrialRow, scratch: bool) -> list[str]:
+def _front_cells(view: ReportView, r: TrialRow, scratch: list[str]) -> list[str]:
     return [r.label + (" (recommended)" if view.is_recommended(r) else ""),
             *([view.arm(r) or "—"] if view.grouped_by_arm else []),
             *(value(r.settings.get(p)) for p in view.paths), accuracy_text(r), points(view.drop(r)),
-            *([view.drop_p(r)] if view.paired_with_baseline else []),
+            *([drop_p(view, r)] if view.paired_with_baseline else []),
             view.cost_text(r, "params"), view.cost_text(r, "macs"), view.cost_text(r, "train_macs"),
-            *([percent(scratch_metric(r, "accuracy")), count(scratch_metric(r, "train_macs"))] if scratch else []),
+            *(text for text, _ in scratch_cells(r, scratch)),
             seconds(r.metric("wall_s")), widths(r.widths)]
 
 

@@ -17,10 +17,11 @@ from adsearch.results.rows import TrialRow
 from adsearch.results.arms import ARM_INTRO, budget_text
 from adsearch.results.live import LiveTrial, live_trials
 from adsearch.results.plot_data import group_names
-from adsearch.results.scratch_view import SCRATCH_INTRO, scratch_metric, scratch_verdict
+from adsearch.results.scratch_view import (MATCH_TITLES, SCRATCH_INTRO, scratch_cells, scratch_columns, scratch_metric,
+                                          scratch_verdict)
 from adsearch.results.sharing import compute_saved, sharing_summary, sharing_text
 from adsearch.results.texts import accuracy_text, cost_text, fewer, short_settings
-from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, plain, view_of
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, drop_p, plain, view_of
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""
@@ -91,27 +92,31 @@ def study_text(study) -> str:
         out.append(sharing_summary(view.rows))
     out += _live_text(view)
     out += ["", f"trials (* on the Pareto front over {view.objectives_text}, > recommended):"]
-    grouped, scratch = view.grouped_by_arm, bool(view.scratch_rows)
+    grouped, scratch = view.grouped_by_arm, view.scratch_matches
     paired = view.paired_with_baseline
     header = ["", "trial", "state", *(["arm"] if grouped else []), *_short_names(view.paths), "accuracy", "drop",
-              *([DROP_P] if paired else []), "params", "MACs", "train MACs", *(["scratch acc", "scratch train MACs"] if scratch else []), "rounds",
+              *([DROP_P] if paired else []), "params", "MACs", "train MACs", *scratch_columns(scratch), "rounds",
               "widths", "shared"]
     body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state,
              *([view.arm(r) or ""] if grouped else []),
              *(value(r.settings.get(p)) for p in view.paths), accuracy_text(r),
-             "" if r.is_baseline else points(view.drop(r)), *([view.drop_p(r)] if paired else []),
+             "" if r.is_baseline else points(view.drop(r)), *([drop_p(view, r)] if paired else []),
              view.cost_text(r, "params"),
              count(r.metric("macs")), count(r.metric("train_macs")),
-             *(_scratch_cells(r) if scratch else []), value(r.metric("rounds")), widths(r.widths), sharing_text(r)]
+             *(text for text, _ in scratch_cells(r, scratch)), value(r.metric("rounds")), widths(r.widths), sharing_text(r)]
             for r in view.rows]
     out += text_table(header, body)
     if paired:
         out.append(DROP_P_NOTE)
     if scratch:
         out += ["", "against training from scratch: " + plain(SCRATCH_INTRO)]
-        if summary := view.scratch_summary():
-            out += [plain(summary)]
-        out += [f"  trial {r.label}: {scratch_verdict(r) or 'no accuracy to compare'}" for r in view.scratch_rows]
+        for match in scratch:
+            if scratch != ["epochs"]:
+                out.append(f"{MATCH_TITLES[match].lower()}:")
+            if summary := view.scratch_summary(match):
+                out += [plain(summary)]
+            out += [f"  trial {r.label}: {scratch_verdict(r, match) or 'no accuracy to compare'}"
+                    for r in view.matched_rows(match)]
     if grouped:
         out += ["", "arms at equal parameters: " + plain(ARM_INTRO)]
         out += text_table(["arm", *map(budget_text, view.arm_budgets())],
@@ -156,13 +161,6 @@ def _short_names(paths: Sequence[str]) -> list[str]:
     return [p if last in taken or lasts.count(last) > 1 else last for p, last in zip(paths, lasts)]
 
 
-def _scratch_cells(row: TrialRow) -> list[str]:
-    """The accuracy and training MACs of the row's scratch control ('' without one)."""
-    if not row.scratch:
-        return ["", ""]
-    return [percent(scratch_metric(row, "accuracy")), count(scratch_metric(row, "train_macs"))]
-
-
 def trial_text(study, row: TrialRow) -> str:
     """`adsearch show reports/<name> --trial N`: settings, metrics, widths, rounds, per-epoch history
     of `row`, a trial of the study (a view or a `StudyRecord`)."""
@@ -198,6 +196,12 @@ def trial_text(study, row: TrialRow) -> str:
                    f"train MACs {count(scratch_metric(row, 'train_macs'))} "
                    f"(this trial {count(row.metric('train_macs'))})")
         out.append(f"against scratch: {scratch_verdict(row) or 'no accuracy to compare'}")
+    if row.scratch_compute:
+        out.append(f"equal-compute scratch control (these widths trained from scratch for "
+                   f"{value(scratch_metric(row, 'epoch', 'compute'))} epochs): accuracy "
+                   f"{percent(scratch_metric(row, 'accuracy', 'compute'))}, train MACs "
+                   f"{count(scratch_metric(row, 'train_macs', 'compute'))}")
+        out.append(f"against scratch at equal compute: {scratch_verdict(row, 'compute') or 'no accuracy to compare'}")
     if sharing_text(row):
         out.append(f"shared: {sharing_text(row)}; the study ran {count(row.metric('spent_train_macs'))} training MACs "
                    f"in {seconds(row.metric('spent_s'))} for it")

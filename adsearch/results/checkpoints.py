@@ -13,26 +13,33 @@ from adsearch.results.rows import BASELINE, TrialRow
 from adsearch.results.study_dir import TRIALS_DIR, StudyDir, atomic_write
 
 
-def checkpoint_path(study: StudyDir, number: int) -> Path:
-    """Where trial `number`'s final checkpoint is kept: trials/baseline.pt, trials/<number>.pt."""
+def checkpoint_path(study: StudyDir, number: int, control: str | None = None) -> Path:
+    """Where trial `number`'s final checkpoint is kept: trials/baseline.pt, trials/<number>.pt; that of
+    its scratch control matched on `control` ('epochs', 'compute'): trials/<number>.scratch-<control>.pt."""
+    if control is not None:
+        return study / TRIALS_DIR / f"{number}.scratch-{control}.pt"
     return study / TRIALS_DIR / ("baseline.pt" if number == BASELINE else f"{number}.pt")
 
 
-def save_checkpoint(study: StudyDir, number: int, state: dict) -> Path:
-    """Keep trial `number`'s final state (a plain dict: model, widths, epoch, ...) atomically."""
-    return atomic_write(checkpoint_path(study, number), lambda p: save_torch(state, p))
+def save_checkpoint(study: StudyDir, number: int, state: dict, control: str | None = None) -> Path:
+    """Keep trial `number`'s final state (a plain dict: model, widths, epoch, ...) atomically; or that
+    of its scratch control matched on `control`."""
+    return atomic_write(checkpoint_path(study, number, control), lambda p: save_torch(state, p))
 
 
-def load_checkpoint(study: StudyDir, row: TrialRow) -> dict:
-    """Trial `row`'s final checkpoint, checked to be the one its reported metrics come from.
+def load_checkpoint(study: StudyDir, row: TrialRow, control: str | None = None) -> dict:
+    """Trial `row`'s final checkpoint (or that of its scratch control matched on `control`), checked to
+    be the one its reported metrics come from.
 
     Raises:
         AdsearchError: no checkpoint kept for it, an unreadable one, or one from another epoch
-            or with other widths than the trial reported.
+            or with other widths than the trial (or control) reported.
     """
     import torch
 
-    path = checkpoint_path(study, row.number)
+    path = checkpoint_path(study, row.number, control)
+    if control is not None:
+        return _control_checkpoint(path, row, control)
     if not path.is_file():
         raise AdsearchError(f"trial {row.label} has no final checkpoint ({path} is missing); studies run before "
                             "adsearch kept them there cannot export it: run the study again")
@@ -47,4 +54,28 @@ def load_checkpoint(study: StudyDir, row: TrialRow) -> dict:
     if row.widths is not None and list(checkpoint["widths"]) != list(row.widths):
         raise AdsearchError(f"the checkpoint {path} has widths {list(checkpoint['widths'])}, but trial "
                             f"{row.label} reported {row.widths}")
+    return checkpoint
+
+
+def _control_checkpoint(path: Path, row: TrialRow, control: str) -> dict:
+    """The final checkpoint of trial `row`'s scratch control matched on `control`, checked against what
+    the control recorded."""
+    import torch
+
+    recorded = row.control(control)
+    what = f"the {'equal-compute ' if control == 'compute' else ''}scratch control of trial {row.label}"
+    if not recorded or recorded.get("state") != "COMPLETE":
+        state = "failed" if recorded else "was not run"
+        raise AdsearchError(f"{what} {state}: nothing to export (`adsearch scratch <study> --trials {row.label}"
+                            f"{' --match compute' if control == 'compute' else ''}` runs it)")
+    if not path.is_file():
+        raise AdsearchError(f"{what} has no final checkpoint ({path} is missing); controls run before adsearch "
+                            "kept them cannot be exported: run it again with `adsearch scratch`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise AdsearchError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
+    if checkpoint.get("epoch") != recorded.get("epoch") or list(checkpoint["widths"]) != list(recorded.get("widths") or []):
+        raise AdsearchError(f"the checkpoint {path} (epoch {checkpoint.get('epoch')}, widths "
+                            f"{list(checkpoint['widths'])}) is not the one {what} recorded")
     return checkpoint

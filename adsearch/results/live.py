@@ -22,10 +22,12 @@ from adsearch.results.rows import plain
 from adsearch.results.study_dir import StudyDir, atomic_write
 from adsearch.results.texts import short_settings
 
-LIVE_FILES = {"baseline": "baseline.json", "search": "trial-{}.json", "control": "control-{}.json"}
+LIVE_FILES = {"baseline": "baseline.json", "search": "trial-{}.json", "control": "control-{}.json",
+              "compute control": "compute-control-{}.json"}
 """A live entry's file in `live/` by the entry's kind (the baseline, search trial N, the scratch
-control of trial N), formatted with its trial number."""
-LABELS = {"baseline": "baseline", "search": "trial {}", "control": "control of trial {}"}
+controls of trial N at equal epochs and at equal compute), formatted with its trial number."""
+LABELS = {"baseline": "baseline", "search": "trial {}", "control": "control of trial {}",
+          "compute control": "equal-compute control of trial {}"}
 """How each kind of live entry (`LIVE_FILES`) names its trial."""
 SHOWN = ("accuracy", "loss", "train_loss", "params", "macs", "rounds", "widths")
 """What a live entry keeps of the trainer's per-epoch metrics (no densities, no histories)."""

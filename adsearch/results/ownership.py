@@ -89,7 +89,7 @@ def _resumable(spec: StudySpec) -> StudySpec:
     search) changes no trial, so turning it on for a finished study runs its controls; nor does
     `resources.placement_timeout_s` (a study stopped by it may resume with a longer wait)."""
     return spec.model_copy(update={
-        "search": spec.search.model_copy(update={"scratch_controls": False}),
+        "search": spec.search.model_copy(update={"scratch_controls": "off"}),
         "resources": spec.resources.model_copy(update={"placement_timeout_s": 0.0}),
     })
 

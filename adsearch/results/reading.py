@@ -86,7 +86,8 @@ def collect_rows(study_dir: StudyDir | Path | str, spec: StudySpec) -> list[Tria
     controls = study_dir.read_scratch()
     for row in rows:
         if not row.is_baseline:
-            row.scratch = controls.get(row.number)
+            row.scratch = controls.get(row.number, {}).get("epochs")
+            row.scratch_compute = controls.get(row.number, {}).get("compute")
     return rows
 
 

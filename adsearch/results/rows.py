@@ -57,9 +57,16 @@ class TrialRow:
     history: list[dict] = field(default_factory=list)
     compressions: list[dict] = field(default_factory=list)
     scratch: dict[str, Any] | None = None
-    """The trial's scratch control, once run: its final widths trained from the start with the same
-    recipe and epochs, no pruning (`METRICS` keys: accuracy, top5, loss, params, macs, train_macs,
-    wall_s, ...). None when no control was run for it."""
+    """The trial's scratch control at equal epochs, once run: its final widths trained from the start
+    with the same recipe and epochs, no pruning (`METRICS` keys: accuracy, top5, loss, params, macs,
+    train_macs, wall_s, ..., and `correct`). None when no control was run for it."""
+    scratch_compute: dict[str, Any] | None = None
+    """Its scratch control at equal compute, once run: the same, trained for as many epochs as bring its
+    training MACs nearest the trial's (its `epoch` says how many). None when none was run."""
+
+    def control(self, match: str) -> dict[str, Any] | None:
+        """The trial's scratch control matched on `match`: 'epochs' (`scratch`) or 'compute' (`scratch_compute`)."""
+        return self.scratch if match == "epochs" else self.scratch_compute if match == "compute" else None
 
     @property
     def is_baseline(self) -> bool:

@@ -159,10 +159,13 @@ class StudyDir:
     def save_baseline(self, metrics: dict) -> None:
         self.write(BASELINE_FILE, json.dumps(metrics, indent=2))
 
-    def save_scratch(self, controls: dict[int, dict]) -> None:
-        """Record scratch controls (trial number -> the control's result), merged with those recorded
-        already (a trial's new result replaces its old one)."""
-        merged = {**self.read_scratch(), **controls}
+    def save_scratch(self, controls: dict[int, dict], match: str = "epochs") -> None:
+        """Record scratch controls matched on `match` ('epochs' or 'compute'; trial number -> the
+        control's result), merged with those recorded already (a trial's new result replaces its old
+        one of the same match)."""
+        merged = self.read_scratch()
+        for n, control in controls.items():
+            merged[n] = {**merged.get(n, {}), match: control}
         self.write(SCRATCH_FILE, json.dumps({str(n): merged[n] for n in sorted(merged)}, indent=2))
 
     # --- reading -------------------------------------------------------------------------------
@@ -209,10 +212,11 @@ class StudyDir:
                                 f"delete the file and `adsearch resume {self.path}` runs the baseline again") from None
         return data
 
-    def read_scratch(self) -> dict[int, dict]:
-        """The recorded scratch controls by trial number: each the control's metrics (`METRICS`
-        keys) with its `widths` and `state` ('COMPLETE'), or `state` 'FAIL' with its `error`. Empty
-        when none was run.
+    def read_scratch(self) -> dict[int, dict[str, dict]]:
+        """The recorded scratch controls by trial number, then by what they match ('epochs',
+        'compute'): each the control's metrics (`METRICS` keys) with its `widths`, `correct` and `state`
+        ('COMPLETE'), or `state` 'FAIL' with its `error`. Empty when none was run. A file written before
+        controls at equal compute (trial number -> the control) reads as equal-epoch controls.
 
         Raises:
             StudyDirError: scratch.json is there but cannot be read.
@@ -224,7 +228,7 @@ class StudyDir:
             data = json.loads(path.read_text())
             if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
                 raise ValueError("expected a JSON object of trial number -> result")
-            return {int(n): v for n, v in data.items()}
+            return {int(n): {"epochs": v} if "state" in v else v for n, v in data.items()}
         except (OSError, ValueError) as exc:
             raise StudyDirError(f"cannot read {path}: {one_line(exc)}; the scratch controls' results are lost: "
                                 f"delete the file and `adsearch scratch {self.path}` runs them again") from None

@@ -89,15 +89,16 @@ class StudyResults:
         table = pd.DataFrame(row.history)
         return table.set_index("epoch") if "epoch" in table else table
 
-    def model(self, trial: int):
+    def model(self, trial: int, control: str | None = None):
         """The network trial `trial` ended with (-1: the baseline), at its compressed widths, with
-        its final weights, on the CPU, in eval mode.
+        its final weights, on the CPU, in eval mode; with `control` ('epochs' or 'compute') that of
+        its scratch control instead: the same widths trained from scratch.
 
         Raises:
-            AdsearchError: no such trial, a trial that failed or has not finished, or its
-                checkpoint missing or unreadable.
+            AdsearchError: no such trial, a trial that failed or has not finished, no such control
+                completed, or the checkpoint missing or unreadable.
         """
-        return trial_network(self._record, self._row(trial))
+        return trial_network(self._record, self._row(trial), control)
 
     def _row(self, trial: int) -> TrialRow:
         return self._record.row(int(trial))

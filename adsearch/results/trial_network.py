@@ -43,14 +43,15 @@ def rebuild(spec, checkpoint: dict):
     return model.eval(), data
 
 
-def trial_network(record: StudyRecord, row: TrialRow):
-    """The network trial `row` ended with, on the CPU, in eval mode.
+def trial_network(record: StudyRecord, row: TrialRow, control: str | None = None):
+    """The network trial `row` ended with (or its scratch control matched on `control`, 'epochs' or
+    'compute', trained), on the CPU, in eval mode.
 
     Raises:
-        AdsearchError: the trial failed or has not finished, or its checkpoint is missing,
-            unreadable or not the one its metrics come from.
+        AdsearchError: the trial failed or has not finished, no such control completed, or the
+            checkpoint is missing, unreadable or not the one its metrics come from.
     """
     check_finished(record, row)
-    model, data = rebuild(trial_spec(record, row), load_checkpoint(record.study_dir, row))
+    model, data = rebuild(trial_spec(record, row), load_checkpoint(record.study_dir, row, control))
     data.close()
     return model

@@ -32,7 +32,7 @@ from adsearch.metrics import COSTS, against_baseline, count, finite, percent, po
 from adsearch.results.arms import ArmCell, Arms, arm_of
 from adsearch.results.pareto import baseline_index, objective_pairs, pareto_front, qualifying, recommended
 from adsearch.results.rows import TrialRow, sort_rows
-from adsearch.results.scratch_view import scratch_summary
+from adsearch.results.scratch_view import MATCH_TITLES, control_beats_trial, scratch_summary
 from adsearch.results.texts import accuracy_text, compared, cost_text, fewer, paired, settings_text
 from adsearch.spec.study_spec import StudySpec
 
@@ -81,7 +81,8 @@ def state_counts(rows: Sequence[TrialRow]) -> StateCounts:
 
 @dataclass(frozen=True)
 class ReportView:
-    """A study as the report shows it. Indices (`front`, `best`) are into `rows`; so are those of
+    """A study as the report shows it (a method without a docstring hands over to the function of its
+    name in the module that owns it: `texts`, `arms`, `StateCounts`). Indices (`front`, `best`) are into `rows`; so are those of
     `plot_data` over `rows`."""
 
     spec: StudySpec
@@ -154,7 +155,6 @@ class ReportView:
         return self.best is not None and self.rows[self.best].number == row.number
 
     def counts_text(self) -> str:
-        """See `StateCounts.text`."""
         return self.counts.text(self.state)
 
     def summary(self) -> str:
@@ -168,29 +168,19 @@ class ReportView:
         return compared(row, "accuracy_drop", self.baseline)
 
     def baseline_test(self, row: TrialRow) -> Paired | None:
-        """`row` against the baseline, paired on their test samples (McNemar's exact test); None for the
-        baseline itself, or where either kept no test samples."""
-        if self.baseline is None or row.is_baseline:
-            return None
-        return paired(row.correct, self.baseline.correct)
+        """`row` against the baseline, paired on their test samples (McNemar); None for the baseline
+        itself, or where either kept no test samples. `drop_p` writes its p-value for the tables."""
+        return paired(row.correct, self.baseline.correct) if self.baseline and not row.is_baseline else None
 
     @cached_property
     def paired_with_baseline(self) -> bool:
         """Whether some trial is tested paired against the baseline: then the tables show its p-value."""
         return any(self.baseline_test(r) is not None for r in self.rows)
 
-    def drop_p(self, row: TrialRow) -> str:
-        """The p-value of `row`'s accuracy drop (`baseline_test`) as a table cell: '0.25', '0.002 *'
-        (significant at 5%), '' without a test."""
-        test = self.baseline_test(row)
-        return "" if test is None else p_text(test.p_value) + (" *" if test.significant else "")
-
     def fewer(self, row: TrialRow, cost: str) -> str:
-        """See `texts.fewer`."""
         return fewer(row, cost, self.baseline)
 
     def cost_text(self, row: TrialRow, cost: str) -> str:
-        """See `texts.cost_text`."""
         return cost_text(row, cost, self.baseline)
 
     def inverse_ratio(self, row: TrialRow, cost: str) -> float | None:
@@ -206,11 +196,9 @@ class ReportView:
         return Arms.of(self.spec, self.search_rows)
 
     def arm(self, row: TrialRow) -> str | None:
-        """See `arms.arm_of`."""
         return arm_of(row, self.spec)
 
     def arms(self) -> list[str]:
-        """See `Arms.names`."""
         return list(self._arms.names)
 
     @property
@@ -234,17 +222,31 @@ class ReportView:
 
     @property
     def scratch_rows(self) -> list[TrialRow]:
-        """The search trials with a scratch control (`TrialRow.scratch`), in `rows` order; when there
-        are none the report shows nothing of scratch controls."""
-        return [r for r in self.search_rows if r.scratch and not r.is_repeat]
+        """The search trials with a scratch control of either match (`TrialRow.control`), in `rows`
+        order; when there are none the report shows nothing of scratch controls."""
+        return [r for r in self.search_rows if (r.scratch or r.scratch_compute) and not r.is_repeat]
 
-    def scratch_summary(self) -> str:
-        """See `scratch_view.scratch_summary` (over `scratch_rows`)."""
-        return scratch_summary(self.scratch_rows, self.on_front)
+    @property
+    def scratch_matches(self) -> list[str]:
+        """The matches ('epochs', 'compute') some trial has a control of, in `MATCH_TITLES` order."""
+        return [m for m in MATCH_TITLES if self.matched_rows(m)]
+
+    def matched_rows(self, match: str) -> list[TrialRow]:
+        return [r for r in self.scratch_rows if r.control(match)]
+
+    def scratch_summary(self, match: str = "epochs") -> str:
+        """See `scratch_view.scratch_summary` (over the trials with a control matched on `match`)."""
+        return scratch_summary(self.matched_rows(match), self.on_front, match)
 
     def settings_text(self, row: TrialRow, quote: str = "") -> str:
-        """See `texts.settings_text`, over the study's searched paths."""
         return settings_text(row, self.paths, quote)
+
+
+def drop_p(view: ReportView, row: TrialRow) -> str:
+    """The p-value of `row`'s accuracy drop (`ReportView.baseline_test`) as a table cell: '0.25', '0.002 *'
+    (significant at 5%), '' without a test."""
+    test = view.baseline_test(row)
+    return "" if test is None else p_text(test.p_value) + (" *" if test.significant else "")
 
 
 DROP_P = "drop p"
@@ -311,7 +313,23 @@ def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, bas
             + f"; params {cost_text(r, 'params', baseline)}; "
             f"MACs {cost_text(r, 'macs', baseline)}; training MACs {cost_text(r, 'train_macs', baseline)}; "
             f"wall time {seconds(r.metric('wall_s'))}; widths {widths(r.widths)}"
-            + (f". Searched: {chosen}." if chosen else ".") + " " + _rivals(spec, rows, best))
+            + (f". Searched: {chosen}." if chosen else ".") + " " + _rivals(spec, rows, best) + _beaten(r))
+
+
+def _beaten(row: TrialRow) -> str:
+    """' ...' saying that the recommended trial's scratch control is significantly more accurate, and how
+    to export it; '' when none is."""
+    beaten = control_beats_trial(row)
+    if beaten is None:
+        return ""
+    match, control = beaten
+    test = paired(row.correct, control.get("correct"))
+    what = ("trained from scratch for as many training MACs" if match == "compute" else
+            "trained from scratch for as many epochs")
+    return (f" **Its scratch control beats it**: the same widths {what} ({control.get('epoch')} epochs) reached "
+            f"{percent(control.get('accuracy'))} against its {percent(row.metric('accuracy'))} ({test.text()}): "
+            f"pruning in training cost accuracy here; `adsearch export <study> --trial {row.label} --control "
+            f"{match}` writes that network.")
 
 
 def _rivals(spec: StudySpec, rows: list[TrialRow], best: int) -> str:

@@ -218,11 +218,24 @@ class SearchSpec(SpecModel):
         False, description="keep the prefix cache when the study is done (default: delete it then; an interrupted "
         "study keeps it to resume with)"
     )
-    scratch_controls: bool = Field(
-        False, description="after the search, train the final widths of each pruned trial on the Pareto front from "
-        "scratch with the same recipe and epochs, pruning off (Liu et al.'s control): does pruning in training buy "
-        "accuracy? Costs one unpruned training per such trial; `adsearch scratch` runs them on a finished study"
+    scratch_controls: Literal["off", "epochs", "compute", "both"] = Field(
+        "off", description="after the search, train the final widths of each pruned trial on the Pareto front from "
+        "scratch, pruning off (Liu et al.'s control): does pruning in training buy accuracy? `epochs`: as many epochs "
+        "as the trial (true means this); `compute`: as many training MACs as the trial cost, so more epochs of the "
+        "small network; `both`. Each costs one unpruned training per such trial; `adsearch scratch` runs them on a "
+        "finished study"
     )
+
+    @field_validator("scratch_controls", mode="before")
+    @classmethod
+    def scratch_controls_true_is_epochs(cls, v):
+        """`true` and `false` as earlier specs wrote them: the equal-epoch control, none."""
+        return {True: "epochs", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    @property
+    def scratch_matches(self) -> tuple[str, ...]:
+        """What the controls after the search match their trial on: ('epochs',), ('compute',), both, or ()."""
+        return {"off": (), "both": ("epochs", "compute")}.get(self.scratch_controls, (self.scratch_controls,))
 
     @model_validator(mode="after")
     def grid_takes_values_only(self):

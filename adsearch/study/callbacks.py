@@ -115,13 +115,14 @@ class SearchProgress(tune.Callback):
 class ControlProgress(tune.Callback):
     """Says each control's result as it finishes (`scratch.control_line`)."""
 
-    def __init__(self, rows: list[TrialRow]):
+    def __init__(self, rows: list[TrialRow], match: str = "epochs"):
         self.rows = {r.number: r for r in rows}
+        self.match = match
 
     def _line(self, trial, control: dict) -> None:
         row = self.rows.get((trial.config or {}).get(TRIAL_KEY))
         if row is not None:
-            DRIVER.say(control_line(row, control))
+            DRIVER.say(control_line(row, control, self.match))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._line(trial, completed(trial.last_result or {}))

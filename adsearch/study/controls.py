@@ -28,18 +28,21 @@ SCRATCH_EXPERIMENTS = "scratch"
 
 
 def run_front_controls(spec: StudySpec, study: StudyDir, threads: int, say) -> None:
-    """`search.scratch_controls`: the controls of the pruned trials on the front, after the search."""
+    """`search.scratch_controls`: the controls of the pruned trials on the front, after the search,
+    matched on epochs, compute or both (`search.scratch_matches`)."""
     chosen = front_controls(spec, collect_rows(study, spec))
     if not chosen:
         say("scratch controls: none to run, no pruned trial is on the Pareto front")
         return
-    run_controls(spec, study, [r.number for r in chosen], threads, say)
+    for match in spec.search.scratch_matches:
+        run_controls(spec, study, [r.number for r in chosen], threads, say, match=match)
 
 
 def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: int, say, *,
-                 retry=()) -> None:
-    """Run the scratch controls of trials `numbers` not recorded yet (and those in `retry` whose
-    control failed) on Ray Tune, at once as resources allow; record each result in scratch.json.
+                 retry=(), match: str = "epochs") -> None:
+    """Run the scratch controls matched on `match` ('epochs' or 'compute') of trials `numbers` not
+    recorded yet (and those in `retry` whose control failed) on Ray Tune, at once as resources allow;
+    record each result in scratch.json and keep each finished control's network in `trials/`.
 
     A run stopped early is restored from `ray/scratch/<its trials>` by the next run asking for the
     same controls: finished controls are kept, running ones go on from their last epoch.
@@ -49,24 +52,32 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
     """
     rows = collect_rows(study, spec)
     chosen = [find(rows, n) for n in numbers]
-    pending = to_run(chosen, retry)
+    pending = to_run(chosen, retry, match)
     recorded = [r for r in chosen if r not in pending]
+    what = "scratch controls" if match == "epochs" else "equal-compute scratch controls"
     if recorded:
-        say(f"scratch controls: {trials_text(recorded)} already recorded")
+        say(f"{what}: {trials_text(recorded)} already recorded")
     if not pending:
         return
-    say(f"scratch controls: {trials_text(pending)}, each one's final widths trained from scratch for "
-        f"{spec.train.epochs} epochs without pruning")
-    name = f"{SCRATCH_EXPERIMENTS}/{_experiment_name(pending)}"
-    restore = not any(r.scratch for r in pending)  # a failed control named again starts afresh
+    specs = {r.number: control_spec(spec, r, match) for r in pending}
+    if match == "epochs":
+        say(f"{what}: {trials_text(pending)}, each one's final widths trained from scratch for "
+            f"{spec.train.epochs} epochs without pruning")
+    else:
+        say(f"{what}: {trials_text(pending)}, each one's final widths trained from scratch without pruning for "
+            "as many training MACs as the trial cost: " + ", ".join(f"trial {n} {s.train.epochs} epochs"
+                                                                    for n, s in specs.items()))
+    name = f"{SCRATCH_EXPERIMENTS}/{'compute-' if match == 'compute' else ''}{_experiment_name(pending)}"
+    restore = not any(r.control(match) for r in pending)  # a failed control named again starts afresh
     if not restore:
         shutil.rmtree(study.ray_dir / name, ignore_errors=True)
-    controls = {r.number: {"spec": control_spec(spec, r).model_dump(mode="json"), "widths": list(r.widths)}
-                for r in pending}
+    controls = {n: {"spec": s.model_dump(mode="json"), "widths": list(find(rows, n).widths), "match": match}
+                for n, s in specs.items()}
     trainable = control_trainable(controls, study, baseline=study.read_baseline(), threads=threads)
-    named = f" --trials {','.join(map(str, numbers))}" if retry else ""
+    named = (f" --trials {','.join(map(str, numbers))}" if retry else "") + (f" --match {match}" if match != "epochs"
+                                                                               else "")
     grid = fit(tuner(trainable, spec, study, name, samples=1, restore=restore, resume_errored=True,
-                     callbacks=[ControlProgress(pending)],
+                     callbacks=[ControlProgress(pending, match)],
                      param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}),
                spec, f"adsearch scratch {study}{named}")
     results = {}
@@ -76,13 +87,13 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
             continue
         if result.error:
             results[number] = failed(metrics.get("error") or one_line(result.error))
-        elif metrics.get("epoch") == spec.train.epochs:
+        elif metrics.get("epoch") == specs[number].train.epochs:
             results[number] = completed(metrics)
     if results:
-        study.save_scratch(results)
+        study.save_scratch(results, match)
     unfinished = [n for n in controls if n not in results]
     if unfinished:
-        raise StudyInterrupted(f"the scratch controls stopped before trial{'s' * (len(unfinished) > 1)} "
+        raise StudyInterrupted(f"the {what} stopped before trial{'s' * (len(unfinished) > 1)} "
                                f"{', '.join(map(str, unfinished))} finished ({len(results)} finished and recorded); "
                                f"go on from the last epoch with: adsearch scratch {study}{named}")
 

@@ -43,7 +43,7 @@ from adsearch.study.cluster import cluster_capacity, configure_process, prepare_
 from adsearch.study.controls import run_controls, run_front_controls
 from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes, write_errors, write_failure
 from adsearch.study.experiment import fit, tuner
-from adsearch.study.scratch import controls_for, to_run
+from adsearch.study.scratch import MATCHES, controls_for, to_run
 from adsearch.study.stopping import graceful_sigterm
 from adsearch.study.searcher import (FailureLimit, Searcher, failed_count, finished_count, make_sampler, open_storage,
                                      optuna_space, set_metric_names, stopped_by_disk)
@@ -155,7 +155,7 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
                         raise _interrupted(study, "interrupted") from None
                     raise
                 _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
-                controls = (lambda: run_front_controls(spec, study, threads, say)) if spec.search.scratch_controls \
+                controls = (lambda: run_front_controls(spec, study, threads, say)) if spec.search.scratch_matches \
                     else (lambda: None)
                 rows, files = _controls_then_report(spec, study, controls, f"adsearch scratch {study}")
     finally:
@@ -183,15 +183,18 @@ def resume_study(directory: Path | str, *, address: str | None = None, say: Call
                      live=live)
 
 
-def scratch_study(directory: Path | str, *, trials: list[int] | None = None, address: str | None = None,
-                  say: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
-                  log_level: str = "error", live: Live | None = None) -> StudyResult:
+def scratch_study(directory: Path | str, *, trials: list[int] | None = None, match: str | None = None,
+                  address: str | None = None, say: Callable[[str], None] = print,
+                  warn: Callable[[str], None] | None = None, log_level: str = "error",
+                  live: Live | None = None) -> StudyResult:
     """Run the scratch controls of the finished study in `directory` (`adsearch scratch`), then
     rewrite its report. Its spec is not changed; controls already recorded are not run again.
 
     Args:
         trials: the trials to control (complete, pruned, not repeats; a failed control of one named
             here is run again); default: the pruned trials on the study's Pareto front.
+        match: what the controls match their trial on: 'epochs', 'compute' or 'both'; default the
+            study's `search.scratch_controls`, or 'epochs' where that is off.
 
     Raises:
         StudyDirError: no study there, or a file of it unreadable.
@@ -201,14 +204,22 @@ def scratch_study(directory: Path | str, *, trials: list[int] | None = None, add
         StudyInterrupted: the controls stopped early (Ctrl-C, none placed in time); the next run goes
             on with them.
     """
+    if match is not None and match not in MATCH_CHOICES:
+        raise AdsearchError(f"--match must be one of {', '.join(MATCH_CHOICES)}, got {match!r}")
     with graceful_sigterm():
-        return _scratch_study(Path(directory), trials, address, say, warn, log_level, live)
+        return _scratch_study(Path(directory), trials, match, address, say, warn, log_level, live)
 
 
-def _scratch_study(directory: Path, trials: list[int] | None, address: str | None, say: Callable[[str], None],
-                   warn: Callable[[str], None] | None, log_level: str, live: Live | None) -> StudyResult:
+MATCH_CHOICES = ("epochs", "compute", "both")
+"""What `adsearch scratch --match` takes."""
+
+
+def _scratch_study(directory: Path, trials: list[int] | None, match: str | None, address: str | None,
+                   say: Callable[[str], None], warn: Callable[[str], None] | None, log_level: str,
+                   live: Live | None) -> StudyResult:
     record = read_study(directory)
     study, spec = record.study_dir, record.spec
+    matches = {None: spec.search.scratch_matches or ("epochs",), "both": MATCHES}.get(match, (match,))
     if record.state == "running":
         raise AdsearchError(f"study {study} is running (pid {owner(study)}); its scratch controls can run once it "
                             f"is done: `adsearch scratch {study}`")
@@ -219,7 +230,7 @@ def _scratch_study(directory: Path, trials: list[int] | None, address: str | Non
     chosen = controls_for(spec, record.rows, trials)  # every error before Ray starts
     numbers, started_ray = [r.number for r in chosen], False
     try:
-        if to_run(chosen, trials or ()):  # nothing to train: no Ray
+        if any(to_run(chosen, trials or (), m) for m in matches):  # nothing to train: no Ray
             configure_process()
             with _starting():
                 problems = Problems()
@@ -227,9 +238,14 @@ def _scratch_study(directory: Path, trials: list[int] | None, address: str | Non
                 started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level,
                                           problems=problems)
         with lock(study), DRIVER.driving(spec, study, say, live):
-            again = f"adsearch scratch {study}" + (f" --trials {','.join(map(str, numbers))}" if trials else "")
-            rows, files = _controls_then_report(
-                spec, study, lambda: run_controls(spec, study, numbers, _threads(spec), say, retry=trials or ()), again)
+            again = (f"adsearch scratch {study}" + (f" --trials {','.join(map(str, numbers))}" if trials else "")
+                     + (f" --match {match}" if match else ""))
+
+            def controls() -> None:
+                for m in matches:
+                    run_controls(spec, study, numbers, _threads(spec), say, retry=trials or (), match=m)
+
+            rows, files = _controls_then_report(spec, study, controls, again)
     finally:
         if started_ray:
             ray.shutdown()

@@ -3,9 +3,12 @@ Value of Network Pruning", ICLR 2019).
 
 A trial that pruned in training ends with narrower widths than it began with. Its *control* trains
 a network of those final widths from the start, with the trial's own recipe (its searched values
-kept: a searched learning rate too), the same epochs and seed, and pruning off. If the control is
-as accurate, pruning in training bought no accuracy, only the cheaper schedule the control also
-has: it trains the small network from epoch 1, so its training MACs are at most the trial's.
+kept: a searched learning rate too), the same seed, and pruning off. Matched on *epochs*, it trains
+as many epochs as the trial: if it is as accurate, pruning in training bought no accuracy, only the
+cheaper schedule the control also has (it trains the small network from epoch 1, so its training
+MACs are at most the trial's). Matched on *compute*, it trains as many epochs as bring its training
+MACs nearest the trial's (`compute_epochs`): the fair comparison when the question is what to do
+with a training budget (Liu et al., "Scratch-B"; Blalock et al.).
 
 This module decides which trials get a control, what a control trains and what is recorded of it;
 it runs nothing. The study runs them on Ray Tune (after the search with `search.scratch_controls`,
@@ -19,11 +22,14 @@ from collections.abc import Iterable, Sequence
 
 from adsearch.errors import AdsearchError
 from adsearch.metrics import METRICS, count, percent
+from adsearch.prune.cost import train_macs
 from adsearch.results.rows import TrialRow, find, plain
 from adsearch.spec.loading import apply_params
 from adsearch.spec.study_spec import StudySpec
 from adsearch.results.view import report_view
 
+MATCHES = ("epochs", "compute")
+"""What a control matches its trial on: the epochs, or the training compute (MACs)."""
 COMPLETE, FAIL = "COMPLETE", "FAIL"
 """A recorded control's `state`: trained to the last epoch, or failed (its `error` says why)."""
 
@@ -101,17 +107,35 @@ def controls_for(spec: StudySpec, rows: Sequence[TrialRow], numbers: Iterable[in
     return chosen
 
 
-def to_run(rows: Sequence[TrialRow], numbers: Iterable[int] | None = None) -> list[TrialRow]:
-    """Of the trials that get a control, those still to run: no control recorded, or (only when named
-    in `numbers`) a failed one, which is tried again."""
+def to_run(rows: Sequence[TrialRow], numbers: Iterable[int] | None = None, match: str = "epochs") -> list[TrialRow]:
+    """Of the trials that get a control matched on `match`, those still to run: no such control
+    recorded, or (only when named in `numbers`) a failed one, which is tried again."""
     named = set(numbers or ())
-    return [r for r in rows if r.scratch is None or (r.number in named and r.scratch.get("state") == FAIL)]
+    return [r for r in rows if r.control(match) is None
+            or (r.number in named and r.control(match).get("state") == FAIL)]
 
 
-def control_spec(spec: StudySpec, row: TrialRow) -> StudySpec:
-    """What trial `row`'s control trains (at the trial's final widths): the study's spec with the
-    trial's searched values put in, pruning off; the same epochs and seed."""
-    return apply_params(spec, {p: v for p, v in row.settings.items() if v is not None}).without_pruning()
+def compute_epochs(spec: StudySpec, row: TrialRow) -> int:
+    """The epochs of trial `row`'s control at equal compute: those whose training MACs (the final
+    network's forward MACs, x3, for the samples the trial's last epoch trained on) come nearest the
+    trial's `train_macs`; never fewer than `train.epochs` (a trial cannot cost less than its final
+    network trained for its epochs). Without the figures (a study recorded before them), `train.epochs`."""
+    macs, spent = row.metric("macs"), row.metric("train_macs")
+    samples = (row.history[-1] if row.history else {}).get("samples")
+    if not (macs and spent and samples):
+        return spec.train.epochs
+    return max(spec.train.epochs, round(spent / train_macs(macs, samples)))
+
+
+def control_spec(spec: StudySpec, row: TrialRow, match: str = "epochs") -> StudySpec:
+    """What trial `row`'s control matched on `match` trains (at the trial's final widths): the study's
+    spec with the trial's searched values put in, pruning off, the same seed; the same epochs, or at
+    equal compute `compute_epochs` (the learning-rate schedule spans them)."""
+    control = apply_params(spec, {p: v for p, v in row.settings.items() if v is not None}).without_pruning()
+    if match == "compute":
+        epochs = compute_epochs(control, row)
+        control = control.model_copy(update={"train": control.train.model_copy(update={"epochs": epochs})})
+    return control
 
 
 def trials_text(rows: Sequence[TrialRow]) -> str:
@@ -119,11 +143,18 @@ def trials_text(rows: Sequence[TrialRow]) -> str:
     return f"trial{'s' if len(rows) != 1 else ''} " + ", ".join(str(r.number) for r in rows)
 
 
-def control_line(row: TrialRow, control: dict) -> str:
+def control_name(row: TrialRow, match: str = "epochs") -> str:
+    """'scratch control of trial 4', 'equal-compute scratch control of trial 4'."""
+    return f"{'equal-compute ' if match == 'compute' else ''}scratch control of trial {row.number}"
+
+
+def control_line(row: TrialRow, control: dict, match: str = "epochs") -> str:
     """A control's progress line: 'scratch control of trial 4: accuracy 97.2% (trial 97.5%), train MACs
-    14.0G (trial 117G)', or 'scratch control of trial 4 failed: <error>'."""
+    14.0G (trial 117G)', or 'scratch control of trial 4 failed: <error>'; at equal compute its epochs too."""
+    name = control_name(row, match)
     if control.get("state") == FAIL:
-        return f"scratch control of trial {row.number} failed: {control.get('error') or 'no reason recorded'}"
-    return (f"scratch control of trial {row.number}: accuracy {percent(control.get('accuracy'))} "
+        return f"{name} failed: {control.get('error') or 'no reason recorded'}"
+    epochs = f" ({control.get('epoch')} epochs)" if match == "compute" else ""
+    return (f"{name}{epochs}: accuracy {percent(control.get('accuracy'))} "
             f"(trial {percent(row.metric('accuracy'))}), train MACs {count(control.get('train_macs'))} "
             f"(trial {count(row.metric('train_macs'))})")

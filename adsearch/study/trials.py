@@ -112,18 +112,24 @@ def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int,
 
 def _control_trainable(config: dict, *, controls: dict, baseline: dict | None, threads: int, directory: str):
     """One scratch control as a Ray Tune trial: `controls[config[TRIAL_KEY]]` holds the spec it
-    trains (`scratch.control_spec`) and the widths it starts at; no prefix cache, no final checkpoint
-    kept (a control is a measurement, not a network to export)."""
+    trains (`scratch.control_spec`), the widths it starts at and what it matches its trial on
+    (`match`: 'epochs' or 'compute'); no prefix cache. Its final state is kept in the study's `trials/`
+    beside its trial's (`results.checkpoints`): a control that beats its trial is a network to export."""
     torch.set_num_threads(threads)
     number = config[TRIAL_KEY]
     control = controls[number]
+    match = control.get("match", "epochs")
     spec = StudySpec.model_validate(control["spec"])
     restored = tune.get_checkpoint()
     checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
+    study = StudyDir(directory)
 
-    with _live_entry(StudyDir(directory), "control", number, {}, spec, checkpoint) as show:
+    with _live_entry(study, "control" if match == "epochs" else "compute control", number, {}, spec,
+                     checkpoint) as show:
         def report_epoch(metrics: dict, state: dict) -> None:
             show(metrics)
+            if metrics["epoch"] == spec.train.epochs:
+                save_checkpoint(study, number, state, control=match)  # before the report that finishes it
             _report({**with_ratios(metrics, baseline), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}, state)
 
         try:

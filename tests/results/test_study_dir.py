@@ -4,6 +4,7 @@ be read, through the library and the command line as a user meets it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -225,10 +226,17 @@ def test_scratch_controls_are_merged_by_trial_and_read_back_beside_their_trial(t
     study.save_scratch({1: {"state": "FAIL", "error": "RuntimeError: out of memory"}})
     study.save_scratch({0: {"state": "COMPLETE", "accuracy": 0.9, "params": 1690}})
     study.save_scratch({1: {"state": "COMPLETE", "accuracy": 0.8, "params": 5180}})  # a retry replaces it
-    assert study.read_scratch() == {0: {"state": "COMPLETE", "accuracy": 0.9, "params": 1690},
-                                    1: {"state": "COMPLETE", "accuracy": 0.8, "params": 5180}}
+    assert study.read_scratch() == {0: {"epochs": {"state": "COMPLETE", "accuracy": 0.9, "params": 1690}},
+                                    1: {"epochs": {"state": "COMPLETE", "accuracy": 0.8, "params": 5180}}}
+    study.save_scratch({1: {"state": "COMPLETE", "accuracy": 0.85, "epoch": 7}}, "compute")  # beside the other
     rows = {r.number: r for r in read_study(study).rows}
     assert rows[0].scratch["accuracy"] == 0.9 and rows[1].scratch["params"] == 5180 and rows[-1].scratch is None
+    assert rows[1].scratch_compute == {"state": "COMPLETE", "accuracy": 0.85, "epoch": 7} == rows[1].control("compute")
+    assert rows[0].scratch_compute is None and rows[1].control("epochs") is rows[1].scratch
+    # a scratch.json written before controls at equal compute (trial -> control) reads as equal-epoch controls
+    (tiny_study_copy / "scratch.json").write_text(json.dumps({"0": {"state": "COMPLETE", "accuracy": 0.9}}))
+    assert study.read_scratch() == {0: {"epochs": {"state": "COMPLETE", "accuracy": 0.9}}}
+    assert read_study(study).row(0).scratch == {"state": "COMPLETE", "accuracy": 0.9}
     assert foreign_entries(study) == []  # scratch.json is adsearch's: --fresh deletes it with the study
 
 

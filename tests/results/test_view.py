@@ -358,3 +358,33 @@ def test_a_trial_against_its_control_and_the_baseline_gives_the_paired_p_value(a
     assert text.endswith(f"Chosen over trial 12, 3.8% smaller but 0.8 points less accurate (McNemar p = {p}, not "
                          "significant at 5%; a trial at most `report.size_tolerance` = 10% larger and more accurate "
                          "is preferred).")
+
+
+def test_the_recommendation_says_when_its_scratch_control_is_significantly_better(arms):
+    spec = arms.spec.model_copy(update={"search": parse_spec(SPEC).search})
+    base = trial_row(-1, role="baseline", accuracy=0.997, params=1_150_000, test_samples=N)
+    chosen = trial_row(6, accuracy=0.99, params=15_800, test_samples=N, train_macs=4e9)
+    base.correct, chosen.correct = samples(range(3)), samples(range(10))
+    # at equal epochs: 2 errors fewer, within the noise; at equal compute: 9 fewer, all among the trial's
+    chosen.scratch = {"state": "COMPLETE", "accuracy": 0.992, "epoch": 20, "correct": samples(range(8))}
+    chosen.scratch_compute = {"state": "COMPLETE", "accuracy": 0.999, "epoch": 170, "train_macs": 4e9,
+                              "correct": samples(range(1))}
+    text = report_view(spec, [base, chosen]).recommendation
+    assert text.endswith("**Its scratch control beats it**: the same widths trained from scratch for as many "
+                         "training MACs (170 epochs) reached 99.9% against its 99.0% (McNemar p = 0.0039, "
+                         "significant at 5%): pruning in training cost accuracy here; `adsearch export <study> "
+                         "--trial 6 --control compute` writes that network.")
+    chosen.scratch_compute = None
+    assert "scratch control beats it" not in report_view(spec, [base, chosen]).recommendation
+
+    chosen.scratch_compute = {"state": "COMPLETE", "accuracy": 0.999, "epoch": 170, "train_macs": 4e9,
+                              "correct": samples(range(1))}
+    view = report_view(spec, [base, chosen])
+    assert view.scratch_matches == ["epochs", "compute"]
+    md = markdown(view)
+    assert "**At equal epochs.**" in md and "**At equal training compute.**" in md
+    assert ("- Trial 6: training these widths from scratch: +0.9 points over pruning in training (McNemar p = "
+            "0.0039, significant at 5%), at about the same training compute.") in md
+    assert "| 99.2% | — | 99.9% | 170 |" in md  # the front table: both controls
+    text = study_text(view)
+    assert "at equal training compute:" in text and "  trial 6: training these widths from scratch: +0.9" in text

@@ -19,7 +19,9 @@ from adsearch.errors import AdsearchError
 from adsearch.results.reading import read_study
 from adsearch.results.study_dir import StudyDir
 from adsearch.results.rows import BASELINE
-from adsearch.study.scratch import chosen_controls, control_line, control_spec, controls_for, front_controls, to_run
+from adsearch.spec.loading import SpecError
+from adsearch.study.scratch import (chosen_controls, compute_epochs, control_line, control_spec, controls_for,
+                                    front_controls, to_run)
 from adsearch.spec.loading import parse_spec
 
 HAND_MADE = parse_spec(HAND_MADE_SPEC)
@@ -77,6 +79,27 @@ def test_a_control_keeps_the_trials_searched_values_with_pruning_off():
     assert control.model == spec.model and control.data == spec.data
 
 
+def test_the_equal_compute_control_trains_the_epochs_whose_macs_come_nearest_the_trials():
+    # the final network: 1,000 MACs a sample; its last epoch trained on 96 samples, so an epoch of it
+    # costs 3 x 1,000 x 96 = 288k training MACs. The trial cost 4.3M: 14.9 epochs' worth, so 15.
+    spec = parse_spec(tiny_spec("compute", space="train.optimizer.lr: {values: [0.01, 0.05]}"))
+    row = trial_row(0, settings={"train.optimizer.lr": 0.01}, accuracy=0.9, macs=1000, train_macs=4.3e6,
+                    history=[{"epoch": 1, "samples": 96}, {"epoch": 3, "samples": 96}])
+    assert compute_epochs(spec, row) == 15
+    control = control_spec(spec, row, "compute")
+    assert control.train.epochs == 15 and control.pruning.method == "none" and control.train.optimizer.lr == 0.01
+    assert control_spec(spec, row, "epochs").train.epochs == spec.train.epochs == 3
+    # never fewer epochs than the trial's, and without the figures (an older study) as many
+    assert compute_epochs(spec, trial_row(0, accuracy=0.9, macs=1000, train_macs=1e5,
+                                          history=[{"samples": 96}])) == 3
+    assert compute_epochs(spec, trial_row(0, accuracy=0.9, macs=1000, train_macs=4.3e6)) == 3
+    assert parse_spec(tiny_spec("t"), overrides={"search.scratch_controls": True}).search.scratch_matches == ("epochs",)
+    assert parse_spec(tiny_spec("t"), overrides={"search.scratch_controls": "both"}).search.scratch_matches == \
+        ("epochs", "compute")
+    with pytest.raises(SpecError, match=r"search.scratch_controls.*'off', 'epochs', 'compute' or 'both', got 'flops'"):
+        parse_spec(tiny_spec("t"), overrides={"search.scratch_controls": "flops"})
+
+
 def test_recorded_controls_are_not_run_again_and_a_failed_one_only_when_named():
     done = trial_row(1, accuracy=0.9)
     done.scratch = {"state": "COMPLETE", "accuracy": 0.8}
@@ -86,6 +109,8 @@ def test_recorded_controls_are_not_run_again_and_a_failed_one_only_when_named():
     rows = [done, failed, new]
     assert numbers(to_run(rows)) == [3]
     assert numbers(to_run(rows, [1, 2, 3])) == [2, 3]
+    done.scratch_compute = {"state": "COMPLETE", "accuracy": 0.85, "epoch": 7}  # each match on its own
+    assert numbers(to_run(rows, match="compute")) == [2, 3] and numbers(to_run(rows)) == [3]
 
 
 def test_a_controls_line_sets_it_beside_its_trial():
@@ -94,6 +119,9 @@ def test_a_controls_line_sets_it_beside_its_trial():
         "scratch control of trial 4: accuracy 97.2% (trial 97.5%), train MACs 13.8G (trial 117G)")
     assert control_line(row, {"state": "FAIL", "error": "RuntimeError: boom"}) == (
         "scratch control of trial 4 failed: RuntimeError: boom")
+    assert control_line(row, {"state": "COMPLETE", "accuracy": 0.98, "train_macs": 116e9, "epoch": 170},
+                        "compute") == ("equal-compute scratch control of trial 4 (170 epochs): accuracy 98.0% "
+                                       "(trial 97.5%), train MACs 116G (trial 117G)")
 
 
 # --- run for real on the tiny study ----------------------------------------------------------
@@ -212,3 +240,49 @@ def test_a_study_that_is_interrupted_or_running_is_refused(tiny_study_copy):
     with pytest.raises(AdsearchError, match="--trials: there is no trial 7"):
         scratch_study(tiny_study_copy, trials=[7])
     assert not (tiny_study_copy / "scratch.json").exists() and not (tiny_study_copy / "ray" / "scratch").exists()
+
+
+def test_equal_compute_controls_train_longer_keep_their_network_and_are_reported(tiny_study_copy, ray_session):
+    from adsearch import correctness, load_model, load_study
+    from adsearch.export import export_trial, held_out_accuracy
+    from adsearch.study.runner import scratch_study
+
+    number = _pruned_trial(tiny_study_copy)
+    record = read_study(tiny_study_copy)
+    trial = record.row(number)
+    epochs = compute_epochs(record.spec, trial)
+    per_epoch = 3 * trial.metric("macs") * trial.history[-1]["samples"]
+    assert epochs > record.spec.train.epochs  # the trial's first epoch trained the whole network
+    said = []
+    scratch_study(tiny_study_copy, trials=[number], match="compute", say=said.append)
+    assert f"equal-compute scratch controls: trial {number}, each one's final widths trained from scratch without " \
+           f"pruning for as many training MACs as the trial cost: trial {number} {epochs} epochs" in said
+    assert any(line.startswith(f"equal-compute scratch control of trial {number} ({epochs} epochs): accuracy ")
+               for line in said), said
+
+    row = read_study(tiny_study_copy).row(number)
+    control = row.scratch_compute
+    assert row.scratch is None  # only the equal-compute control was asked for
+    assert control["state"] == "COMPLETE" and control["epoch"] == epochs and control["widths"] == trial.widths
+    assert abs(control["train_macs"] - trial.metric("train_macs")) <= per_epoch / 2  # the nearest whole epoch
+    assert correctness.samples(control["correct"]) == trial.metric("test_samples")
+    report = (tiny_study_copy / "report.md").read_text()
+    assert "**At equal training compute.**" in report and f"- Trial {number}: " in report
+    assert "| scratch accuracy (equal compute) | its epochs |" in report.split("## Pareto front")[1]
+
+    # its network is kept and exported like any trial's
+    assert (tiny_study_copy / "trials" / f"{number}.scratch-compute.pt").is_file()
+    model = load_study(tiny_study_copy).model(number, control="compute")
+    assert held_out_accuracy(model, tiny_study_copy, number) == pytest.approx(control["accuracy"])
+    exported = export_trial(tiny_study_copy, number=number, control="compute")
+    assert exported.path.name == f"trial-{number}-scratch-compute.pt" and exported.info["control"] == "compute"
+    assert exported.info["metrics"]["accuracy"] == control["accuracy"] and exported.info["widths"] == trial.widths
+    assert held_out_accuracy(load_model(exported.path), tiny_study_copy, number) == pytest.approx(control["accuracy"])
+    with pytest.raises(AdsearchError, match=f"the scratch control of trial {number} was not run: nothing to export"):
+        export_trial(tiny_study_copy, number=number, control="epochs")
+    with pytest.raises(AdsearchError, match="unknown control 'flops'; choose one of epochs, compute"):
+        export_trial(tiny_study_copy, number=number, control="flops")
+
+    said.clear()  # recorded: not run again
+    scratch_study(tiny_study_copy, trials=[number], match="compute", say=said.append)
+    assert said == [f"equal-compute scratch controls: trial {number} already recorded"]
