@@ -114,7 +114,7 @@ def scratch(
     trial and rewrite the report."""
     numbers = _trial_numbers(trials) if trials is not None else None
     from adsearch.study.callbacks import Live
-    from adsearch.study.runner import scratch_study
+    from adsearch.study.finished import scratch_study
 
     result = scratch_study(study, trials=numbers, match=match, address=address, say=out.print, warn=_warn,
                            log_level=_log_level(log_level), live=Live(out, every))
@@ -133,10 +133,32 @@ def _log_level(text: str) -> str:
     return text.lower()
 
 
+@app.command()
+def replicate(
+    study: Path = typer.Argument(..., help="a finished study directory, e.g. reports/quickstart", show_default=False),
+    seeds: int = typer.Option(..., help="seeds in all, the study's own counted: 3 trains each trial twice more "
+                                        "(seed+1, seed+2)", show_default=False),
+    trials: Optional[str] = typer.Option(None, help="trials to replicate, e.g. baseline,3,5 (default: the baseline "
+                                                    "and the trials on the Pareto front)", show_default=False),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: auto, host:port or ray://host:10001"),
+    log_level: str = LogOpt,
+    every: float = EveryOpt,
+) -> None:
+    """Train the baseline and the front trials again with other seeds, record them beside each trial
+    and rewrite the report with their means and standard deviations."""
+    numbers = _trial_numbers(trials) if trials is not None else None
+    from adsearch.study.callbacks import Live
+    from adsearch.study.finished import replicate_study
+
+    result = replicate_study(study, seeds=seeds, trials=numbers, address=address, say=out.print, warn=_warn,
+                             log_level=_log_level(log_level), live=Live(out, every))
+    out.print(f"report: {result.files['report.md']}")
+
+
 def _trial_numbers(text: str) -> list[int]:
-    """'3,5' -> [3, 5]."""
+    """'3,5' -> [3, 5]; 'baseline' is -1."""
     try:
-        numbers = [int(part) for part in text.split(",") if part.strip()]
+        numbers = [-1 if part.strip() == "baseline" else int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         numbers = []
     if not numbers:

@@ -54,7 +54,7 @@ SMOKE = ("adsearch run studies/resnet18_tinyimagenet.yaml --set train.epochs=2 -
          "uniform, low: 0.6, high: 0.95}}'")
 GPU_RUN = "adsearch run studies/resnet18_tinyimagenet.yaml"
 QUICKSTART = ("adsearch run studies/quickstart.yaml --fresh", "adsearch export reports/quickstart --pick recommended",
-              "adsearch resume reports/quickstart")
+              "adsearch resume reports/quickstart", "adsearch replicate reports/quickstart --seeds 2")
 FASHION = "adsearch run studies/fashion_mnist.yaml --fresh"
 EXPECTED = {SMOKE, GPU_RUN, *QUICKSTART, FASHION}
 PAPER = {"resnet18_tinyimagenet": "resnet18-tinyimagenet", "vgg19_cifar10": "vgg19-cifar10",
@@ -171,13 +171,15 @@ def test_the_readme_fashion_mnist_run_reads_the_idx_files_and_tests_on_the_whole
     assert sorted(trials["number"]) == [-1, 0, 1] and (trials["state"] == "COMPLETE").all()
 
 
-def test_the_quickstart_commands_run_export_and_resume(ran):
-    folder, [(run, run_out), (export, export_out), (resume, resume_out)] = ran["quickstart"]
+def test_the_quickstart_commands_run_export_resume_and_replicate(ran):
+    folder, [(run, run_out), (export, export_out), (resume, resume_out), (replicate, replicate_out)] = ran["quickstart"]
     assert run == 0 and "report: reports/quickstart/report.md" in run_out, run_out[-3000:]
     assert export == 0, export_out[-3000:]
     assert list((folder / "reports" / "quickstart" / "models").glob("trial-*.pt"))
     assert resume == 0 and "Traceback" not in resume_out, resume_out[-3000:]
     assert "[1/2]" not in resume_out  # nothing trained again
+    assert replicate == 0 and "replicates: the baseline" in replicate_out, replicate_out[-3000:]
+    assert "(2 seeds)" in (folder / "reports" / "quickstart" / "report.md").read_text()
 
 
 def test_the_api_md_session_runs(tmp_path, monkeypatch, ray_session):

@@ -165,6 +165,7 @@ def trial_text(study, row: TrialRow) -> str:
     """`adsearch show reports/<name> --trial N`: settings, metrics, widths, rounds, per-epoch history
     of `row`, a trial of the study (a view or a `StudyRecord`)."""
     view = _view(study)
+    row = next((r for r in view.rows if r.number == row.number), row)  # a replicated trial: its means
     unfinished = not row.finished and view.state != "running"
     out = [f"trial {row.label} of study {view.name}: {row.state}"
            + (" (on the Pareto front)" if view.on_front(row) else "")
@@ -185,6 +186,9 @@ def trial_text(study, row: TrialRow) -> str:
                + (f" ({against_baseline(drop, 'pts')} the baseline" + (f"; {test.text()}" if test else "") + ")"
                   if not row.is_baseline and drop is not None else "")
                + f", top-5 {percent(row.metric('top5'))}, loss {value(row.metric('loss'))}")
+    if row.seeds:
+        out.append("accuracy by seed: " + ", ".join(f"seed {s} {percent(a)}" for s, a in row.seeds.items())
+                   + " (metrics above: means over them)")
     out.append(f"params {view.cost_text(row, 'params')}, MACs {view.cost_text(row, 'macs')}, "
                f"train MACs {view.cost_text(row, 'train_macs')}, latency {value(row.metric('latency_ms'))} ms, "
                f"wall time {seconds(row.metric('wall_s'))}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from adsearch.metrics import count, finite, percent, points, value
 from adsearch.results.rows import TrialRow
-from adsearch.results.texts import CLEAR_GAP, differs, paired
+from adsearch.results.texts import CLEAR_GAP, compare, differs
 from adsearch.spec.pruning import CRITERIA, WIDTH_RULES
 from adsearch.spec.study_spec import StudySpec
 
@@ -143,8 +143,8 @@ class Arms:
             if there:
                 out.append(_budget_verdict(budget, sorted(there, key=lambda ac: -ac[1].best)))
         if all(r.correct for r in self.rows):
-            rule = ("a lead is named only where McNemar's test of the two trials, paired on their test samples, "
-                    "finds the gap significant at 5%")
+            rule = ("a lead is named only where the two trials' paired test finds the gap significant at 5% "
+                    "(McNemar's on their test samples; over their seeds where both were replicated, a t-test)")
         else:  # a study recorded before trials kept their test samples
             rule = f"a gap under {points(CLEAR_GAP)} points is called no clear winner"
         out.append("One seed, one study: each figure is the best of an arm's trials in this search, not a mean over "
@@ -166,7 +166,7 @@ def _budget_verdict(budget: float, ranked: list[tuple[str, ArmCell]]) -> str:
         return f"{label}: only {arm} has trials there ({cell.text()})."
     (first, a), (second, b) = ranked[:2]
     gap = a.best - b.best
-    test = paired(a.row.correct, b.row.correct) if a.row is not None and b.row is not None else None
+    test = compare(a.row, b.row) if a.row is not None and b.row is not None else None
     if differs(gap, test):
         return (f"{label}: {first} leads by {points(gap)} points ({percent(a.best)}, best of {_trials(a.trials)}; "
                 f"the next best, {second}, {percent(b.best)}, best of {_trials(b.trials)}"

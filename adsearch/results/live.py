@@ -23,11 +23,12 @@ from adsearch.results.study_dir import StudyDir, atomic_write
 from adsearch.results.texts import short_settings
 
 LIVE_FILES = {"baseline": "baseline.json", "search": "trial-{}.json", "control": "control-{}.json",
-              "compute control": "compute-control-{}.json"}
+              "compute control": "compute-control-{}.json", "replicate": "replicate-{}.json"}
 """A live entry's file in `live/` by the entry's kind (the baseline, search trial N, the scratch
-controls of trial N at equal epochs and at equal compute), formatted with its trial number."""
+controls of trial N at equal epochs and at equal compute, a replicate of trial N: its seed in its
+settings and its file name, `replicate-3-s1.json`), formatted with its trial number."""
 LABELS = {"baseline": "baseline", "search": "trial {}", "control": "control of trial {}",
-          "compute control": "equal-compute control of trial {}"}
+          "compute control": "equal-compute control of trial {}", "replicate": "replicate of trial {}"}
 """How each kind of live entry (`LIVE_FILES`) names its trial."""
 SHOWN = ("accuracy", "loss", "train_loss", "params", "macs", "rounds", "widths")
 """What a live entry keeps of the trainer's per-epoch metrics (no densities, no histories)."""
@@ -216,27 +217,30 @@ def live_trials(entries: Iterable[dict], now: float | None = None) -> list[LiveT
 # --- the entries in live/ ------------------------------------------------------------------------
 
 
-def live_file(study: StudyDir, kind: str, number: int) -> Path:
-    """Where the live entry of trial `number` of `kind` ('baseline', 'search', 'control') is kept:
-    live/baseline.json, live/trial-3.json, live/control-3.json.
+def live_file(study: StudyDir, kind: str, number: int, seed: int | None = None) -> Path:
+    """Where the live entry of trial `number` of `kind` ('baseline', 'search', 'control', ...) is kept:
+    live/baseline.json, live/trial-3.json, live/control-3.json; a replicate's with its `seed`,
+    live/replicate-3-s1.json (the baseline's: replicate--1-s1.json).
 
     Raises:
         ValueError: an unknown kind.
     """
     if kind not in LIVE_FILES:
         raise ValueError(f"a live entry's kind must be one of {', '.join(map(repr, LIVE_FILES))}, got {kind!r}")
-    return study.live_dir / LIVE_FILES[kind].format(number)
+    name = LIVE_FILES[kind].format(number)
+    return study.live_dir / (name.replace(".json", f"-s{seed}.json") if seed is not None else name)
 
 
 def save_live(study: StudyDir, entry: dict) -> None:
     """Write a running trial's live entry (`live_entry`) atomically, replacing its last one; the
-    file is named by the entry's `kind` and `number` (`live_file`)."""
-    atomic_write(live_file(study, entry["kind"], entry["number"]), json.dumps(entry))
+    file is named by the entry's `kind`, `number` and any `seed` in its settings (`live_file`)."""
+    atomic_write(live_file(study, entry["kind"], entry["number"], (entry.get("settings") or {}).get("seed")),
+                 json.dumps(entry))
 
 
-def end_live(study: StudyDir, kind: str, number: int) -> None:
+def end_live(study: StudyDir, kind: str, number: int, seed: int | None = None) -> None:
     """Remove the live entry of a trial that ended (complete or failed); none there is fine."""
-    live_file(study, kind, number).unlink(missing_ok=True)
+    live_file(study, kind, number, seed).unlink(missing_ok=True)
 
 
 def clear_live(study: StudyDir) -> None:

@@ -86,10 +86,11 @@ def check_can_run(study: StudyDir, spec: StudySpec, *, fresh: bool = False) -> b
 
 def _resumable(spec: StudySpec) -> StudySpec:
     """`spec` as a resume compares it: `search.scratch_controls` (whether to run the controls after the
-    search) changes no trial, so turning it on for a finished study runs its controls; nor does
+    search) and `search.replicates` change no trial, so turning them on for a finished study runs its
+    controls or replicates; nor does
     `resources.placement_timeout_s` (a study stopped by it may resume with a longer wait)."""
     return spec.model_copy(update={
-        "search": spec.search.model_copy(update={"scratch_controls": "off"}),
+        "search": spec.search.model_copy(update={"scratch_controls": "off", "replicates": 1}),
         "resources": spec.resources.model_copy(update={"placement_timeout_s": 0.0}),
     })
 

@@ -20,7 +20,7 @@ from adsearch.errors import AdsearchError, StudyDirError, one_line
 from adsearch.results.live import read_live
 from adsearch.results.lock import owner
 from adsearch.results.rows import SEARCH_ENDED, TrialRow, baseline_row, find, search_row
-from adsearch.results.study_dir import StudyDir
+from adsearch.results.study_dir import StudyDir, read_replicates
 from adsearch.spec.study_spec import StudySpec
 
 
@@ -83,8 +83,9 @@ def collect_rows(study_dir: StudyDir | Path | str, spec: StudySpec) -> list[Tria
     baseline = study_dir.read_baseline()
     rows = [baseline_row(baseline)] if baseline is not None else []
     rows += [search_row(t, spec) for t in optuna_trials(study_dir, spec.name)]
-    controls = study_dir.read_scratch()
+    controls, replicates = study_dir.read_scratch(), read_replicates(study_dir)
     for row in rows:
+        row.replicates = replicates.get(row.number, {})
         if not row.is_baseline:
             row.scratch = controls.get(row.number, {}).get("epochs")
             row.scratch_compute = controls.get(row.number, {}).get("compute")

@@ -11,6 +11,7 @@ each Optuna trial of `study.db` (`search_row`); the report, `show`, `ls` and exp
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,14 @@ class TrialRow:
     """The trial's scratch control at equal epochs, once run: its final widths trained from the start
     with the same recipe and epochs, no pruning (`METRICS` keys: accuracy, top5, loss, params, macs,
     train_macs, wall_s, ..., and `correct`). None when no control was run for it."""
+    replicates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """The trial trained again with other seeds (`search.replicates`, `adsearch replicate`): seed -> what
+    was recorded of it (as a scratch control: `state`, metrics, widths, `correct`)."""
+    seeds: dict[int, float] = field(default_factory=dict)
+    """On the row the report shows for a replicated trial (`results.seeds.mean_row`): its accuracy by
+    seed, its own first; its metrics are then means over them. Empty otherwise."""
+    seed_correct: dict[int, str] = field(default_factory=dict)
+    """On that row: its correct test samples by seed (`correct` is its first seed's)."""
     scratch_compute: dict[str, Any] | None = None
     """Its scratch control at equal compute, once run: the same, trained for as many epochs as bring its
     training MACs nearest the trial's (its `epoch` says how many). None when none was run."""
@@ -111,17 +120,25 @@ class TrialRow:
         metrics = {}
         for k in METRICS:
             metrics[k] = self.metrics.get(k)
-            if k == "accuracy":  # its 95% interval beside it
+            if k == "accuracy":  # its 95% interval beside it; over several seeds, their number and spread
                 metrics["accuracy_low"], metrics["accuracy_high"] = self.accuracy_interval
+                metrics["seeds"], metrics["accuracy_std"] = len(self.seeds) or None, self.accuracy_std
         return {"number": self.number, "role": self.role, "state": self.state, "error": self.error,
                 **{f"param:{p}": self.settings.get(p) for p in paths}, **metrics,
                 "gpu_ids": self.gpu_ids, "widths": self.widths, "base_widths": self.base_widths}
 
     @property
     def accuracy_interval(self) -> tuple[float, float]:
-        """The 95% Wilson interval of the accuracy on its `test_samples` (NaNs without them:
-        a study recorded before they were)."""
+        """The 95% Wilson interval of the accuracy on its `test_samples` (NaNs without them: a study
+        recorded before they were; and for a mean over seeds, whose spread is `accuracy_std`)."""
+        if self.seeds:
+            return math.nan, math.nan
         return accuracy_interval(self.metrics.get("accuracy"), self.metrics.get("test_samples"))
+
+    @property
+    def accuracy_std(self) -> float | None:
+        """The standard deviation of the accuracy over the trial's seeds (`seeds`), or None."""
+        return statistics.stdev(self.seeds.values()) if len(self.seeds) >= 2 else None
 
     @classmethod
     def from_result(cls, number: int, result: dict, *, role: str = "search", state: str = "COMPLETE",

@@ -39,6 +39,8 @@ PREFIXES_DIR = "prefixes"
 """The prefix cache (`adsearch.train.prefixes`): trial states that other trials start from."""
 SCRATCH_FILE = "scratch.json"
 """The scratch controls' results (`adsearch.study.scratch`), by trial number."""
+REPLICATES_FILE = "replicates.json"
+"""The replicates' results (`adsearch.study.replicates`): by trial number (-1 the baseline), then seed."""
 LIVE_DIR = "live"
 """One JSON file per running trial (`adsearch.results.live`: its epoch, last accuracy and loss,
 size, times), written by the trial's process when it starts and after every epoch, removed when it
@@ -47,7 +49,7 @@ SPEC_HEADER = "# adsearch study spec, digest "
 """The first line of every spec.yaml adsearch writes (then the spec's digest)."""
 WRITTEN = frozenset({SPEC_FILE, MARKER_FILE, BASELINE_FILE, DB_FILE, LOCK_FILE, "ray", TRIALS_DIR, "trials.csv",
                      "pareto.csv", "report.md", "report.html", "plots", MODELS_DIR, PREFIXES_DIR, SCRATCH_FILE,
-                     LIVE_DIR})
+                     REPLICATES_FILE, LIVE_DIR})
 """Everything adsearch writes directly in a study directory (also SQLite's side files of study.db
 and the temporary files of atomic writes, `.<name>.<...>.tmp`); nothing else is deleted there."""
 
@@ -232,3 +234,37 @@ class StudyDir:
         except (OSError, ValueError) as exc:
             raise StudyDirError(f"cannot read {path}: {one_line(exc)}; the scratch controls' results are lost: "
                                 f"delete the file and `adsearch scratch {self.path}` runs them again") from None
+
+
+# --- the replicates (`adsearch.study.replicates`) -----------------------------------------------
+
+
+def read_replicates(study: StudyDir) -> dict[int, dict[int, dict]]:
+    """The recorded replicates by trial number (-1: the baseline), then seed: each the result
+    recorded as a scratch control's is (`state`, metrics, widths, `correct`). Empty when none was run.
+
+    Raises:
+        StudyDirError: replicates.json is there but cannot be read.
+    """
+    path = study.path / REPLICATES_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not all(isinstance(v, dict) and all(isinstance(r, dict) for r in v.values())
+                                                 for v in data.values()):
+            raise ValueError("expected a JSON object of trial number -> seed -> result")
+        return {int(n): {int(s): r for s, r in v.items()} for n, v in data.items()}
+    except (OSError, ValueError) as exc:
+        raise StudyDirError(f"cannot read {path}: {one_line(exc)}; the replicates' results are lost: delete "
+                            f"the file and `adsearch replicate {study.path}` runs them again") from None
+
+
+def save_replicates(study: StudyDir, results: dict[int, dict[int, dict]]) -> None:
+    """Record replicates (trial number -> seed -> the result), merged with those recorded already (a
+    seed's new result replaces its old one)."""
+    merged = read_replicates(study)
+    for n, by_seed in results.items():
+        merged[n] = {**merged.get(n, {}), **by_seed}
+    study.write(REPLICATES_FILE, json.dumps({str(n): {str(s): merged[n][s] for s in sorted(merged[n])}
+                                            for n in sorted(merged)}, indent=2))

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from adsearch.correctness import Paired, paired_test
-from adsearch.metrics import count, finite, percent_interval, times_fewer, value, with_ratios
+from adsearch.results.seeds import SeedTest, seed_test
+from adsearch.metrics import count, finite, percent, percent_interval, points, times_fewer, value, with_ratios
 from adsearch.results.rows import TrialRow
 
 CLEAR_GAP = 0.005
@@ -17,7 +18,10 @@ winner" (arms at equal parameters) or a match (a trial against its scratch contr
 
 def accuracy_text(row: TrialRow) -> str:
     """The row's accuracy with its 95% interval from its test samples: '87.8% (87.1-88.4)' (the
-    accuracy alone for a study recorded without them)."""
+    accuracy alone for a study recorded without them); over several seeds (`TrialRow.seeds`) the
+    mean, its standard deviation in points and how many: '87.8% ± 0.4 (3 seeds)'."""
+    if row.accuracy_std is not None:
+        return f"{percent(row.metric('accuracy'))} ± {points(row.accuracy_std)} ({len(row.seeds)} seeds)"
     return percent_interval(row.metric("accuracy"), row.metric("test_samples"))
 
 
@@ -32,14 +36,21 @@ def paired(a: str | None, b: str | None) -> Paired | None:
     return paired_test(a, b)
 
 
-def differs(gap: float, test: Paired | None) -> bool:
+def compare(a: TrialRow, b: TrialRow) -> Paired | SeedTest | None:
+    """Trial A against trial B: across the seeds both were trained with where they share two or more
+    (`seeds.seed_test`, a paired t-test of their accuracies), else paired on the test samples of their
+    first seed (McNemar, `paired`); None when neither is possible."""
+    return seed_test(a, b) or paired(a.correct, b.correct)
+
+
+def differs(gap: float, test: Paired | SeedTest | None) -> bool:
     """Whether the report names an accuracy gap a difference: with a paired test, when it is significant at
     5% (a gap inside the noise is never a winner); without one (a study recorded before trials kept
     their test samples), when it is at least `CLEAR_GAP`."""
     return test.significant if test is not None else is_clear_gap(gap)
 
 
-def significance_text(test: Paired | None) -> str:
+def significance_text(test: Paired | SeedTest | None) -> str:
     """'McNemar p = 0.031, significant at 5%', or '' without a paired test."""
     return test.text() if test is not None else ""
 

@@ -33,7 +33,8 @@ from adsearch.results.arms import ArmCell, Arms, arm_of
 from adsearch.results.pareto import baseline_index, objective_pairs, pareto_front, qualifying, recommended
 from adsearch.results.rows import TrialRow, sort_rows
 from adsearch.results.scratch_view import MATCH_TITLES, control_beats_trial, scratch_summary
-from adsearch.results.texts import accuracy_text, compared, cost_text, fewer, paired, settings_text
+from adsearch.results.seeds import SeedTest, mean_row
+from adsearch.results.texts import accuracy_text, compare, compared, cost_text, fewer, paired, settings_text
 from adsearch.spec.study_spec import StudySpec
 
 
@@ -167,10 +168,10 @@ class ReportView:
         """The accuracy drop of `row` below the baseline (a fraction; negative: above it)."""
         return compared(row, "accuracy_drop", self.baseline)
 
-    def baseline_test(self, row: TrialRow) -> Paired | None:
+    def baseline_test(self, row: TrialRow) -> Paired | SeedTest | None:
         """`row` against the baseline, paired on their test samples (McNemar); None for the baseline
         itself, or where either kept no test samples. `drop_p` writes its p-value for the tables."""
-        return paired(row.correct, self.baseline.correct) if self.baseline and not row.is_baseline else None
+        return compare(row, self.baseline) if self.baseline and not row.is_baseline else None
 
     @cached_property
     def paired_with_baseline(self) -> bool:
@@ -252,7 +253,7 @@ def drop_p(view: ReportView, row: TrialRow) -> str:
 DROP_P = "drop p"
 """The tables' column of `ReportView.drop_p`, and what it means (`DROP_P_NOTE`)."""
 DROP_P_NOTE = ("drop p: McNemar's exact test of the trial against the baseline, paired on their test samples "
-               "(* significant at 5%)")
+               "(pooled over the seeds both were trained with; * significant at 5%)")
 
 
 def plain(text: str) -> str:
@@ -263,8 +264,10 @@ def plain(text: str) -> str:
 def report_view(spec: StudySpec, rows: Sequence[TrialRow], state: str = "done",
                 directory: Path | str | None = None, live: Sequence[dict] = ()) -> ReportView:
     """The view of a study from its spec, its rows (any order), its state and its running trials'
-    live entries."""
-    rows = sort_rows(rows)
+    live entries. A trial trained with several seeds (`TrialRow.replicates`) is shown, placed on the
+    front and recommended by its means over them (`seeds.mean_row`)."""
+    recompute = any(r.is_baseline and r.replicates for r in rows)  # then every drop is against its means
+    rows = sort_rows(mean_row(r, spec.seed, recompute=recompute) for r in rows)
     b = baseline_index(rows)
     baseline = rows[b] if b is not None else None
     best = recommended(rows, spec.report.max_accuracy_drop, size_tolerance=spec.report.size_tolerance)
@@ -305,9 +308,9 @@ def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, bas
     why = (f"within {points(limit)} points of the baseline, the fewest parameters that no trial at most "
            f"{100 * spec.report.size_tolerance:g}% larger beats on accuracy" if passed_over else
            f"the fewest parameters with accuracy within {points(limit)} points of the baseline")
-    test = paired(r.correct, baseline.correct)  # as `ReportView.baseline_test`, before the view exists
+    test = compare(r, baseline)  # as `ReportView.baseline_test`, before the view exists
     notes = [*(["95% intervals from the test samples"] if finite(r.accuracy_interval[0]) else []),
-             *([f"paired on them, {test.text()}"] if test is not None else [])]
+             *([f"paired on them, {test.text()}" if isinstance(test, Paired) else test.text()] if test else [])]
     return (f"**Trial {r.label}**: {why}. Accuracy {accuracy_text(r)}, {against_baseline(drop)} "
             f"the baseline's {accuracy_text(baseline)}" + (f" ({'; '.join(notes)})" if notes else "")
             + f"; params {cost_text(r, 'params', baseline)}; "
@@ -349,7 +352,7 @@ def _rivals(spec: StudySpec, rows: list[TrialRow], best: int) -> str:
 
     def tested(other: TrialRow) -> list[str]:
         """`other` against the recommended trial, paired on their test samples (none: [])."""
-        test = paired(other.correct, r.correct)
+        test = compare(other, r)
         return [test.text()] if test is not None else []
 
     parts = []

@@ -226,6 +226,13 @@ class SearchSpec(SpecModel):
         "finished study"
     )
 
+    replicates: int = Field(
+        1, ge=1, le=20, description="seeds in all for the baseline and the Pareto front trials: after the search "
+        "each is trained again with seed+1, seed+2, ... (on Ray like any trial); the report shows the mean and "
+        "standard deviation over them, and the front and the recommendation use the means. `adsearch replicate` "
+        "does it for a finished study"
+    )
+
     @field_validator("scratch_controls", mode="before")
     @classmethod
     def scratch_controls_true_is_epochs(cls, v):

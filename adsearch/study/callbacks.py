@@ -131,6 +131,25 @@ class ControlProgress(tune.Callback):
         self._line(trial, failed((trial.last_result or {}).get("error") or _trial_error(trial)))
 
 
+class ReplicateProgress(tune.Callback):
+    """Says each replicate's result as it finishes, in the words of `line(row, seed, result)`
+    (`replicates.replicate_line`); `jobs` maps the Ray trial's `TRIAL_KEY` to (the trial's row, the seed)."""
+
+    def __init__(self, jobs: dict[int, tuple[TrialRow, int]], line: Callable[[TrialRow, int, dict], str]):
+        self.jobs, self.line = jobs, line
+
+    def _line(self, trial, result: dict) -> None:
+        job = self.jobs.get((trial.config or {}).get(TRIAL_KEY))
+        if job is not None:
+            DRIVER.say(self.line(*job, result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._line(trial, completed(trial.last_result or {}))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, failed((trial.last_result or {}).get("error") or _trial_error(trial)))
+
+
 class PlacementWait(tune.Stopper, tune.Callback):
     """Stops a run whose first trial is not placed within `DRIVER.placement_timeout_s`
     (`resources.placement_timeout_s`: a cluster with no node that has `resources.per_trial`, waiting

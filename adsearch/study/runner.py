@@ -6,9 +6,10 @@ then the search: Ray Tune's `OptunaSearch` over `search.space`, multi-objective 
 the baseline, widths and failure reason are kept as Optuna user attributes, so `study.db` plus
 `baseline.json` are the whole record; `trials.csv`, `pareto.csv` and the report are made from them.
 
-Scratch controls (`adsearch.study.scratch`: a pruned trial's final widths trained from scratch, pruning
-off) run after the search with `search.scratch_controls`, or on a finished study with
-`scratch_study` (`adsearch scratch`); their results go to `scratch.json` (`adsearch.study.controls`).
+After the search, with `search.replicates` the baseline and the front trials are trained again with
+other seeds (`adsearch.study.replicates`), and with `search.scratch_controls` the pruned front
+trials' final widths from scratch (`adsearch.study.scratch`, `adsearch.study.controls`); both run on a
+finished study too (`adsearch.study.finished`: `adsearch replicate`, `adsearch scratch`).
 
 The parts a study runs on: what runs in a Ray worker (`adsearch.study.trials`), the Tune callbacks
 and the driver they report to (`adsearch.study.callbacks`), each Ray Tune experiment's set-up and
@@ -32,18 +33,18 @@ from adsearch.errors import AdsearchError, Problems, StudyDirError, StudyInterru
 from adsearch.metrics import count, percent, seconds
 from adsearch.report import writer as report
 from adsearch.results.rows import RECORDED, TRACE, TrialRow, baseline_row, plain
-from adsearch.results.lock import lock, owner
+from adsearch.results.lock import lock
 from adsearch.results.ownership import check_can_run, mark, remove, start
-from adsearch.results.reading import collect_rows, read_study, search_ended
+from adsearch.results.reading import collect_rows, search_ended
 from adsearch.results.study_dir import StudyDir
 from adsearch.spec.space import space_size
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import DRIVER, Live, SearchProgress
 from adsearch.study.cluster import cluster_capacity, configure_process, prepare_ray
-from adsearch.study.controls import run_controls, run_front_controls
+from adsearch.study.controls import run_front_controls
 from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes, write_errors, write_failure
 from adsearch.study.experiment import fit, tuner
-from adsearch.study.scratch import MATCHES, controls_for, to_run
+from adsearch.study.replicates import run_replicates
 from adsearch.study.stopping import graceful_sigterm
 from adsearch.study.searcher import (FailureLimit, Searcher, failed_count, finished_count, make_sampler, open_storage,
                                      optuna_space, set_metric_names, stopped_by_disk)
@@ -149,6 +150,9 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
                         if DRIVER.board is not None:
                             DRIVER.board.set_baseline(baseline_row(baseline))
                     _run_search(spec, study, baseline, threads, base_widths, say)
+                    if spec.search.replicates > 1:  # the baseline and the front with the other seeds
+                        run_replicates(spec, study, None, spec.search.replicates, threads, say,
+                                       branches=_branches(spec), again=f"adsearch resume {study}")
                 except (StudyInterrupted, KeyboardInterrupt) as exc:
                     report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
                     if isinstance(exc, KeyboardInterrupt):  # a stop between Ray Tune's runs
@@ -157,7 +161,7 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
                 _end_prefixes(spec, study, say)  # the search is done; the controls share nothing
                 controls = (lambda: run_front_controls(spec, study, threads, say)) if spec.search.scratch_matches \
                     else (lambda: None)
-                rows, files = _controls_then_report(spec, study, controls, f"adsearch scratch {study}")
+                rows, files = run_then_report(spec, study, controls, f"adsearch scratch {study}")
     finally:
         if started_ray:
             ray.shutdown()
@@ -183,85 +187,16 @@ def resume_study(directory: Path | str, *, address: str | None = None, say: Call
                      live=live)
 
 
-def scratch_study(directory: Path | str, *, trials: list[int] | None = None, match: str | None = None,
-                  address: str | None = None, say: Callable[[str], None] = print,
-                  warn: Callable[[str], None] | None = None, log_level: str = "error",
-                  live: Live | None = None) -> StudyResult:
-    """Run the scratch controls of the finished study in `directory` (`adsearch scratch`), then
-    rewrite its report. Its spec is not changed; controls already recorded are not run again.
-
-    Args:
-        trials: the trials to control (complete, pruned, not repeats; a failed control of one named
-            here is run again); default: the pruned trials on the study's Pareto front.
-        match: what the controls match their trial on: 'epochs', 'compute' or 'both'; default the
-            study's `search.scratch_controls`, or 'epochs' where that is off.
-
-    Raises:
-        StudyDirError: no study there, or a file of it unreadable.
-        AdsearchError: the study is running or interrupted; no trial to control (none named and
-            none pruned on the front); a named trial that cannot have a control.
-        ResourceError: as `run_study`.
-        StudyInterrupted: the controls stopped early (Ctrl-C, none placed in time); the next run goes
-            on with them.
-    """
-    if match is not None and match not in MATCH_CHOICES:
-        raise AdsearchError(f"--match must be one of {', '.join(MATCH_CHOICES)}, got {match!r}")
-    with graceful_sigterm():
-        return _scratch_study(Path(directory), trials, match, address, say, warn, log_level, live)
-
-
-MATCH_CHOICES = ("epochs", "compute", "both")
-"""What `adsearch scratch --match` takes."""
-
-
-def _scratch_study(directory: Path, trials: list[int] | None, match: str | None, address: str | None,
-                   say: Callable[[str], None], warn: Callable[[str], None] | None, log_level: str,
-                   live: Live | None) -> StudyResult:
-    record = read_study(directory)
-    study, spec = record.study_dir, record.spec
-    matches = {None: spec.search.scratch_matches or ("epochs",), "both": MATCHES}.get(match, (match,))
-    if record.state == "running":
-        raise AdsearchError(f"study {study} is running (pid {owner(study)}); its scratch controls can run once it "
-                            f"is done: `adsearch scratch {study}`")
-    if record.state == "interrupted":
-        raise AdsearchError(f"study {study} is interrupted ({record.trials_done} of {record.trials_total} search "
-                            f"trials done), so its Pareto front may still change: finish it with `adsearch resume "
-                            f"{study}`, then `adsearch scratch {study}`")
-    chosen = controls_for(spec, record.rows, trials)  # every error before Ray starts
-    numbers, started_ray = [r.number for r in chosen], False
+def run_then_report(spec: StudySpec, study: StudyDir, work: Callable[[], None], again: str, what: str = "scratch controls"):
+    """Run what a done study runs on (`work()`: its scratch controls, its replicates), then write its
+    report: also when they stop early (Ctrl-C, SIGTERM; `StudyInterrupted` goes on up, saying `again`,
+    the command that goes on), with those that finished. Returns the rows and the files."""
     try:
-        if any(to_run(chosen, trials or (), m) for m in matches):  # nothing to train: no Ray
-            configure_process()
-            with _starting():
-                problems = Problems()
-                check_runnable(spec, problems)
-                started_ray = prepare_ray(spec, address, warn=warn or _warn_with(say), log_level=log_level,
-                                          problems=problems)
-        with lock(study), DRIVER.driving(spec, study, say, live):
-            again = (f"adsearch scratch {study}" + (f" --trials {','.join(map(str, numbers))}" if trials else "")
-                     + (f" --match {match}" if match else ""))
-
-            def controls() -> None:
-                for m in matches:
-                    run_controls(spec, study, numbers, _threads(spec), say, retry=trials or (), match=m)
-
-            rows, files = _controls_then_report(spec, study, controls, again)
-    finally:
-        if started_ray:
-            ray.shutdown()
-    return StudyResult(directory=study.path, rows=rows, files=files)
-
-
-def _controls_then_report(spec: StudySpec, study: StudyDir, controls: Callable[[], None], again: str):
-    """Run the scratch controls (`controls()`), then write the done study's report: also when they stop
-    early (Ctrl-C, SIGTERM; `StudyInterrupted` goes on up, saying `again`, the command that goes on),
-    with those that finished. Returns the rows and the files."""
-    try:
-        controls()
-    except (StudyInterrupted, KeyboardInterrupt) as exc:  # the study is done, less some controls
+        work()
+    except (StudyInterrupted, KeyboardInterrupt) as exc:  # the study is done, less some of `what`
         report.write_report(study.path, spec, collect_rows(study, spec), state="done")
         if isinstance(exc, KeyboardInterrupt):  # a stop outside Ray Tune's run of them
-            raise StudyInterrupted(f"the scratch controls were interrupted (those that finished are recorded); "
+            raise StudyInterrupted(f"the {what} were interrupted (those that finished are recorded); "
                                    f"go on from the last epoch with: {again}") from None
         raise
     rows = collect_rows(study, spec)

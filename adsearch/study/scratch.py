@@ -12,7 +12,7 @@ with a training budget (Liu et al., "Scratch-B"; Blalock et al.).
 
 This module decides which trials get a control, what a control trains and what is recorded of it;
 it runs nothing. The study runs them on Ray Tune (after the search with `search.scratch_controls`,
-or on a finished study with `runner.scratch_study`, `adsearch scratch`), and the study directory
+or on a finished study with `finished.scratch_study`, `adsearch scratch`), and the study directory
 keeps their results (`results.study_dir.StudyDir.save_scratch`, read back as `TrialRow.scratch`).
 """
 

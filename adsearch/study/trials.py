@@ -76,6 +76,39 @@ def control_trainable(controls: dict, study: StudyDir, *, baseline: dict | None,
                                 directory=str(study.path.resolve()))
 
 
+def replicate_trainable(replicates: dict, study: StudyDir, *, threads: int, branches: list[int] | None):
+    """Ray's trainable of the replicates `replicates` (an id -> the trial number, its seed and the spec
+    it trains; `_replicate_trainable`)."""
+    return tune.with_parameters(_replicate_trainable, replicates=replicates, threads=threads,
+                                directory=str(study.path.resolve()), branches=branches)
+
+
+def _replicate_trainable(config: dict, *, replicates: dict, threads: int, directory: str,
+                         branches: list[int] | None):
+    """One replicate as a Ray Tune trial: trial `number` (-1 the baseline) trained again with another
+    seed, `replicates[config[TRIAL_KEY]]`. It shares prefixes through the study's cache with the
+    other replicates of its seed (the cache's key holds the seed); its network is not kept."""
+    torch.set_num_threads(threads)
+    replicate = replicates[config[TRIAL_KEY]]
+    number, seed = replicate["number"], replicate["seed"]
+    spec = StudySpec.model_validate(replicate["spec"])
+    restored = tune.get_checkpoint()
+    checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
+    study = StudyDir(directory)
+    prefixes = PrefixCache(study.prefixes_dir, branches, owner=number) if branches is not None else None
+
+    with _live_entry(study, "replicate", number, {"seed": seed}, spec, checkpoint) as show:
+        def report_epoch(metrics: dict, state: dict) -> None:
+            show(metrics)
+            _report({**metrics, "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}, state)
+
+        try:
+            run_trial(spec, report=report_epoch, checkpoint=checkpoint, prefixes=prefixes)
+        except Exception as exc:
+            tune.report({"error": one_line(exc), **{m: math.nan for m in METRICS}})
+            raise
+
+
 def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int, base_widths: list[int],
                directory: str, branches: list[int] | None):
     """One Ray Tune trial: the base spec with `config` put in, trained by `run_trial`; its final
@@ -158,7 +191,7 @@ def _live_entry(study: StudyDir, kind: str, number: int, settings: dict, spec: S
     try:
         yield show
     finally:
-        end_live(study, kind, number)
+        end_live(study, kind, number, settings.get("seed") if kind == "replicate" else None)
 
 
 def _report(flat: dict, state: dict) -> None:

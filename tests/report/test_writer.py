@@ -37,7 +37,7 @@ def test_trials_csv_reads_back_with_every_trial_and_column(written):
             "rounds"} <= set(df.columns)
     assert list(df.columns[-2:]) == ["widths", "base_widths"]
     metrics = list(METRICS)
-    metrics[1:1] = ["accuracy_low", "accuracy_high"]  # the accuracy's 95% interval beside it
+    metrics[1:1] = ["accuracy_low", "accuracy_high", "seeds", "accuracy_std"]  # its 95% interval; over seeds, their spread
     assert list(df.columns) == ["number", "role", "state", "error", "param:pruning.target_density", *metrics,
                                 "gpu_ids", "widths", "base_widths"]  # no ray_trial_id, no unused epochs
     assert df["accuracy_low"].isna().all() and df["test_samples"].isna().all()  # rows made by hand have no count

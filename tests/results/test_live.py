@@ -24,7 +24,7 @@ def test_an_entry_keeps_only_what_the_display_needs():
                  "started": 1000.0, "updated": 1100.0, "accuracy": 0.912, "loss": 0.3123, "train_loss": None,
                  "params": 115_000, "macs": 2e6, "rounds": 1, "widths": [8, 16]}
     assert entry(epoch=0)["epoch"] == 0 and entry(epoch=0)["accuracy"] is None  # written when the trial starts
-    with pytest.raises(ValueError, match="kind must be one of 'baseline', 'search', 'control', 'compute control', got 'trial'"):
+    with pytest.raises(ValueError, match="kind must be one of 'baseline', 'search', 'control', 'compute control', 'replicate', got 'trial'"):
         live_entry(kind="trial", number=3, settings={}, epochs=20, metrics=None, started=0.0)
 
 
@@ -76,5 +76,5 @@ def test_live_entries_are_saved_by_trial_read_back_ended_and_cleared(tmp_path):
     assert [e["kind"] for e in read_live(study)] == ["baseline", "control"]
     clear_live(study)
     assert read_live(study) == [] and list(study.live_dir.iterdir()) == []
-    with pytest.raises(ValueError, match="kind must be one of 'baseline', 'search', 'control', 'compute control', got 'trial'"):
+    with pytest.raises(ValueError, match="kind must be one of 'baseline', 'search', 'control', 'compute control', 'replicate', got 'trial'"):
         save_live(study, {**live("search", 3), "kind": "trial"})

@@ -332,7 +332,7 @@ def test_arm_verdicts_name_a_lead_only_where_the_paired_test_finds_it():
     assert verdicts[1] == ("<= 240 params: activation_density / density 93.0% and random / uniform 0.5 92.0%, 1.0 "
                            f"points apart, within the noise (McNemar p = {correctness.p_text(p)}, not significant "
                            "at 5%): no winner on 2 and 2 trials.")
-    assert "McNemar's test of the two trials, paired on their test samples" in verdicts[-1]
+    assert "paired test finds the gap significant at 5% (McNemar's on their test samples" in verdicts[-1]
 
 
 def test_a_trial_against_its_control_and_the_baseline_gives_the_paired_p_value(arms):

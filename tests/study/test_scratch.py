@@ -143,7 +143,8 @@ def _set_widths(study_dir, number: int, widths: list[int]) -> None:
 
 def test_search_scratch_controls_on_a_finished_study_runs_them_and_records_a_failed_one(tiny_study_copy,
                                                                                      ray_session):
-    from adsearch.study.runner import run_study, scratch_study
+    from adsearch.study.finished import scratch_study
+    from adsearch.study.runner import run_study
 
     number = _pruned_trial(tiny_study_copy)
     widths = read_study(tiny_study_copy).row(number).widths
@@ -167,7 +168,7 @@ def test_search_scratch_controls_on_a_finished_study_runs_them_and_records_a_fai
 
 
 def test_the_command_trains_a_trials_widths_from_scratch_and_not_twice(tiny_study_copy, ray_session):
-    from adsearch.study.runner import scratch_study
+    from adsearch.study.finished import scratch_study
     from adsearch.train.trainer import run_trial
 
     number = _pruned_trial(tiny_study_copy)
@@ -222,7 +223,7 @@ def test_the_command_trains_a_trials_widths_from_scratch_and_not_twice(tiny_stud
 
 
 def test_a_study_that_is_interrupted_or_running_is_refused(tiny_study_copy):
-    from adsearch.study.runner import scratch_study
+    from adsearch.study.finished import scratch_study
 
     proc = adsearch("scratch", tiny_study_copy, "--trials", "1,x", cwd=tiny_study_copy.parent)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -245,7 +246,7 @@ def test_a_study_that_is_interrupted_or_running_is_refused(tiny_study_copy):
 def test_equal_compute_controls_train_longer_keep_their_network_and_are_reported(tiny_study_copy, ray_session):
     from adsearch import correctness, load_model, load_study
     from adsearch.export import export_trial, held_out_accuracy
-    from adsearch.study.runner import scratch_study
+    from adsearch.study.finished import scratch_study
 
     number = _pruned_trial(tiny_study_copy)
     record = read_study(tiny_study_copy)
