@@ -35,18 +35,13 @@ def load_checkpoint(study: StudyDir, row: TrialRow, control: str | None = None) 
         AdsearchError: no checkpoint kept for it, an unreadable one, or one from another epoch
             or with other widths than the trial (or control) reported.
     """
-    import torch
-
     path = checkpoint_path(study, row.number, control)
     if control is not None:
         return _control_checkpoint(path, row, control)
     if not path.is_file():
         raise AdsearchError(f"trial {row.label} has no final checkpoint ({path} is missing); studies run before "
                             "adsearch kept them there cannot export it: run the study again")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
-        raise AdsearchError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
+    checkpoint = _read(path)
     epoch = row.metrics.get("epoch")
     if epoch is not None and checkpoint.get("epoch") != epoch:
         raise AdsearchError(f"the checkpoint of trial {row.label} ({path}) is from epoch "
@@ -57,11 +52,19 @@ def load_checkpoint(study: StudyDir, row: TrialRow, control: str | None = None) 
     return checkpoint
 
 
+def _read(path: Path) -> dict:
+    """The checkpoint in `path`, loaded with `weights_only`; any failure one `AdsearchError` naming it."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise AdsearchError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
+
+
 def _control_checkpoint(path: Path, row: TrialRow, control: str) -> dict:
     """The final checkpoint of trial `row`'s scratch control matched on `control`, checked against what
     the control recorded."""
-    import torch
-
     recorded = row.control(control)
     what = f"the {'equal-compute ' if control == 'compute' else ''}scratch control of trial {row.label}"
     if not recorded or recorded.get("state") != "COMPLETE":
@@ -71,10 +74,7 @@ def _control_checkpoint(path: Path, row: TrialRow, control: str) -> dict:
     if not path.is_file():
         raise AdsearchError(f"{what} has no final checkpoint ({path} is missing); controls run before adsearch "
                             "kept them cannot be exported: run it again with `adsearch scratch`")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
-        raise AdsearchError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
+    checkpoint = _read(path)
     if checkpoint.get("epoch") != recorded.get("epoch") or list(checkpoint["widths"]) != list(recorded.get("widths") or []):
         raise AdsearchError(f"the checkpoint {path} (epoch {checkpoint.get('epoch')}, widths "
                             f"{list(checkpoint['widths'])}) is not the one {what} recorded")

@@ -8,7 +8,11 @@ PNG and terminal writers (`report.markdown`, `report.html`, `report.plots`, `rep
 states are counted, which points can be plotted or how a trial compares with the baseline.
 
 A trial's ratios against the baseline and its accuracy drop are taken as the trial recorded them
-(`<cost>_ratio`, `accuracy_drop`); only `texts.compared` computes one when it is missing.
+(`<cost>_ratio`, `accuracy_drop`); only `texts.compared` computes one when it is missing. A trial
+trained with several seeds is shown by its means over them (`adsearch.results.seeds`), and then,
+where the baseline was, every ratio and drop is computed against the baseline's means. A comparison
+the view states carries its paired test (`texts.compare`: McNemar on the test samples, pooled over
+the seeds both trials have).
 
 The view hands over to the modules that own the parts it shows: a study with more than one arm
 (`adsearch.results.arms`) is grouped by arm (`grouped_by_arm`): the plots colour each arm, and
@@ -82,9 +86,9 @@ def state_counts(rows: Sequence[TrialRow]) -> StateCounts:
 
 @dataclass(frozen=True)
 class ReportView:
-    """A study as the report shows it (a method without a docstring hands over to the function of its
-    name in the module that owns it: `texts`, `arms`, `StateCounts`). Indices (`front`, `best`) are into `rows`; so are those of
-    `plot_data` over `rows`."""
+    """A study as the report shows it. Indices (`front`, `best`) are into `rows`; so are those of
+    `plot_data` over `rows`. A method without a docstring hands over to the function of its name in
+    the module that owns it (`texts`, `arms`, `StateCounts`)."""
 
     spec: StudySpec
     state: str
@@ -169,8 +173,8 @@ class ReportView:
         return compared(row, "accuracy_drop", self.baseline)
 
     def baseline_test(self, row: TrialRow) -> Paired | SeedTest | None:
-        """`row` against the baseline, paired on their test samples (McNemar); None for the baseline
-        itself, or where either kept no test samples. `drop_p` writes its p-value for the tables."""
+        """`row` against the baseline (`texts.compare`); None for the baseline itself, or where no
+        test is possible. `drop_p` writes its p-value for the tables."""
         return compare(row, self.baseline) if self.baseline and not row.is_baseline else None
 
     @cached_property
@@ -251,7 +255,7 @@ def drop_p(view: ReportView, row: TrialRow) -> str:
 
 
 DROP_P = "drop p"
-"""The tables' column of `ReportView.drop_p`, and what it means (`DROP_P_NOTE`)."""
+"""The tables' column of `drop_p`, and what it means (`DROP_P_NOTE`)."""
 DROP_P_NOTE = ("drop p: McNemar's exact test of the trial against the baseline, paired on their test samples "
                "(pooled over the seeds both were trained with; * significant at 5%)")
 
@@ -309,8 +313,9 @@ def _recommendation(spec: StudySpec, rows: list[TrialRow], best: int | None, bas
            f"{100 * spec.report.size_tolerance:g}% larger beats on accuracy" if passed_over else
            f"the fewest parameters with accuracy within {points(limit)} points of the baseline")
     test = compare(r, baseline)  # as `ReportView.baseline_test`, before the view exists
+    first = "their first seed's test samples, " if r.seeds or baseline.seeds else "them, "  # one replicated
     notes = [*(["95% intervals from the test samples"] if finite(r.accuracy_interval[0]) else []),
-             *([f"paired on them, {test.text()}" if isinstance(test, Paired) else test.text()] if test else [])]
+             *([f"paired on {first}{test.text()}" if isinstance(test, Paired) else test.text()] if test else [])]
     return (f"**Trial {r.label}**: {why}. Accuracy {accuracy_text(r)}, {against_baseline(drop)} "
             f"the baseline's {accuracy_text(baseline)}" + (f" ({'; '.join(notes)})" if notes else "")
             + f"; params {cost_text(r, 'params', baseline)}; "

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import HAND_MADE_SPEC, adsearch, adsearch_process, hand_made_rows, one_torch_thread, trial_row
+from helpers import HAND_MADE_SPEC, adsearch, adsearch_process, hand_made_rows, one_torch_thread
 
 from adsearch.errors import AdsearchError
 from adsearch.results.reading import read_study
@@ -67,6 +67,10 @@ def _a_replicate_has_trained_an_epoch(study_dir) -> bool:
 
 def test_replicates_killed_then_resumed_are_what_a_straight_run_gives_and_move_the_report(tiny_study_copy,
                                                                                          ray_session):
+    # killed in `adsearch replicate`, finished by `adsearch run` of the study's spec with search.replicates
+    # (no changed spec: the study resumes, its search done, and replicates its baseline and front)
+    from helpers import tiny_spec
+
     from adsearch.train.trainer import run_trial
 
     study_dir, address = tiny_study_copy, ray_session.get_runtime_context().gcs_address
@@ -81,9 +85,15 @@ def test_replicates_killed_then_resumed_are_what_a_straight_run_gives_and_move_t
         os.killpg(proc.pid, signal.SIGKILL)  # a lost node, an OOM kill: nothing of ours runs on the way out
         proc.wait()
 
-    res = adsearch(*command, cwd=study_dir.parent)
+    spec_file = study_dir.parent / "tiny.yaml"
+    spec_file.write_text(tiny_spec("tiny"))
+    stored = (study_dir / "spec.yaml").read_bytes()
+    res = adsearch("run", spec_file, "--reports", study_dir.parent, "--set", "search.replicates=2", "--address",
+                   address, cwd=study_dir.parent)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert "resuming study 'tiny'" in res.stdout and "replicates: " in res.stdout, res.stdout[-2000:]
+    assert (study_dir / "spec.yaml").read_bytes() == stored  # the study's spec is as it began
     record = read_study(study_dir)
     front = numbers(front_replicates(record.spec, record.rows))
     recorded = {int(n): v for n, v in json.loads((study_dir / "replicates.json").read_text()).items()}
@@ -107,23 +117,6 @@ def test_replicates_killed_then_resumed_are_what_a_straight_run_gives_and_move_t
 
     again = adsearch(*command, cwd=study_dir.parent)  # all recorded: nothing trained, no Ray
     assert again.returncode == 0 and "already trained with 2 seeds" in again.stdout, again.stdout[-2000:]
-
-
-def test_search_replicates_on_a_finished_study_replicates_its_baseline_and_front(tiny_study_copy, ray_session):
-    from adsearch.study.runner import run_study
-    from helpers import tiny_spec
-
-    spec_file = (tiny_study_copy / "spec.yaml").read_bytes()
-    spec = parse_spec(tiny_spec("tiny"), overrides={"search.replicates": 2})
-    said = []
-    result = run_study(spec, reports_dir=tiny_study_copy.parent, say=said.append)  # not a changed spec: resumed
-    assert f"resuming study 'tiny' in {tiny_study_copy}" in said
-    front = numbers(front_replicates(spec, result.rows))
-    assert any(line.startswith("replicates: the baseline") and "again with seed 1" in line for line in said), said
-    assert {r.number for r in result.rows if r.replicates} == set(front) and BASELINE in front
-    assert all(r.replicates[1]["state"] == "COMPLETE" for r in result.rows if r.replicates)
-    assert (tiny_study_copy / "spec.yaml").read_bytes() == spec_file  # the study's spec is as it began
-    with pytest.raises(AdsearchError, match="--seeds must be a whole number from 2 to 20"):
-        from adsearch.study.finished import replicate_study
-
-        replicate_study(tiny_study_copy, seeds=1)
+    bad = adsearch("replicate", study_dir, "--seeds", "1", cwd=study_dir.parent)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--seeds must be a whole number from 2 to 20 (the study's own seed counted), got 1" in bad.stderr
