@@ -34,13 +34,13 @@ def control_test(row: TrialRow, match: str = "epochs"):
     return paired(row.correct, (row.control(match) or {}).get("correct"))
 
 
-def control_beats_trial(row: TrialRow) -> tuple[str, dict] | None:
-    """(match, control) of the trial's scratch control that is significantly more accurate than it
-    (McNemar at 5%; the equal-compute one first), or None: then the recommendation says so."""
+def control_beats_trial(row: TrialRow):
+    """(match, control, its McNemar test) of the trial's scratch control that is significantly more
+    accurate than it (at 5%; the equal-compute one first), or None: then the recommendation says so."""
     for match in ("compute", "epochs"):
         test, acc = control_test(row, match), scratch_metric(row, "accuracy", match)
         if test is not None and test.significant and acc is not None and acc > (row.metric("accuracy") or 0):
-            return match, row.control(match)
+            return match, row.control(match), test
     return None
 
 
@@ -128,9 +128,3 @@ def scratch_cells(row: TrialRow, matches: Sequence[str]) -> list[tuple[str, floa
         acc, epochs = scratch_metric(row, "accuracy", "compute"), scratch_metric(row, "epoch", "compute")
         cells += [(percent(acc), acc), (value(epochs), epochs)] if row.scratch_compute else [("", None), ("", None)]
     return cells
-
-
-def scratch_lines(row: TrialRow) -> list[str]:
-    """The trial against each of its controls, a line each: 'at equal epochs: <verdict>'."""
-    return [f"{MATCH_TITLES[m].lower()}: {scratch_verdict(row, m) or 'no accuracy to compare'}"
-            for m in MATCH_TITLES if row.control(m)]

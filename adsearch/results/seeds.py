@@ -73,10 +73,6 @@ class SeedTest:
     def significant(self) -> bool:
         return self.p_value < SIGNIFICANCE
 
-    @property
-    def gap(self) -> float:
-        return self.mean
-
     def text(self) -> str:
         """'McNemar over 3 seeds p = 0.031, significant at 5%' ('paired t-test over 3 seeds ...')."""
         p = "< 0.001" if self.p_value < 0.001 else f"= {p_text(self.p_value)}"

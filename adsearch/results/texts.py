@@ -50,11 +50,6 @@ def differs(gap: float, test: Paired | SeedTest | None) -> bool:
     return test.significant if test is not None else is_clear_gap(gap)
 
 
-def significance_text(test: Paired | SeedTest | None) -> str:
-    """'McNemar p = 0.031, significant at 5%', or '' without a paired test."""
-    return test.text() if test is not None else ""
-
-
 def compared(row: TrialRow, key: str, baseline: TrialRow | None) -> float | None:
     """The row's `key` against the baseline (`<cost>_ratio`, trial / baseline, or `accuracy_drop`,
     baseline minus trial): as the trial recorded it, else computed from its metrics and the

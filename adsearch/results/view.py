@@ -38,7 +38,7 @@ from adsearch.results.pareto import baseline_index, objective_pairs, pareto_fron
 from adsearch.results.rows import TrialRow, sort_rows
 from adsearch.results.scratch_view import MATCH_TITLES, control_beats_trial, scratch_summary
 from adsearch.results.seeds import SeedTest, mean_row
-from adsearch.results.texts import accuracy_text, compare, compared, cost_text, fewer, paired, settings_text
+from adsearch.results.texts import accuracy_text, compare, compared, cost_text, fewer, settings_text
 from adsearch.spec.study_spec import StudySpec
 
 
@@ -330,8 +330,7 @@ def _beaten(row: TrialRow) -> str:
     beaten = control_beats_trial(row)
     if beaten is None:
         return ""
-    match, control = beaten
-    test = paired(row.correct, control.get("correct"))
+    match, control, test = beaten
     what = ("trained from scratch for as many training MACs" if match == "compute" else
             "trained from scratch for as many epochs")
     return (f" **Its scratch control beats it**: the same widths {what} ({control.get('epoch')} epochs) reached "
