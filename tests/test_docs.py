@@ -128,6 +128,12 @@ def ran(tmp_path_factory):
         running = {name: start(name, 0) for name in runs}
         for name, proc in running.items():
             out, _ = proc.communicate(timeout=600)
+            if proc.returncode == 143:  # a SIGTERM this test never sends, from outside: run it once more
+                # (seen once in CI, a smoke run stopped before its first line; the sender unknown,
+                # likely a stray signal to a reused PID among the many processes six local Rays start)
+                proc = start(name, 0)
+                again, _ = proc.communicate(timeout=600)
+                out = f"{out}--- run again after that SIGTERM ---\n{again}"
             results[name] = [(proc.returncode, out)]
         for i in range(1, len(QUICKSTART)):
             proc = start("quickstart", i)

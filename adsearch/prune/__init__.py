@@ -8,7 +8,7 @@ from adsearch._lazy import lazy_exports
 
 _OWNERS = {
     "ChannelGroup": "compress", "Slice": "compress", "RoundPlan": "compress", "plan_round": "compress",
-    "apply_plan": "compress", "kept_channels": "compress", "group_widths": "compress",
+    "apply_plan": "compress", "kept_channels": "compress", "group_widths": "compress", "planned_params": "compress",
     "DensityMonitor": "density", "channel_density": "density", "layer_density": "density",
     "channel_scores": "criteria", "channel_groups": "graph", "traced_channel_groups": "graph",
     "UnsupportedModel": "tracing", "count_params": "cost", "count_macs": "cost", "train_macs": "cost",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 from torch import nn
@@ -101,17 +102,28 @@ def plan_round(
     scores: dict[str, torch.Tensor] | None = None,
     widths: str = "density",
     keep: float = 0.5,
+    params: Callable[[RoundPlan], int] | None = None,
 ) -> RoundPlan:
     """Per group: how many channels survive (the width rule) and which (the highest `scores`).
 
     `widths="density"`: a group whose layer density (the mean of its channel densities) is below
     `target_density` keeps `planned_width(density)` channels, the others are left alone.
-    `widths="uniform"`: every group keeps `planned_width(keep)`, whatever its density. Groups marked
-    not prunable are left alone. `scores` (per group, one per channel; default: the densities, the
-    `activation_density` criterion) rank the channels: the highest are kept.
+    `widths="uniform"`: every group keeps `planned_width(keep)`, whatever its density.
+    `widths="uniform_matched"`: every group keeps the same fraction, the one at which the network
+    keeps as many parameters as `density` would leave it (`params`: a plan's parameter count, as
+    `planned_params`; the nearest the integer widths allow): the width-rule ablation at equal size.
+    Groups marked not prunable are left alone. `scores` (per group, one per channel; default: the
+    densities, the `activation_density` criterion) rank the channels: the highest are kept.
     """
-    if widths not in ("density", "uniform"):  # spec.WIDTH_RULES
-        raise ValueError(f"widths must be density or uniform, got {widths!r}")
+    if widths not in ("density", "uniform", "uniform_matched"):  # spec.WIDTH_RULES
+        raise ValueError(f"widths must be density, uniform or uniform_matched, got {widths!r}")
+    if widths == "uniform_matched":
+        if params is None:
+            raise ValueError("widths uniform_matched needs params (a plan's parameter count)")
+        same = dict(target_density=target_density, min_channels=min_channels, round_to=round_to, scores=scores)
+        goal = params(plan_round(groups, channel_density, widths="density", **same))
+        return _matched_uniform(lambda f: plan_round(groups, channel_density, widths="uniform", keep=f, **same),
+                                params, goal)
     keep_idx: dict[str, torch.Tensor | None] = {}
     density: dict[str, float] = {}
     old: dict[str, int] = {}
@@ -132,6 +144,49 @@ def plan_round(
                 raise ValueError(f"group {g.name!r}: {score.numel()} scores for {width} channels")
             keep_idx[g.name] = kept_channels(score, new)
     return RoundPlan(keep=keep_idx, density=density, old_widths=old)
+
+
+def _matched_uniform(plan_at: Callable[[float], RoundPlan], params: Callable[[RoundPlan], int],
+                     goal: int) -> RoundPlan:
+    """The uniform plan whose parameter count is nearest `goal` (the larger on a tie): parameters
+    grow with the kept fraction, so bisect it for the smallest plan at or above the goal and
+    compare it with the largest below."""
+    low, high = 0.0, 1.0  # params(plan_at(high)) >= goal: keeping everything is never smaller
+    for _ in range(40):
+        middle = (low + high) / 2
+        if params(plan_at(middle)) >= goal:
+            high = middle
+        else:
+            low = middle
+    above, below = plan_at(high), plan_at(low)
+    return below if goal - params(below) < params(above) - goal else above
+
+
+def planned_params(model: nn.Module, groups: list[ChannelGroup], plan: RoundPlan) -> int:
+    """The parameters `model` would have after `apply_plan(model, groups, plan)`, counted without
+    cutting anything (each module dim as `apply_plan` would cut it)."""
+    modules = dict(model.named_modules())
+    cut: dict[tuple[str, str], int] = {}  # (module, side) -> width after the plan
+    for (name, side, call), members in _member_dims(groups).items():
+        if call is None and any(name in (g.producers if side == "out" else g.consumers) for g in members):
+            keep = _dim_keep(modules[name], name, side, members, plan)
+            if keep is not None:
+                cut[name, side] = int(keep.numel())
+    total = 0
+    for name, module in modules.items():
+        out, inp = cut.get((name, "out")), cut.get((name, "in"))
+        tied = isinstance(module, nn.modules.batchnorm._BatchNorm) or (
+            isinstance(module, nn.Conv2d) and module.groups == module.in_channels == module.out_channels > 1)
+        if tied:  # one width for both sides (prune_input cuts these as outputs)
+            out = out if out is not None else inp
+        for attr, p in module.named_parameters(recurse=False):
+            shape = list(p.shape)
+            if out is not None and shape:
+                shape[0] = out
+            if inp is not None and not tied and attr == "weight" and len(shape) > 1:
+                shape[1] = inp
+            total += math.prod(shape)
+    return total
 
 
 # --- physical removal ---------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from adsearch.spec.sections import SpecModel
 CRITERIA = ("activation_density", "l1_norm", "bn_scale", "random")
 """Which channels survive a cut: the most active (density), the largest filters (weight L1 norm),
 the largest BatchNorm scales (|gamma|, as Network Slimming), or a seeded random draw."""
-WIDTH_RULES = ("density", "uniform")
-"""How many channels survive a cut: `ceil(density x width)` in layers below `target_density`, or
-the fraction `keep` of every layer."""
+WIDTH_RULES = ("density", "uniform", "uniform_matched")
+"""How many channels survive a cut: `ceil(density x width)` in layers below `target_density`, the
+fraction `keep` of every layer, or one fraction of every layer chosen so the network keeps as many
+parameters as `density` would leave it (the width-rule ablation at equal size)."""
 
 
 class PruningSpec(SpecModel):
@@ -33,7 +34,8 @@ class PruningSpec(SpecModel):
         "l1_norm (largest filter weights), bn_scale (largest |BatchNorm gamma|), random (seeded)")
     widths: Literal[WIDTH_RULES] = Field(  # type: ignore[valid-type]
         "density", description="how many survive: density (ceil(density x width), in layers below "
-        "target_density) or uniform (the fraction keep of every layer)")
+        "target_density), uniform (the fraction keep of every layer) or uniform_matched (one fraction of every "
+        "layer, as many parameters as density would keep)")
     keep: float = Field(0.5, gt=0, lt=1, description="with widths: uniform, the fraction of each layer kept at a cut")
     target_density: float = Field(1.0, gt=0, le=1, description="layers at or above are left alone (widths: density)")
     zero_threshold: float = Field(0.0, ge=0, description="an output counts as active above this")

@@ -13,13 +13,15 @@ import shutil
 from ray import tune
 
 from adsearch.errors import StudyInterrupted, one_line
+from adsearch.results.checkpoints import checkpoint_path
 from adsearch.results.rows import TrialRow, find
 from adsearch.results.reading import collect_rows
-from adsearch.results.study_dir import StudyDir
+from adsearch.results.study_dir import StudyDir, atomic_write
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import ControlProgress
 from adsearch.study.experiment import fit, tuner
-from adsearch.study.scratch import completed, control_spec, failed, front_controls, to_run, trials_text
+from adsearch.study.scratch import (completed, control_spec, failed, front_controls, same_training, to_run,
+                                   trials_text)
 from adsearch.study.searcher import TRIAL_KEY
 from adsearch.study.trials import control_trainable
 
@@ -67,17 +69,24 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
         say(f"{what}: {trials_text(pending)}, each one's final widths trained from scratch without pruning for "
             "as many training MACs as the trial cost: " + ", ".join(f"trial {n} {s.train.epochs} epochs"
                                                                     for n, s in specs.items()))
-    name = f"{SCRATCH_EXPERIMENTS}/{'compute-' if match == 'compute' else ''}{_experiment_name(pending)}"
+    alike = same_training(specs, rows)
+    for first, members in alike.items():
+        if len(members) > 1:
+            say(f"{what}: {trials_text([find(rows, n) for n in members[1:]])} "
+                f"{'train' if len(members) > 2 else 'trains'} what trial {first}'s does (the same final widths "
+                "and recipe): trained once")
+    running = [find(rows, n) for n in alike]
+    name = f"{SCRATCH_EXPERIMENTS}/{'compute-' if match == 'compute' else ''}{_experiment_name(running)}"
     restore = not any(r.control(match) for r in pending)  # a failed control named again starts afresh
     if not restore:
         shutil.rmtree(study.ray_dir / name, ignore_errors=True)
-    controls = {n: {"spec": s.model_dump(mode="json"), "widths": list(find(rows, n).widths), "match": match}
-                for n, s in specs.items()}
+    controls = {n: {"spec": specs[n].model_dump(mode="json"), "widths": list(find(rows, n).widths), "match": match}
+                for n in alike}
     trainable = control_trainable(controls, study, baseline=study.read_baseline(), threads=threads)
     named = (f" --trials {','.join(map(str, numbers))}" if retry else "") + (f" --match {match}" if match != "epochs"
                                                                                else "")
     grid = fit(tuner(trainable, spec, study, name, samples=1, restore=restore, resume_errored=True,
-                     callbacks=[ControlProgress(pending, match)],
+                     callbacks=[ControlProgress(running, match)],
                      param_space={TRIAL_KEY: tune.grid_search(sorted(controls))}),
                spec, f"adsearch scratch {study}{named}")
     results = {}
@@ -89,9 +98,15 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
             results[number] = failed(metrics.get("error") or one_line(result.error))
         elif metrics.get("epoch") == specs[number].train.epochs:
             results[number] = completed(metrics)
+    for first in list(results):
+        for number in alike[first][1:]:  # the same training: the same result and network
+            results[number] = results[first]
+            if results[first]["state"] == "COMPLETE":
+                atomic_write(checkpoint_path(study, number, match),
+                             lambda path, first=first: shutil.copyfile(checkpoint_path(study, first, match), path))
     if results:
         study.save_scratch(results, match)
-    unfinished = [n for n in controls if n not in results]
+    unfinished = [n for n in specs if n not in results]
     if unfinished:
         raise StudyInterrupted(f"the {what} stopped before trial{'s' * (len(unfinished) > 1)} "
                                f"{', '.join(map(str, unfinished))} finished ({len(results)} finished and recorded); "

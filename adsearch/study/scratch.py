@@ -18,6 +18,7 @@ keeps their results (`results.study_dir.StudyDir.save_scratch`, read back as `Tr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from adsearch.errors import AdsearchError
@@ -158,3 +159,16 @@ def control_line(row: TrialRow, control: dict, match: str = "epochs") -> str:
     return (f"{name}{epochs}: accuracy {percent(control.get('accuracy'))} "
             f"(trial {percent(row.metric('accuracy'))}), train MACs {count(control.get('train_macs'))} "
             f"(trial {count(row.metric('train_macs'))})")
+
+
+def same_training(specs: dict[int, StudySpec], rows: Sequence[TrialRow]) -> dict[int, list[int]]:
+    """The controls `specs` (trial number -> what its control trains) that train alike, grouped: the
+    first trial of each group -> every trial in it. Two controls train alike when they start at the
+    same widths with the same spec but its pruning section, which a control does not use (trials
+    that differ only in which channels a cut kept, `pruning.criterion`, end at the same widths when
+    they cut from a shared state): one run serves them all."""
+    groups: dict[str, list[int]] = {}
+    for number in sorted(specs):
+        recipe = {**specs[number].model_dump(mode="json"), "pruning": None, "widths": list(find(rows, number).widths)}
+        groups.setdefault(json.dumps(recipe, sort_keys=True), []).append(number)
+    return {members[0]: members for members in groups.values()}

@@ -24,7 +24,7 @@ from torch import nn
 
 from adsearch import correctness
 from adsearch.prune import cost
-from adsearch.prune.compress import RoundPlan, apply_plan, group_widths, plan_round
+from adsearch.prune.compress import RoundPlan, apply_plan, group_widths, plan_round, planned_params
 from adsearch.prune.criteria import channel_scores
 from adsearch.data.batches import Dataset
 from adsearch.data.registry import load_data
@@ -341,7 +341,7 @@ def _compress(t: _Trial, spec: StudySpec, record: dict, channel_densities: dict)
     scores = channel_scores(t.model, t.groups, pruning.criterion, channel_densities, seed=spec.seed, epoch=t.epoch)
     plan = plan_round(t.groups, channel_densities, scores=scores, widths=pruning.widths, keep=pruning.keep,
                       target_density=pruning.target_density, min_channels=pruning.min_channels,
-                      round_to=pruning.round_to)
+                      round_to=pruning.round_to, params=lambda plan: planned_params(t.model, t.groups, plan))
     before = t.widths
     if plan.changed:
         t.compress(plan)

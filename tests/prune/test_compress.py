@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from adsearch.prune.compress import RoundPlan, apply_plan, group_widths, kept_channels, plan_round, planned_width
+from adsearch.prune.compress import (RoundPlan, apply_plan, group_widths, kept_channels, plan_round, planned_params,
+                                     planned_width)
 from adsearch.prune.cost import count_params
 from adsearch.models.registry import create_model
 
@@ -123,6 +124,53 @@ def test_plan_round_skips_groups_marked_not_prunable_and_widths_that_do_not_shri
     no_change = plan_round(groups, {**densities, "conv3": torch.ones(16)}, target_density=0.5,
                            min_channels=2, round_to=1)
     assert not no_change.changed
+
+
+def _random_densities(groups, widths, seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {g.name: torch.rand(w, generator=gen) for g, w in zip(groups, widths)}
+
+
+@pytest.mark.parametrize("arch", ["vgg", "resnet18"])
+def test_planned_params_are_the_parameters_the_cut_leaves(arch):
+    """Counted without cutting, on a plain stack and on residual groups (a block's output shared by
+    its shortcut, the classifier reading it); checked against the cut itself."""
+    model = small_vgg() if arch == "vgg" else create_model("resnet18", num_classes=3, in_channels=1, image_size=8,
+                                                           width_mult=0.125)
+    groups = model.channel_groups()
+    for seed, rule in ((0, "density"), (1, "uniform"), (2, "density")):
+        densities = _random_densities(groups, group_widths(model, groups), seed)
+        plan = plan_round(groups, densities, widths=rule, keep=0.4, target_density=0.9, min_channels=2, round_to=1)
+        assert plan.changed
+        cut = copy.deepcopy(model)
+        cut_groups = cut.channel_groups()
+        apply_plan(cut, cut_groups, plan)
+        assert planned_params(model, groups, plan) == count_params(cut) < count_params(model)
+    assert planned_params(model, groups, plan_for(model, {g.name: None for g in groups})) == count_params(model)
+
+
+@pytest.mark.parametrize("arch", ["vgg", "resnet18"])
+def test_uniform_matched_cuts_every_layer_alike_to_the_size_density_would_keep(arch):
+    model = small_vgg() if arch == "vgg" else create_model("resnet18", num_classes=3, in_channels=1, image_size=8,
+                                                           width_mult=0.25)
+    groups = model.channel_groups()
+    widths = group_widths(model, groups)
+    # density cuts a few layers deeply and leaves the rest: the matched rule spreads that over all
+    densities = {g.name: torch.full((w,), 0.3 if i % 3 == 0 else 0.95) for i, (g, w) in enumerate(zip(groups, widths))}
+    count = lambda plan: planned_params(model, groups, plan)  # noqa: E731
+    same = dict(target_density=0.9, min_channels=2, round_to=1)
+    by_density = plan_round(groups, densities, widths="density", **same)
+    matched = plan_round(groups, densities, widths="uniform_matched", params=count, **same)
+    goal = count(by_density)
+    assert matched.new_widths != by_density.new_widths
+    fractions = {round(matched.new_widths[g.name] / w, 1) for g, w in zip(groups, widths) if g.prunable}
+    assert len(fractions) <= 2, fractions  # one fraction, up to each layer's rounding
+    # the nearest a uniform fraction comes: no other keep gets closer to density's parameters
+    others = [count(plan_round(groups, densities, widths="uniform", keep=k / 100, **same)) for k in range(1, 100)]
+    assert abs(count(matched) - goal) == min(abs(o - goal) for o in others + [count(matched)])
+    assert abs(count(matched) - goal) / goal < 0.1
+    with pytest.raises(ValueError, match="needs params"):
+        plan_round(groups, densities, widths="uniform_matched", **same)
 
 
 # --- physical removal on a small VGG ------------------------------------------------------------

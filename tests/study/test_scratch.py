@@ -287,3 +287,28 @@ def test_equal_compute_controls_train_longer_keep_their_network_and_are_reported
     said.clear()  # recorded: not run again
     scratch_study(tiny_study_copy, trials=[number], match="compute", say=said.append)
     assert said == [f"equal-compute scratch controls: trial {number} already recorded"]
+
+
+def test_controls_that_train_alike_run_once_and_are_recorded_for_each_trial(tiny_study_copy, ray_session):
+    """Two trials that end at the same widths with recipes that differ only in pruning (as criteria cut
+    from a shared state do) have the same control: it trains once, and both trials get its result and
+    its network."""
+    from adsearch import load_study
+    from adsearch.study.finished import scratch_study
+
+    number = _pruned_trial(tiny_study_copy)
+    (other,) = [r.number for r in read_study(tiny_study_copy).search_rows if r.number != number]
+    _set_widths(tiny_study_copy, other, read_study(tiny_study_copy).row(number).widths)
+    first, second = sorted((number, other))
+    said = []
+    scratch_study(tiny_study_copy, trials=[number, other], say=said.append)
+    assert f"scratch controls: trial {second} trains what trial {first}'s does (the same final widths and " \
+           "recipe): trained once" in said
+    ran = [line for line in said if line.startswith("scratch control of trial ")]
+    assert len(ran) == 1 and ran[0].startswith(f"scratch control of trial {first}: accuracy "), said  # one run
+    record = read_study(tiny_study_copy)
+    assert record.row(first).scratch == record.row(second).scratch and record.row(second).scratch["state"] == "COMPLETE"
+    assert (tiny_study_copy / "ray" / "scratch" / f"trials-{first}").is_dir()
+    assert not (tiny_study_copy / "ray" / "scratch" / f"trials-{first}-{second}").exists()
+    nets = [load_study(tiny_study_copy).model(n, control="epochs") for n in (first, second)]
+    assert all(a.equal(b) for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()))
