@@ -1,29 +1,30 @@
-"""Benchmark: does activation density beat simpler rules, and pruning in training its scratch control?
+"""Benchmark: does activation density beat simpler rules, and pruning in training its scratch controls?
 
-    python benchmarks/bench_ablation.py [--spec studies/ablation_digits.yaml] [--seeds 0,1,2]
-        [--reports DIR] [--set path=value ...] [--no-run] [--all-controls]
+    python benchmarks/bench_ablation.py [--spec studies/ablation_fashion.yaml] [--seeds 0,1,2]
+        [--reports DIR] [--set path=value ...] [--no-run] [--front-controls]
 
 Runs the ablation study once per seed, each a real `adsearch run` (a subprocess: Ray, the prefix
 cache, the scratch controls the spec asks for), as `<name>_s<seed>` under `--reports` (default a
-temporary folder), then reads the studies back and prints, over the seeds:
+temporary folder); then `adsearch scratch --match both` for every pruned trial the study's own
+controls (the front's) left out, so each pruned trial has its controls at equal epochs and at equal
+training compute (trials that end at the same widths share one: the command trains it once).
+`--front-controls` skips that step. Then it reads the studies back and prints, over the seeds:
 
-- per arm (criterion / width rule) and cut depth (`pruning.max_rounds`, the searched rounds), the mean
-  accuracy and mean parameters: at one depth every arm cuts the same number of times, so the sizes
-  are close (density keeps ceil(density x width), about half here; uniform keeps `pruning.keep`);
-- density against the others: for each (seed, depth), the accuracy of `activation_density / density`
-  minus each other arm's, then the mean over seeds and depths, and wins/ties/losses (a tie: under one
-  test image apart);
-- each front trial against its scratch control (its final widths trained from scratch, same recipe):
-  accuracy difference and the ratio of training MACs, per trial and their mean. The front is the
-  best of the search, so its trials are selected for luck as well as merit and their controls are
-  not: `--all-controls` also runs `adsearch scratch --trials ...` for every other pruned trial (the
-  command skips those recorded) and gives the comparison over all of them, off the front apart;
+- per arm (criterion / width rule) and cut depth: accuracy mean ± standard deviation over the seeds,
+  the 95% Wilson interval of the accuracy pooled over them (every seed's test images), the mean
+  parameters;
+- `activation_density / density` (the reference) against each other arm at the same seed and depth:
+  the mean gap ± std, and McNemar's exact test on the test samples pooled over the seeds (each
+  seed's p as well);
+- each pruned trial against its scratch controls (equal epochs, equal compute): the gap, its p, the
+  training MACs; pooled per arm and match over the seeds;
 - each seed's wall time, and one JSON line with every figure.
 
-`--no-run` reads studies a previous run left under `--reports` (with `--all-controls` it still
-runs the controls they lack). A dry run (about a minute):
+`--no-run` reads the studies a previous run left under `--reports` (it still runs the controls they
+lack unless `--front-controls`). A dry run (about four minutes on two cores):
 
-    python benchmarks/bench_ablation.py --seeds 0 --set train.epochs=4 --set pruning.every=1
+    python benchmarks/bench_ablation.py --seeds 0 --set train.epochs=4 --set data.limit.train=1000 \
+        --set 'pruning.compress_at=[2]'
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from adsearch import correctness
+from adsearch.metrics import accuracy_interval
 from adsearch.results.reading import read_study
-from adsearch.study.scratch import pruned
 from adsearch.results.view import view_of
+from adsearch.study.scratch import pruned
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "activation_density / density"
+MATCHES = {"epochs": "equal epochs", "compute": "equal compute"}
 
 
 def adsearch(*args: str, what: str) -> float:
@@ -66,10 +70,12 @@ def run_seed(spec: Path, reports: Path, seed: int, overrides: list[str]) -> tupl
 
 
 def run_all_controls(directory: Path) -> float:
-    """`adsearch scratch` for every pruned trial of the study in `directory`; its wall seconds."""
+    """`adsearch scratch --match both` for every pruned trial of the study in `directory` (those
+    recorded are skipped, those that train alike train once); its wall seconds."""
     view = view_of(read_study(directory))
     numbers = [r.number for r in view.search_rows if r.complete and r.in_budget and pruned(r)]
-    wall = adsearch("scratch", str(directory), "--trials", ",".join(map(str, numbers)), what=directory.name)
+    wall = adsearch("scratch", str(directory), "--trials", ",".join(map(str, numbers)), "--match", "both",
+                    what=directory.name)
     print(f"{directory.name}: controls of {len(numbers)} trials in {wall:.0f} s", flush=True)
     return wall
 
@@ -79,94 +85,152 @@ def depth(row) -> int | None:
     return int(rounds) if rounds is not None else row.metric("rounds")
 
 
-def summarise(studies: dict[int, Path]) -> dict:
-    """Per (arm, depth): accuracies and params over seeds; density's gaps; the scratch controls."""
-    cells: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: {"accuracy": [], "params": []})
-    by_seed: dict[tuple[int, int], dict[str, float]] = defaultdict(dict)  # (seed, depth) -> arm -> accuracy
-    scratch: list[dict] = []
+def pooled(tests: list) -> dict:
+    """McNemar's exact test on the discordant samples summed over `tests` (one `Paired` per seed)."""
+    a_only, b_only = sum(t.a_only for t in tests), sum(t.b_only for t in tests)
+    samples = sum(t.samples for t in tests)
+    return {"gap": (a_only - b_only) / samples, "a_only": a_only, "b_only": b_only, "samples": samples,
+            "p": correctness.mcnemar_p(a_only, b_only), "seeds": len(tests)}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def collect(studies: dict[int, Path]) -> tuple[list[dict], dict[int, dict]]:
+    """One record per completed search trial of every seed's study, and each seed's baseline."""
+    trials, baselines = [], {}
     for seed, directory in studies.items():
         view = view_of(read_study(directory))
+        if view.baseline is not None:
+            baselines[seed] = {"accuracy": view.baseline.metrics["accuracy"], "params": view.baseline.metrics["params"],
+                               "correct": view.baseline.correct, "train_macs": view.baseline.metrics["train_macs"]}
         for row in view.search_rows:
             if not row.complete or row.is_repeat or not row.has("accuracy"):
                 continue
-            arm, d = view.arm(row), depth(row)
-            cells[arm, d]["accuracy"].append(row.metrics["accuracy"])
-            cells[arm, d]["params"].append(row.metrics["params"])
-            by_seed[seed, d][arm] = row.metrics["accuracy"]
-            if row.scratch and row.scratch.get("accuracy") is not None:
-                scratch.append({"seed": seed, "trial": row.number, "arm": arm, "depth": d, "front": view.on_front(row),
-                                "accuracy": row.metrics["accuracy"], "scratch_accuracy": row.scratch["accuracy"],
-                                "params": row.metrics["params"], "train_macs": row.metrics["train_macs"],
-                                "scratch_train_macs": row.scratch["train_macs"]})
-    arms = sorted({arm for arm, _ in cells}, key=lambda a: (a != REFERENCE, a))
+            trials.append({"seed": seed, "trial": row.number, "arm": view.arm(row), "depth": depth(row),
+                           "accuracy": row.metrics["accuracy"], "params": row.metrics["params"],
+                           "train_macs": row.metrics["train_macs"], "correct": row.correct, "pruned": pruned(row),
+                           "controls": {m: c for m, c in (("epochs", row.scratch), ("compute", row.scratch_compute))
+                                        if c and c.get("state") == "COMPLETE"}})
+    return trials, baselines
+
+
+def summarise(studies: dict[int, Path]) -> dict:
+    trials, baselines = collect(studies)
+    cells = defaultdict(list)
+    for t in trials:
+        cells[t["arm"], t["depth"]].append(t)
+    arms = sorted({a for a, _ in cells}, key=lambda a: (a != REFERENCE, a))
     depths = sorted({d for _, d in cells})
-    table = {arm: {d: {"accuracy": statistics.mean(cells[arm, d]["accuracy"]),
-                       "params": statistics.mean(cells[arm, d]["params"]), "n": len(cells[arm, d]["accuracy"])}
-                   for d in depths if cells[arm, d]["accuracy"]} for arm in arms}
-    tie = 1 / 360 / 2  # digits' test split is 360 images: under one image apart is a tie
+    table = {}
+    for (arm, d), group in cells.items():
+        acc_mean, acc_std = mean_std([t["accuracy"] for t in group])
+        hits = [correctness.bits(t["correct"]) for t in group if t["correct"]]
+        low, high = (accuracy_interval(sum(int(h.sum()) for h in hits) / sum(h.size for h in hits),
+                                       sum(h.size for h in hits)) if hits else (float("nan"), float("nan")))
+        table.setdefault(arm, {})[d] = {"accuracy": acc_mean, "std": acc_std, "low": low, "high": high,
+                                        "params": statistics.fmean(t["params"] for t in group), "n": len(group)}
+    by_key = {(t["seed"], t["depth"], t["arm"]): t for t in trials}
     gaps = {}
     for arm in arms:
         if arm == REFERENCE:
             continue
-        diffs = [accs[REFERENCE] - accs[arm] for accs in by_seed.values() if REFERENCE in accs and arm in accs]
-        if diffs:
-            gaps[arm] = {"mean": statistics.mean(diffs), "n": len(diffs), "wins": sum(d > tie for d in diffs),
-                         "ties": sum(abs(d) <= tie for d in diffs), "losses": sum(d < -tie for d in diffs)}
-    return {"table": table, "depths": depths, "gaps": gaps, "scratch": scratch}
+        for d in depths:
+            pairs = [(by_key[s, d, REFERENCE], by_key[s, d, arm]) for s in studies
+                     if (s, d, REFERENCE) in by_key and (s, d, arm) in by_key]
+            tests = [correctness.paired_test(a["correct"], b["correct"]) for a, b in pairs]
+            if not pairs or any(t is None for t in tests):
+                continue
+            mean, std = mean_std([a["accuracy"] - b["accuracy"] for a, b in pairs])
+            gaps[f"{arm} @ {d}"] = {"arm": arm, "depth": d, "mean": mean, "std": std, **{
+                k: v for k, v in pooled(tests).items() if k not in ("gap",)}, "per_seed_p": [t.p_value for t in tests],
+                "params_ratio": statistics.fmean(b["params"] / a["params"] for a, b in pairs)}
+    scratch = []
+    for t in trials:
+        for match, control in t["controls"].items():
+            test = correctness.paired_test(t["correct"], control.get("correct"))
+            scratch.append({"seed": t["seed"], "trial": t["trial"], "arm": t["arm"], "depth": t["depth"], "match": match,
+                            "accuracy": t["accuracy"], "control": control["accuracy"], "epochs": control["epoch"],
+                            "params": t["params"], "macs_ratio": t["train_macs"] / control["train_macs"],
+                            "test": test})
+    pooled_scratch = {}
+    for arm in arms:
+        for match in MATCHES:
+            tests = [s["test"] for s in scratch if s["arm"] == arm and s["match"] == match and s["test"] is not None]
+            if tests:
+                gaps_ = [s["accuracy"] - s["control"] for s in scratch if s["arm"] == arm and s["match"] == match]
+                mean, std = mean_std(gaps_)
+                pooled_scratch[f"{arm} | {match}"] = {"arm": arm, "match": match, "mean": mean, "std": std,
+                                                      **{k: v for k, v in pooled(tests).items() if k != "gap"}}
+    baseline = {}
+    if baselines:
+        mean, std = mean_std([b["accuracy"] for b in baselines.values()])
+        baseline = {"accuracy": mean, "std": std, "params": statistics.fmean(b["params"] for b in baselines.values()),
+                    "seeds": len(baselines)}
+    return {"table": table, "depths": depths, "gaps": gaps, "scratch": scratch, "pooled_scratch": pooled_scratch,
+            "baseline": baseline}
 
 
-def print_summary(summary: dict, walls: dict[int, float]) -> None:
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def p_cell(p: float) -> str:
+    return f"{correctness.p_text(p)}{' *' if p < correctness.SIGNIFICANCE else ''}"
+
+
+def print_summary(summary: dict, walls: dict) -> None:
     depths = summary["depths"]
-    print("\n## Mean accuracy (mean params) per arm and cut depth, over seeds\n")
+    b = summary["baseline"]
+    if b:
+        print(f"\nbaseline: {pct(b['accuracy'])} ± {100 * b['std']:.2f} over {b['seeds']} seeds, "
+              f"{b['params'] / 1e3:.1f}k parameters")
+    print("\n## Accuracy per arm and cut depth: mean ± std over seeds [95% interval, all seeds' test images pooled] "
+          "(mean params)\n")
     print("| arm | " + " | ".join(f"{d} cut{'s' * (d != 1)}" for d in depths) + " |")
     print("|---|" + "---|" * len(depths))
     for arm, row in summary["table"].items():
         print(f"| {arm} | " + " | ".join(
-            f"{100 * row[d]['accuracy']:.2f}% ({row[d]['params'] / 1e3:.1f}k, n={row[d]['n']})" if d in row else "—"
-            for d in depths) + " |")
-    print(f"\n## {REFERENCE} minus each other arm, same seed and depth\n")
-    print("| arm | mean gap (points) | pairs | density wins / ties / losses |")
-    print("|---|---|---|---|")
-    for arm, g in summary["gaps"].items():
-        print(f"| {arm} | {100 * g['mean']:+.2f} | {g['n']} | {g['wins']} / {g['ties']} / {g['losses']} |")
-    front = [s for s in summary["scratch"] if s["front"]]
-    if front:
-        print("\n## Front trials against their scratch controls\n")
-        print("| seed | trial | arm | cuts | params | accuracy | scratch | gap (points) | train MACs / scratch's |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for s in front:
-            print(f"| {s['seed']} | {s['trial']} | {s['arm']} | {s['depth']} | {s['params'] / 1e3:.1f}k | "
-                  f"{100 * s['accuracy']:.2f}% | {100 * s['scratch_accuracy']:.2f}% | "
-                  f"{100 * (s['accuracy'] - s['scratch_accuracy']):+.2f} | "
-                  f"{s['train_macs'] / s['scratch_train_macs']:.1f}x |")
-    for name, chosen in (("front trials", front), ("trials off the front", [s for s in summary["scratch"] if not s["front"]]),
-                         ("all trials with a control", summary["scratch"])):
-        if not chosen:
-            continue
-        gaps = [s["accuracy"] - s["scratch_accuracy"] for s in chosen]
-        ratios = [s["train_macs"] / s["scratch_train_macs"] for s in chosen]
-        print(f"\n{name}: mean gap {100 * statistics.mean(gaps):+.2f} points over {len(gaps)} trials "
-              f"({sum(g > 0 for g in gaps)} above their control, {sum(g < 0 for g in gaps)} below, "
-              f"{sum(g == 0 for g in gaps)} equal); training MACs {statistics.mean(ratios):.1f}x the control's on average")
-    by_depth = defaultdict(list)
-    for s in summary["scratch"]:
-        by_depth[s["depth"]].append(s["accuracy"] - s["scratch_accuracy"])
-    if len(by_depth) > 1:
-        print("by cuts: " + ", ".join(f"{d}: {100 * statistics.mean(g):+.2f} points (n={len(g)})"
-                                      for d, g in sorted(by_depth.items())))
+            f"{pct(row[d]['accuracy'])} ± {100 * row[d]['std']:.2f} [{100 * row[d]['low']:.2f}-{100 * row[d]['high']:.2f}] "
+            f"({row[d]['params'] / 1e3:.1f}k, n={row[d]['n']})" if d in row else "—" for d in depths) + " |")
+    print(f"\n## {REFERENCE} minus each other arm, same seed and depth (* significant at 5%)\n")
+    print("| arm | cuts | params / reference's | gap (points), mean ± std | only reference right / only arm right "
+          "| McNemar p, pooled | p per seed |")
+    print("|---|---|---|---|---|---|---|")
+    for g in summary["gaps"].values():
+        print(f"| {g['arm']} | {g['depth']} | {g['params_ratio']:.3f} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} | "
+              f"{g['a_only']} / {g['b_only']} | {p_cell(g['p'])} | {', '.join(p_cell(p) for p in g['per_seed_p'])} |")
+    print("\n## Each pruned trial against its scratch controls (trial minus control; * significant at 5%)\n")
+    print("| seed | trial | arm | cuts | params | match | control's epochs | trial | control | gap (points) | p "
+          "| trial's training MACs / control's |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in sorted(summary["scratch"], key=lambda s: (s["arm"] != REFERENCE, s["arm"], s["match"], s["seed"])):
+        print(f"| {s['seed']} | {s['trial']} | {s['arm']} | {s['depth']} | {s['params'] / 1e3:.1f}k | {s['match']} | "
+              f"{s['epochs']} | {pct(s['accuracy'])} | {pct(s['control'])} | "
+              f"{100 * (s['accuracy'] - s['control']):+.2f} | {p_cell(s['test'].p_value) if s['test'] else '—'} | "
+              f"{s['macs_ratio']:.2f}x |")
+    print("\n## Pooled over seeds: each arm's trials against their controls\n")
+    print("| arm | match | trials | gap (points), mean ± std | only trial right / only control right | McNemar p, pooled |")
+    print("|---|---|---|---|---|---|")
+    for g in summary["pooled_scratch"].values():
+        print(f"| {g['arm']} | {MATCHES[g['match']]} | {g['seeds']} | {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} | "
+              f"{g['a_only']} / {g['b_only']} | {p_cell(g['p'])} |")
     if walls:
-        print("\nwall: " + ", ".join(f"seed {s}: {w:.0f} s" for s, w in walls.items()))
-    print(json.dumps({"walls": walls, **summary}, default=str))
+        print("\nwall: " + ", ".join(f"{k}: {w:.0f} s" for k, w in walls.items())
+              + f"; in all {sum(walls.values()):.0f} s")
+    print(json.dumps({"walls": walls, **summary}, default=lambda o: o.__dict__ if hasattr(o, "__dict__") else str(o)))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "ablation_digits.yaml")
+    parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "ablation_fashion.yaml")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--reports", type=Path, default=None)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="PATH=VALUE")
     parser.add_argument("--no-run", action="store_true", help="read the studies a previous run left")
-    parser.add_argument("--all-controls", action="store_true", help="a scratch control for every pruned trial")
+    parser.add_argument("--front-controls", action="store_true",
+                        help="only the controls the study runs itself (its front's), not every pruned trial's")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     reports = args.reports or Path(tempfile.mkdtemp(prefix="ablation-"))
@@ -177,10 +241,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.no_run:
             studies[seed] = reports / f"{spec.stem}_s{seed}"
         else:
-            name, walls[seed] = run_seed(spec, reports, seed, args.sets)
+            name, walls[f"seed {seed}"] = run_seed(spec, reports, seed, args.sets)
             studies[seed] = reports / name
-        if args.all_controls:
-            walls[f"{seed} controls"] = run_all_controls(studies[seed])
+        if not args.front_controls:
+            walls[f"seed {seed} controls"] = run_all_controls(studies[seed])
     print_summary(summarise(studies), walls)
 
 

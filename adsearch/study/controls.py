@@ -20,7 +20,7 @@ from adsearch.results.study_dir import StudyDir, atomic_write
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import ControlProgress
 from adsearch.study.experiment import fit, tuner
-from adsearch.study.scratch import (completed, control_spec, failed, front_controls, same_training, to_run,
+from adsearch.study.scratch import (COMPLETE, completed, control_spec, failed, front_controls, same_training, to_run,
                                    trials_text)
 from adsearch.study.searcher import TRIAL_KEY
 from adsearch.study.trials import control_trainable
@@ -69,12 +69,22 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
         say(f"{what}: {trials_text(pending)}, each one's final widths trained from scratch without pruning for "
             "as many training MACs as the trial cost: " + ", ".join(f"trial {n} {s.train.epochs} epochs"
                                                                     for n, s in specs.items()))
-    alike = same_training(specs, rows)
+    recorded_alike = {r.number: control_spec(spec, r, match) for r in rows if r not in pending
+                      and (r.control(match) or {}).get("state") == COMPLETE
+                      and checkpoint_path(study, r.number, match).is_file()}
+    alike = same_training({**recorded_alike, **specs}, rows)  # a recorded control first in its group
     for first, members in alike.items():
-        if len(members) > 1:
-            say(f"{what}: {trials_text([find(rows, n) for n in members[1:]])} "
-                f"{'train' if len(members) > 2 else 'trains'} what trial {first}'s does (the same final widths "
-                "and recipe): trained once")
+        others = [find(rows, n) for n in members[1:] if n in specs]
+        if first in recorded_alike and others:
+            say(f"{what}: {trials_text(others)} {'train' if len(others) > 1 else 'trains'} what trial {first}'s "
+                "recorded control did (the same final widths and recipe): its result and network are taken")
+            _record_alike(study, match, first, [r.number for r in others])
+        elif others:
+            say(f"{what}: {trials_text(others)} {'train' if len(others) > 1 else 'trains'} what trial {first}'s "
+                "does (the same final widths and recipe): trained once")
+    alike = {first: members for first, members in alike.items() if first not in recorded_alike}
+    if not alike:
+        return
     running = [find(rows, n) for n in alike]
     name = f"{SCRATCH_EXPERIMENTS}/{'compute-' if match == 'compute' else ''}{_experiment_name(running)}"
     restore = not any(r.control(match) for r in pending)  # a failed control named again starts afresh
@@ -98,14 +108,11 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
             results[number] = failed(metrics.get("error") or one_line(result.error))
         elif metrics.get("epoch") == specs[number].train.epochs:
             results[number] = completed(metrics)
-    for first in list(results):
-        for number in alike[first][1:]:  # the same training: the same result and network
-            results[number] = results[first]
-            if results[first]["state"] == "COMPLETE":
-                atomic_write(checkpoint_path(study, number, match),
-                             lambda path, first=first: shutil.copyfile(checkpoint_path(study, first, match), path))
     if results:
         study.save_scratch(results, match)
+    for first in results:
+        _record_alike(study, match, first, alike[first][1:])
+    results.update({n: results[first] for first in list(results) for n in alike[first][1:]})
     unfinished = [n for n in specs if n not in results]
     if unfinished:
         raise StudyInterrupted(f"the {what} stopped before trial{'s' * (len(unfinished) > 1)} "
@@ -117,3 +124,16 @@ def _experiment_name(rows: list[TrialRow]) -> str:
     """The Ray experiment of the controls of `rows`: 'trials-4-7-12' (hashed when long)."""
     name = "trials-" + "-".join(str(r.number) for r in sorted(rows, key=lambda r: r.number))
     return name if len(name) <= 100 else f"trials-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def _record_alike(study: StudyDir, match: str, first: int, numbers: list[int]) -> None:
+    """Record trial `first`'s control (matched on `match`) as that of each of `numbers`, whose controls
+    train alike (`scratch.same_training`): the same result, and a copy of its network when it finished."""
+    if not numbers:
+        return
+    control = study.read_scratch()[first][match]
+    if control.get("state") == COMPLETE:
+        for number in numbers:
+            atomic_write(checkpoint_path(study, number, match),
+                         lambda path: shutil.copyfile(checkpoint_path(study, first, match), path))
+    study.save_scratch({n: control for n in numbers}, match)

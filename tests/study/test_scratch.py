@@ -312,3 +312,17 @@ def test_controls_that_train_alike_run_once_and_are_recorded_for_each_trial(tiny
     assert not (tiny_study_copy / "ray" / "scratch" / f"trials-{first}-{second}").exists()
     nets = [load_study(tiny_study_copy).model(n, control="epochs") for n in (first, second)]
     assert all(a.equal(b) for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()))
+
+    # a control recorded already serves a trial named later that trains alike
+    scratch = json.loads((tiny_study_copy / "scratch.json").read_text())
+    del scratch[str(second)]
+    (tiny_study_copy / "scratch.json").write_text(json.dumps(scratch))
+    (tiny_study_copy / "trials" / f"{second}.scratch-epochs.pt").unlink()
+    said.clear()
+    scratch_study(tiny_study_copy, trials=[second], say=said.append)
+    assert f"scratch controls: trial {second} trains what trial {first}'s recorded control did (the same final " \
+           "widths and recipe): its result and network are taken" in said
+    assert not [line for line in said if line.startswith("scratch control of trial ")], said  # nothing trained
+    assert read_study(tiny_study_copy).row(second).scratch == read_study(tiny_study_copy).row(first).scratch
+    nets = [load_study(tiny_study_copy).model(n, control="epochs") for n in (first, second)]
+    assert all(a.equal(b) for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()))
