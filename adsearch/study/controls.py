@@ -45,6 +45,8 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
     """Run the scratch controls matched on `match` ('epochs' or 'compute') of trials `numbers` not
     recorded yet (and those in `retry` whose control failed) on Ray Tune, at once as resources allow;
     record each result in scratch.json and keep each finished control's network in `trials/`.
+    Controls that train alike (`scratch.same_training`) run once, and one recorded already is not
+    run again for another trial: each trial gets the result and a copy of the network.
 
     A run stopped early is restored from `ray/scratch/<its trials>` by the next run asking for the
     same controls: finished controls are kept, running ones go on from their last epoch.
@@ -83,6 +85,7 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
             say(f"{what}: {trials_text(others)} {'train' if len(others) > 1 else 'trains'} what trial {first}'s "
                 "does (the same final widths and recipe): trained once")
     alike = {first: members for first, members in alike.items() if first not in recorded_alike}
+    specs = {n: specs[n] for members in alike.values() for n in members}  # those reused are recorded
     if not alike:
         return
     running = [find(rows, n) for n in alike]

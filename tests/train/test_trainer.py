@@ -165,6 +165,19 @@ def test_reinit_gives_the_same_widths_with_fresh_weights(straight):
     assert reinit_ckpt["optimizer"]["state"] == {} and inherit_ckpt["optimizer"]["state"] != {}
 
 
+def test_uniform_matched_cuts_every_layer_alike_to_the_parameters_density_keeps(straight):
+    """From the same epoch-1 state (the same seed and data order): density's cut sets the size, the
+    matched rule spreads it over every layer."""
+    _, density_reports = straight
+    spec = parse_spec(SPEC.replace("min_channels: 2", "min_channels: 2, widths: uniform_matched"))
+    _, reports = run_recorded(spec, stop_after=1)
+    density_cut, matched_cut = density_reports[0][0], reports[0][0]
+    assert matched_cut["widths"] != density_cut["widths"] and matched_cut["rounds"] == 1
+    assert abs(matched_cut["params"] - density_cut["params"]) <= 0.1 * density_cut["params"]
+    fractions = [w / base for w, base in zip(matched_cut["widths"], [8, 16, 16])]
+    assert max(fractions) - min(fractions) <= 1 / 8  # one fraction, up to a channel of the narrowest layer
+
+
 def test_no_compression_without_pruning():
     spec = parse_spec(SPEC.replace("epochs: 3", "epochs: 1").replace("compress_at: [1]", "method: none"))
     final = run_trial(spec)
