@@ -20,7 +20,7 @@ from adsearch.results.study_dir import StudyDir, atomic_write
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study.callbacks import ControlProgress
 from adsearch.study.experiment import fit, tuner
-from adsearch.study.scratch import (COMPLETE, completed, control_spec, failed, front_controls, same_training, to_run,
+from adsearch.study.scratch import (COMPLETE, completed, control_spec, failed, front_controls, sharing_plan, to_run,
                                    trials_text)
 from adsearch.study.searcher import TRIAL_KEY
 from adsearch.study.trials import control_trainable
@@ -71,21 +71,20 @@ def run_controls(spec: StudySpec, study: StudyDir, numbers: list[int], threads: 
         say(f"{what}: {trials_text(pending)}, each one's final widths trained from scratch without pruning for "
             "as many training MACs as the trial cost: " + ", ".join(f"trial {n} {s.train.epochs} epochs"
                                                                     for n, s in specs.items()))
-    recorded_alike = {r.number: control_spec(spec, r, match) for r in rows if r not in pending
-                      and (r.control(match) or {}).get("state") == COMPLETE
-                      and checkpoint_path(study, r.number, match).is_file()}
-    alike = same_training({**recorded_alike, **specs}, rows)  # a recorded control first in its group
+    done = {r.number: control_spec(spec, r, match) for r in rows if r not in pending
+            and (r.control(match) or {}).get("state") == COMPLETE and checkpoint_path(study, r.number, match).is_file()}
+    taken, alike = sharing_plan(specs, done, rows)
+    for first, takers in taken.items():
+        say(f"{what}: {trials_text([find(rows, n) for n in takers])} {'train' if len(takers) > 1 else 'trains'} "
+            f"what trial {first}'s recorded control did (the same final widths and recipe): its result and network "
+            "are taken")
+        _record_alike(study, match, first, takers)
     for first, members in alike.items():
-        others = [find(rows, n) for n in members[1:] if n in specs]
-        if first in recorded_alike and others:
-            say(f"{what}: {trials_text(others)} {'train' if len(others) > 1 else 'trains'} what trial {first}'s "
-                "recorded control did (the same final widths and recipe): its result and network are taken")
-            _record_alike(study, match, first, [r.number for r in others])
-        elif others:
-            say(f"{what}: {trials_text(others)} {'train' if len(others) > 1 else 'trains'} what trial {first}'s "
-                "does (the same final widths and recipe): trained once")
-    alike = {first: members for first, members in alike.items() if first not in recorded_alike}
-    specs = {n: specs[n] for members in alike.values() for n in members}  # those reused are recorded
+        if len(members) > 1:
+            say(f"{what}: {trials_text([find(rows, n) for n in members[1:]])} "
+                f"{'train' if len(members) > 2 else 'trains'} what trial {first}'s does (the same final widths and "
+                "recipe): trained once")
+    specs = {n: specs[n] for members in alike.values() for n in members}  # those taken are recorded
     if not alike:
         return
     running = [find(rows, n) for n in alike]

@@ -172,3 +172,15 @@ def same_training(specs: dict[int, StudySpec], rows: Sequence[TrialRow]) -> dict
         recipe = {**specs[number].model_dump(mode="json"), "pruning": None, "widths": list(find(rows, number).widths)}
         groups.setdefault(json.dumps(recipe, sort_keys=True), []).append(number)
     return {members[0]: members for members in groups.values()}
+
+
+def sharing_plan(pending: dict[int, StudySpec], recorded: dict[int, StudySpec],
+                 rows: Sequence[TrialRow]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Who trains which control, of the controls still to run (`pending`: trial number -> what its
+    control trains) given those recorded and finished (`recorded`): (a recorded trial -> the pending
+    trials that take its control, which nothing trains again; the first pending trial of each group
+    that trains alike -> the trials in it, the group's control trained once, for them all)."""
+    groups = same_training({**recorded, **pending}, rows)  # a recorded control first in its group
+    taken = {first: [n for n in members if n in pending] for first, members in groups.items() if first in recorded}
+    return ({first: members for first, members in taken.items() if members},
+            {first: members for first, members in groups.items() if first not in recorded})

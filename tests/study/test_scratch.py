@@ -21,7 +21,7 @@ from adsearch.results.study_dir import StudyDir
 from adsearch.results.rows import BASELINE
 from adsearch.spec.loading import SpecError
 from adsearch.study.scratch import (chosen_controls, compute_epochs, control_line, control_spec, controls_for,
-                                    front_controls, to_run)
+                                    front_controls, sharing_plan, to_run)
 from adsearch.spec.loading import parse_spec
 
 HAND_MADE = parse_spec(HAND_MADE_SPEC)
@@ -98,6 +98,24 @@ def test_the_equal_compute_control_trains_the_epochs_whose_macs_come_nearest_the
         ("epochs", "compute")
     with pytest.raises(SpecError, match=r"search.scratch_controls.*'off', 'epochs', 'compute' or 'both', got 'flops'"):
         parse_spec(tiny_spec("t"), overrides={"search.scratch_controls": "flops"})
+
+
+def test_controls_that_train_alike_are_trained_once_and_a_recorded_one_is_taken():
+    """Alike: the same final widths and a recipe that differs only in pruning (here its target
+    density); another learning rate or other widths train a control of their own."""
+    def row(number, widths, **settings):
+        return trial_row(number, accuracy=0.9, params=100, widths=widths, base_widths=[8, 16],
+                         settings={"pruning.target_density": 0.5, **settings})
+
+    rows = [row(1, [4, 8], **{"pruning.target_density": 0.3}), row(2, [4, 8]), row(3, [6, 8]),
+            row(4, [6, 8], **{"pruning.target_density": 0.7}), row(5, [6, 8], **{"train.optimizer.lr": 0.2}),
+            row(6, [6, 9])]
+    specs = {r.number: control_spec(HAND_MADE, r) for r in rows}
+    taken, trained = sharing_plan({n: specs[n] for n in (2, 3, 4, 5, 6)}, {1: specs[1]}, rows)
+    assert taken == {1: [2]}  # trial 1's recorded control serves trial 2
+    assert trained == {3: [3, 4], 5: [5], 6: [6]}
+    assert sharing_plan({n: specs[n] for n in (2, 3)}, {}, rows) == ({}, {2: [2], 3: [3]})
+    assert sharing_plan({}, {1: specs[1]}, rows) == ({}, {})
 
 
 def test_recorded_controls_are_not_run_again_and_a_failed_one_only_when_named():
