@@ -163,10 +163,10 @@ def control_line(row: TrialRow, control: dict, match: str = "epochs") -> str:
 
 def same_training(specs: dict[int, StudySpec], rows: Sequence[TrialRow]) -> dict[int, list[int]]:
     """The controls `specs` (trial number -> what its control trains) that train alike, grouped: the
-    first trial of each group (in the order of `specs`) -> every trial in it. Two controls train alike when they start at the
-    same widths with the same spec but its pruning section, which a control does not use (trials
-    that differ only in which channels a cut kept, `pruning.criterion`, end at the same widths when
-    they cut from a shared state): one run serves them all."""
+    first trial of each group (in the order of `specs`) -> every trial in it. Two controls train
+    alike when they start at the same widths with the same spec but its pruning section, which a
+    control does not use (trials that differ only in which channels a cut kept, `pruning.criterion`,
+    end at the same widths when they cut from a shared state): one run serves them all."""
     groups: dict[str, list[int]] = {}
     for number in specs:
         recipe = {**specs[number].model_dump(mode="json"), "pruning": None, "widths": list(find(rows, number).widths)}

@@ -93,7 +93,7 @@ def test_density_widths_leave_dense_groups_alone_and_uniform_does_not():
     common = dict(target_density=0.8, min_channels=1, round_to=1)
     assert plan_round(groups, densities, widths="density", **common).new_widths == {"a": 10, "b": 6}
     assert plan_round(groups, densities, widths="uniform", keep=0.5, **common).new_widths == {"a": 5, "b": 6}
-    with pytest.raises(ValueError, match="widths must be density or uniform"):
+    with pytest.raises(ValueError, match="widths must be density, uniform or uniform_matched"):
         plan_round(groups, densities, widths="half", **common)
 
 
