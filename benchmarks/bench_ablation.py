@@ -86,11 +86,11 @@ def depth(row) -> int | None:
 
 
 def pooled(tests: list) -> dict:
-    """McNemar's exact test on the discordant samples summed over `tests` (one `Paired` per seed)."""
+    """McNemar's exact test on the discordant samples summed over `tests` (one `Paired` per seed or trial)."""
     a_only, b_only = sum(t.a_only for t in tests), sum(t.b_only for t in tests)
     samples = sum(t.samples for t in tests)
-    return {"gap": (a_only - b_only) / samples, "a_only": a_only, "b_only": b_only, "samples": samples,
-            "p": correctness.mcnemar_p(a_only, b_only), "seeds": len(tests)}
+    return {"a_only": a_only, "b_only": b_only, "samples": samples, "p": correctness.mcnemar_p(a_only, b_only),
+            "seeds": len(tests)}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -143,9 +143,9 @@ def summarise(studies: dict[int, Path]) -> dict:
             if not pairs or any(t is None for t in tests):
                 continue
             mean, std = mean_std([a["accuracy"] - b["accuracy"] for a, b in pairs])
-            gaps[f"{arm} @ {d}"] = {"arm": arm, "depth": d, "mean": mean, "std": std, **{
-                k: v for k, v in pooled(tests).items() if k not in ("gap",)}, "per_seed_p": [t.p_value for t in tests],
-                "params_ratio": statistics.fmean(b["params"] / a["params"] for a, b in pairs)}
+            gaps[f"{arm} @ {d}"] = {"arm": arm, "depth": d, "mean": mean, "std": std, **pooled(tests),
+                                    "per_seed_p": [t.p_value for t in tests],
+                                    "params_ratio": statistics.fmean(b["params"] / a["params"] for a, b in pairs)}
     scratch = []
     for t in trials:
         for match, control in t["controls"].items():
@@ -162,7 +162,7 @@ def summarise(studies: dict[int, Path]) -> dict:
                 gaps_ = [s["accuracy"] - s["control"] for s in scratch if s["arm"] == arm and s["match"] == match]
                 mean, std = mean_std(gaps_)
                 pooled_scratch[f"{arm} | {match}"] = {"arm": arm, "match": match, "mean": mean, "std": std,
-                                                      **{k: v for k, v in pooled(tests).items() if k != "gap"}}
+                                                      **pooled(tests)}
     baseline = {}
     if baselines:
         mean, std = mean_std([b["accuracy"] for b in baselines.values()])
