@@ -93,7 +93,7 @@ def _trials_table(view: ReportView) -> str:
         drop, search, on_front = view.drop(r), not r.is_baseline, view.on_front(r)
         cells = [
             (r.label, r.number),
-            (r.state, None),
+            (r.state_text, None),
             *([(view.arm(r) or "", None)] if grouped else []),
             *((value(r.settings.get(p)), r.settings.get(p)) for p in view.paths),
             (accuracy_text(r), r.metric("accuracy")),

@@ -78,6 +78,13 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
                       [[r.label, *(value(r.settings.get(p)) for p in view.paths), r.error or "(no message)"]
                        for r in view.failed]) + [""]
 
+    if view.stopped:
+        out += ["## Trials stopped early", "", view.stopping_text(), ""]
+        out += _table(["trial", *view.paths, "stopped after epoch", "accuracy there", "params there",
+                       "train MACs there"],
+                      [[r.label, *(value(r.settings.get(p)) for p in view.paths), str(r.stopped_at), accuracy_text(r),
+                        count(r.metric("params")), count(r.metric("train_macs"))] for r in view.stopped]) + [""]
+
     out += ["## Plots", ""]
     for cost, label in COSTS.items():
         name = f"plots/pareto_{cost}.png"

@@ -97,7 +97,7 @@ def study_text(study) -> str:
     header = ["", "trial", "state", *(["arm"] if grouped else []), *_short_names(view.paths), "accuracy", "drop",
               *([DROP_P] if paired else []), "params", "MACs", "train MACs", *scratch_columns(scratch), "rounds",
               "widths", "shared"]
-    body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state,
+    body = [["".join(m for m, on in (("*", view.on_front(r)), (">", view.is_recommended(r))) if on), r.label, r.state_text,
              *([view.arm(r) or ""] if grouped else []),
              *(value(r.settings.get(p)) for p in view.paths), accuracy_text(r),
              "" if r.is_baseline else points(view.drop(r)), *([drop_p(view, r)] if paired else []),
@@ -124,6 +124,8 @@ def study_text(study) -> str:
         out += [f"  {v}" for v in view.arm_verdicts()]
     if view.failed:
         out += ["", "failed:"] + [f"  trial {r.label}: {r.error or '(no message)'}" for r in view.failed]
+    if view.stopped:
+        out += ["", plain(view.stopping_text())]
     out += ["", f"one trial: adsearch show {directory} --trial N; the report: {directory / 'report.html'}"
             if directory is not None else ""]
     return "\n".join(out).rstrip()
@@ -176,6 +178,10 @@ def trial_text(study, row: TrialRow) -> str:
         out.append("settings: " + (view.settings_text(row) or "none"))
     if row.state == "FAIL":
         out.append(f"error: {row.error or '(no message recorded)'}")
+    if row.stopped:
+        out.append(f"stopped early after epoch {row.stopped_at} of {view.spec.train.epochs} by search.early_stop "
+                   "(it ranked in the worse part of the trials at that epoch); the metrics below are that "
+                   "epoch's, and it is not a point of the front")
     if (live := _live_trial(view, row)) is not None:
         out.append(f"running: {_running_text(live)}" if view.state == "running"
                    else f"last run: {live.stopped_text()}")
@@ -254,6 +260,9 @@ def progress_line(row: TrialRow, *, done: int, total: int, best: str = "") -> st
                 f"train MACs {train}")
         shared = sharing_text(row)
         what += f" ({shared})" if shared else ""
+    elif row.stopped:
+        what = (f"stopped early after epoch {row.stopped_at} (search.early_stop): accuracy "
+                f"{percent(row.metric('accuracy'))}, params {cost_text(row, 'params', None)} there")
     else:
         what = f"failed: {row.error or 'unknown error'}"
     return f"[{done}/{total}] trial {row.label}: {settings}: {what}" + (f" | best so far: {best}" if best else "")

@@ -29,6 +29,8 @@ RECORDED = (*METRICS, *SHAPE)
 FINISHED = ("COMPLETE", "FAIL")
 REPEAT_OF = "repeat_of"
 """A repeat's record of the earlier trial whose parameters it repeats (a repeat is not in the budget)."""
+STOPPED_AT = "stopped_at"
+"""A trial early stopping stopped (`search.early_stop`): the epoch it stopped after (its state is PRUNED)."""
 SEARCH_ENDED = "search_ended"
 """The Optuna study's record of why its search ended before the budget (an exhausted space)."""
 BASELINE = -1
@@ -69,6 +71,9 @@ class TrialRow:
     seed, its own first; its metrics are then means over them. Empty otherwise."""
     seed_correct: dict[int, str] = field(default_factory=dict)
     """On that row: its correct test samples by seed (`correct` is its first seed's)."""
+    stopped_at: int | None = None
+    """The epoch after which early stopping stopped the trial (`search.early_stop`; state PRUNED), its
+    metrics those of that epoch; None for a trial it did not stop."""
     scratch_compute: dict[str, Any] | None = None
     """Its scratch control at equal compute, once run: the same, trained for as many epochs as bring its
     training MACs nearest the trial's (its `epoch` says how many). None when none was run."""
@@ -91,8 +96,18 @@ class TrialRow:
         return self.state == "COMPLETE"
 
     @property
+    def state_text(self) -> str:
+        """The state as tables show it: Optuna's, or 'stopped@E' for a trial early stopping stopped after epoch E."""
+        return f"stopped@{self.stopped_at}" if self.stopped else self.state
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped early by `search.early_stop`: finished, but not a point of the front."""
+        return self.state == "PRUNED" and self.stopped_at is not None
+
+    @property
     def finished(self) -> bool:
-        return self.state in FINISHED
+        return self.state in FINISHED or self.stopped
 
     @property
     def is_repeat(self) -> bool:
@@ -124,6 +139,7 @@ class TrialRow:
                 metrics["accuracy_low"], metrics["accuracy_high"] = self.accuracy_interval
                 metrics["seeds"], metrics["accuracy_std"] = len(self.seeds) or None, self.accuracy_std
         return {"number": self.number, "role": self.role, "state": self.state, "error": self.error,
+                "stopped_at": self.stopped_at,
                 **{f"param:{p}": self.settings.get(p) for p in paths}, **metrics,
                 "gpu_ids": self.gpu_ids, "widths": self.widths, "base_widths": self.base_widths}
 
@@ -148,7 +164,8 @@ class TrialRow:
                    metrics={k: result[k] for k in METRICS if result.get(k) is not None},
                    widths=result.get("widths"), base_widths=result.get("base_widths"), gpu_ids=result.get("gpu_ids"),
                    correct=result.get("correct") if isinstance(result.get("correct"), str) else None,
-                   history=list(result.get("history") or []), compressions=list(result.get("compressions") or []))
+                   history=list(result.get("history") or []), compressions=list(result.get("compressions") or []),
+                   stopped_at=result.get(STOPPED_AT) if state == "PRUNED" else None)
 
 
 def baseline_row(result: dict) -> TrialRow:

@@ -46,24 +46,27 @@ from adsearch.spec.study_spec import StudySpec
 class StateCounts:
     """The search trials by state: the one count every writer shows.
 
-    `complete` and `failed` are the COMPLETE and FAIL search trials (together: the trials done);
-    `unfinished` every other search trial (RUNNING, WAITING, ...). The baseline is not counted, nor
-    are the repeats (`repeats`: parameter sets proposed again, which cost nothing).
+    `complete` and `failed` are the COMPLETE and FAIL search trials, `stopped` those early stopping
+    stopped (together: the trials done); `unfinished` every other search trial (RUNNING, WAITING, ...).
+    The baseline is not counted, nor are the repeats (`repeats`: parameter sets proposed again, which
+    cost nothing).
     """
 
     complete: int = 0
     failed: int = 0
     unfinished: int = 0
     repeats: int = 0
+    stopped: int = 0
 
     @property
     def done(self) -> int:
-        return self.complete + self.failed
+        return self.complete + self.failed + self.stopped
 
     def text(self, state: str) -> str:
-        """'4 complete, 1 failed, 1 running' (the unfinished part only when there are some, called
-        'unfinished' unless the study's `state` is 'running')."""
-        text = f"{self.complete} complete, {self.failed} failed"
+        """'4 complete, 2 stopped early, 1 failed, 1 running' (the stopped and unfinished parts only when
+        there are some, called 'unfinished' unless the study's `state` is 'running')."""
+        text = f"{self.complete} complete, " + (f"{self.stopped} stopped early, " if self.stopped else "") + \
+            f"{self.failed} failed"
         if self.unfinished:
             text += f", {self.unfinished} {'running' if state == 'running' else 'unfinished'}"
         if self.repeats:
@@ -77,8 +80,9 @@ def state_counts(rows: Sequence[TrialRow]) -> StateCounts:
     search = [r for r in rows if r.in_budget]
     complete = sum(r.state == "COMPLETE" for r in search)
     failed = sum(r.state == "FAIL" for r in search)
-    return StateCounts(complete=complete, failed=failed, unfinished=len(search) - complete - failed,
-                       repeats=sum(r.is_repeat for r in rows))
+    stopped = sum(r.stopped for r in search)
+    return StateCounts(complete=complete, failed=failed, unfinished=len(search) - complete - failed - stopped,
+                       repeats=sum(r.is_repeat for r in rows), stopped=stopped)
 
 
 # --- the view ----------------------------------------------------------------------------------
@@ -146,6 +150,25 @@ class ReportView:
     def failed(self) -> list[TrialRow]:
         """The failed search trials (the rows `counts.failed` counts)."""
         return [r for r in self.search_rows if r.state == "FAIL" and not r.is_repeat]
+
+    @property
+    def stopped(self) -> list[TrialRow]:
+        """The search trials early stopping stopped (the rows `counts.stopped` counts)."""
+        return [r for r in self.search_rows if r.stopped and not r.is_repeat]
+
+    def stopping_text(self) -> str:
+        """What early stopping did, in one sentence ('' when it stopped nothing)."""
+        stopped = self.stopped
+        if not stopped:
+            return ""
+        rule = self.spec.search.early_stop
+        epochs = self.spec.train.epochs
+        saved = sum(epochs - r.stopped_at for r in stopped)
+        how = (f" at rungs {', '.join(map(str, rule.rungs))} (keep {rule.keep:g} of {rule.peers.replace('_', ' ')} "
+               f"peers, from {rule.min_peers})" if rule is not None else "")
+        return (f"Early stopping{how} stopped {len(stopped)} of {len(self.search_rows)} search trials, "
+                f"{saved} of their {len(stopped) * epochs} epochs not trained; they are listed with the metrics "
+                "of the epoch they stopped at and are not points of the front.")
 
     @property
     def costs(self) -> list[str]:

@@ -196,6 +196,28 @@ class Objective(SpecModel):
         return self
 
 
+class EarlyStop(SpecModel):
+    """`search.early_stop`: successive halving over the study's objectives (`adsearch.study.halving`)."""
+
+    rungs: list[int] = Field(
+        min_length=1, description="epochs at which a trial is ranked among those that reached the same epoch before "
+        "it (by non-dominated sorting over the objectives as they stand there) and stopped unless it ranks in the top "
+        "`keep` share; each before train.epochs")
+    keep: float = Field(0.5, gt=0, lt=1, description="the share of the trials at a rung that go on (ties go on)")
+    min_peers: int = Field(4, ge=2, description="no trial is stopped at a rung until this many (itself included) "
+                           "have reached it")
+    peers: Literal["same_cuts", "all"] = Field(
+        "same_cuts", description="rank a trial among those with as many compression rounds by the rung (same_cuts: a "
+        "trial that cuts later is larger at an early rung and would lose for it), or among all")
+
+    @field_validator("rungs")
+    @classmethod
+    def rungs_increase(cls, v: list[int]) -> list[int]:
+        if any(e < 1 for e in v) or sorted(set(v)) != v:
+            raise ValueError(f"rungs must be increasing epochs from 1, got {v}")
+        return v
+
+
 class SearchSpec(SpecModel):
     trials: int = Field(12, ge=1, description="search trials (the baseline is extra)")
     sampler: Literal["tpe", "gp", "nsga2", "random", "grid"] = Field(
@@ -226,6 +248,10 @@ class SearchSpec(SpecModel):
         "finished study"
     )
 
+    early_stop: EarlyStop | None = Field(
+        None, description="stop trials that rank in the worse part of those at the same epoch (multi-objective "
+        "successive halving at `rungs`); a stopped trial is recorded as such, off the front. Off by default: "
+        "benchmarks/RESULTS.md has what it saved and lost on Fashion-MNIST")
     replicates: int = Field(
         1, ge=1, le=20, description="seeds in all for the baseline and the Pareto front trials: after the search "
         "each is trained again with seed+1, seed+2, ... (on Ray like any trial); the report shows the mean and "

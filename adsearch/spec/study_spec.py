@@ -58,6 +58,14 @@ class StudySpec(SpecModel):
             raise ValueError(f"data.image_size: {unset}{problem}")
         return self
 
+    @model_validator(mode="after")
+    def rungs_before_the_end(self):
+        stop = self.search.early_stop
+        if stop is not None and stop.rungs[-1] >= self.train.epochs:
+            raise ValueError(f"search.early_stop.rungs: every rung must be an epoch before the last "
+                             f"(train.epochs {self.train.epochs}), got {stop.rungs}")
+        return self
+
     def without_pruning(self) -> StudySpec:
         """The same recipe with pruning off: the study's baseline."""
         return self.model_copy(update={"pruning": self.pruning.model_copy(update={"method": "none"})})

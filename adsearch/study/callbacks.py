@@ -20,7 +20,7 @@ from rich.console import Console
 
 from adsearch.errors import one_line
 from adsearch.report.text import progress_line
-from adsearch.results.rows import TrialRow, baseline_row
+from adsearch.results.rows import STOPPED_AT, TrialRow, baseline_row
 from adsearch.results.live import clear_live
 from adsearch.results.study_dir import StudyDir
 from adsearch.results.view import best_so_far
@@ -28,7 +28,7 @@ from adsearch.spec.study_spec import StudySpec
 from adsearch.study.disk import DiskEstimate, is_write_failure
 from adsearch.study.progress import Board, Monitor
 from adsearch.study.scratch import completed, control_line, failed
-from adsearch.study.searcher import TRIAL_KEY, finished_count
+from adsearch.study.searcher import TRIAL_KEY, finished_count, stopped_epoch
 
 
 @dataclass
@@ -96,7 +96,10 @@ class SearchProgress(tune.Callback):
     def _line(self, trial, state: str, error: str = "") -> None:
         config = dict(trial.config or {})
         number = config.pop(TRIAL_KEY, len(self.rows))
-        row = TrialRow.from_result(number, trial.last_result or {}, state=state, error=error, settings=config)
+        result = dict(trial.last_result or {})
+        if state == "COMPLETE" and (epoch := stopped_epoch(self.url, self.study_name, number)) is not None:
+            state, result[STOPPED_AT] = "PRUNED", epoch  # early stopping stopped it (`early_stop`)
+        row = TrialRow.from_result(number, result, state=state, error=error, settings=config)
         self.rows.append(row)
         if DRIVER.board is not None:
             DRIVER.board.finished(row)

@@ -24,7 +24,7 @@ from adsearch.study.trials import restore_named_checkpoints
 
 
 def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=None, samples: int,
-          callbacks=(), stop=None, restore: bool = False, resume_errored: bool = False,
+          callbacks=(), stop=None, scheduler=None, restore: bool = False, resume_errored: bool = False,
           param_space: dict | None = None) -> tune.Tuner:
     """Ray Tune's experiment `name` (a path under the study's `ray/`: 'search', 'scratch/trials-4-7');
     restored, its errored trials go on from their checkpoint with `resume_errored` (those a full
@@ -43,7 +43,7 @@ def tuner(trainable, spec: StudySpec, study: StudyDir, name: str, *, search_alg=
     return tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=samples, reuse_actors=True,
+        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=samples, reuse_actors=True,
                                     max_concurrent_trials=spec.resources.max_concurrent),
         run_config=tune.RunConfig(
             name=path.name, storage_path=str(path.parent.resolve()), verbose=0,

@@ -11,7 +11,7 @@ import json
 
 import optuna
 
-from adsearch.results.rows import RECORDED, REPEAT_OF, TRACE
+from adsearch.results.rows import RECORDED, REPEAT_OF, STOPPED_AT, TRACE
 
 
 def tried(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -46,17 +46,19 @@ def untried(study: optuna.Study, space: dict[str, optuna.distributions.BaseDistr
 
 
 def earlier_trial(study: optuna.Study, ot_trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """The earlier trial with the same parameters as `ot_trial` (a finished one first), or None."""
+    """The earlier trial with the same parameters as `ot_trial` (a finished one first, one early
+    stopping stopped included), or None."""
     key, number = _key(ot_trial.params), ot_trial.number
     same = [t for t in tried(study) if t.number != number and _key(t.params) == key
-            and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
-                            optuna.trial.TrialState.RUNNING)]
+            and (t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                             optuna.trial.TrialState.RUNNING) or _stopped(t))]
     return min(same, key=lambda t: (not t.state.is_finished(), t.number), default=None)
 
 
 def tell_repeat(study: optuna.Study, ot_trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> str:
     """Tell `ot_trial`, a repeat of `earlier` (user attribute `repeat_of`), what `earlier` ended
-    with: its result, its failure, or PRUNED while it still runs. Returns what it was told, as text."""
+    with: its result, its failure, that early stopping stopped it (PRUNED, with its metrics there), or
+    PRUNED while it still runs. Returns what it was told, as text."""
     state = earlier.state
     ot_trial.set_user_attr(REPEAT_OF, earlier.number)
     if state == optuna.trial.TrialState.COMPLETE:
@@ -72,8 +74,21 @@ def tell_repeat(study: optuna.Study, ot_trial: optuna.Trial, earlier: optuna.tri
                                         f"{earlier.user_attrs.get('error', 'no reason recorded')}")
         study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
         return "told that it failed"
+    if _stopped(earlier):
+        for key in (*RECORDED, *TRACE, STOPPED_AT):
+            if key in earlier.user_attrs:
+                ot_trial.set_user_attr(key, earlier.user_attrs[key])
+        ot_trial.set_user_attr("spent_train_macs", 0)
+        ot_trial.set_user_attr("spent_s", 0.0)
+        study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        return f"told that early stopping stopped it after epoch {earlier.user_attrs[STOPPED_AT]}"
     study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
     return "it is still running, so this one is dropped"
+
+
+def _stopped(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether early stopping stopped `trial` (PRUNED, with the epoch it stopped at)."""
+    return trial.state == optuna.trial.TrialState.PRUNED and STOPPED_AT in trial.user_attrs
 
 
 def _key(params: dict) -> str:

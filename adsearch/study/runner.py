@@ -43,6 +43,7 @@ from adsearch.study.callbacks import DRIVER, Live, SearchProgress
 from adsearch.study.cluster import cluster_capacity, configure_process, prepare_ray
 from adsearch.study.controls import run_front_controls
 from adsearch.study.disk import DiskEstimate, check_space, checkpoint_bytes, write_errors, write_failure
+from adsearch.study.early_stop import RungScheduler
 from adsearch.study.experiment import fit, tuner
 from adsearch.study.replicates import run_replicates
 from adsearch.study.stopping import graceful_sigterm
@@ -295,8 +296,9 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
                             concurrent=_concurrency(spec), failed_before=_count(failed_count, storage, spec.name))
     say(f"search: {spec.search.trials} trials, sampler {spec.search.sampler}, objectives "
         + ", ".join(f"{o.metric} ({o.mode})" for o in objectives))
+    rungs = RungScheduler(spec.search.early_stop, objectives, url, spec.name) if spec.search.early_stop else None
     fit(tuner(trainable, spec, study, "search", search_alg=searcher, samples=spec.search.trials,
-              callbacks=[progress, stopper], stop=stopper, restore=True,
+              callbacks=[progress, stopper], stop=stopper, scheduler=rungs, restore=True,
               resume_errored=stopped_by_disk(storage, spec.name)), spec, f"adsearch resume {study}")
     set_metric_names(storage, spec.name, [o.metric for o in objectives])
     _check_failure_limit(spec, study, storage)

@@ -30,7 +30,7 @@ import optuna
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from adsearch.results.rows import RECORDED, REPEAT_OF, SEARCH_ENDED, TRACE, plain
+from adsearch.results.rows import RECORDED, REPEAT_OF, SEARCH_ENDED, STOPPED_AT, TRACE, plain
 from adsearch.spec.space import ValuesDim, encode_choice
 from adsearch.spec.study_spec import StudySpec
 from adsearch.study.disk import is_write_failure
@@ -139,7 +139,8 @@ class Searcher(OptunaSearch):
     A proposal equal to an earlier trial's parameters is a *repeat*: told to Optuna at once with
     the earlier trial's result (user attribute `repeat_of`; PRUNED while the earlier one still
     runs), without a Ray trial, and the searcher asks again, so repeats do not use up the budget.
-    A finite space (`space_size`) whose every point was tried ends the search (the study's user
+    A trial early stopping stopped (`adsearch.study.early_stop`) is told PRUNED, its metrics
+    there kept as user attributes. A finite space (`space_size`) whose every point was tried ends the search (the study's user
     attribute `search_ended` says why), as does a sampler that only repeats itself. What was tried
     and how a repeat is told is `adsearch.study.repeats`.
     """
@@ -245,10 +246,15 @@ class Searcher(OptunaSearch):
             for key in RECORDED + TRACE:
                 if key in result:
                     ot_trial.set_user_attr(key, plain(result[key]))
-        super().on_trial_complete(trial_id, None if error else result, error)
+        # early stopping (`early_stop.RungScheduler`) recorded its stop before Ray stopped the trial
+        stopped = not error and STOPPED_AT in self._stored(ot_trial).user_attrs
+        super().on_trial_complete(trial_id, None if error or stopped else result, error)
+
+    def _stored(self, ot_trial) -> optuna.trial.FrozenTrial:
+        return _storage_of(_optuna_study(self)).get_trial(_internal_id(ot_trial))
 
     def _finished(self, ot_trial) -> bool:
-        return _storage_of(_optuna_study(self)).get_trial(_internal_id(ot_trial)).state.is_finished()
+        return self._stored(ot_trial).state.is_finished()
 
     def __getstate__(self):  # Ray pickles the searcher with the experiment; a console holds locks
         return {k: v for k, v in self.__dict__.items() if k != "say"}
@@ -285,6 +291,13 @@ def finished_count(storage: str | optuna.storages.BaseStorage, study_name: str) 
     in the budget)."""
     study = optuna.load_study(study_name=study_name, storage=storage)
     return sum(t.state.is_finished() and REPEAT_OF not in t.user_attrs for t in study.get_trials(deepcopy=False))
+
+
+def stopped_epoch(storage: str | optuna.storages.BaseStorage, study_name: str, number: int) -> int | None:
+    """The epoch after which early stopping stopped trial `number` of the study, or None."""
+    storage = open_storage(storage) if isinstance(storage, str) else storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+    return storage.get_trial(trial_id).user_attrs.get(STOPPED_AT)
 
 
 def set_metric_names(storage: optuna.storages.BaseStorage, study_name: str, names: list[str]) -> None:
