@@ -24,6 +24,15 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # decoded images go to a cache of the test session's own, never the user's ~/.cache/adsearch
 os.environ["ADSEARCH_CACHE"] = tempfile.mkdtemp(prefix="adsearch-test-cache-")
 atexit.register(shutil.rmtree, os.environ["ADSEARCH_CACHE"], ignore_errors=True)
+# the prefix cache is shared by every study of a machine: each test gets its own (`own_prefix_cache`),
+# the session's fixtures (the tiny study) this one, so that what a test trains does not hang on the order
+os.environ["ADSEARCH_PREFIX_CACHE"] = os.path.join(os.environ["ADSEARCH_CACHE"], "session-prefixes")
+
+
+@pytest.fixture(autouse=True)
+def own_prefix_cache(tmp_path_factory, monkeypatch):
+    """The test's own prefix cache ($ADSEARCH_PREFIX_CACHE, which subprocesses inherit)."""
+    monkeypatch.setenv("ADSEARCH_PREFIX_CACHE", str(tmp_path_factory.mktemp("prefix-cache")))
 
 
 @pytest.fixture(scope="session")

@@ -238,6 +238,41 @@ def ls_cmd(reports: Path = typer.Argument(Path("reports"), help="where the study
     out.print("\n".join(text_table(STUDY_HEADER, lines)), markup=False)
 
 
+@app.command("cache")
+def cache_cmd(
+    clear: bool = typer.Option(False, "--clear", help="delete the states (all, or --recipe's)"),
+    recipe: Optional[str] = typer.Option(None, help="only this recipe's states: its key from the list, or the key's start"),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="the cache's folder (default: $ADSEARCH_PREFIX_CACHE, else "
+                                             "$ADSEARCH_CACHE/prefixes, else ~/.cache/adsearch/prefixes)"),
+) -> None:
+    """The prefix cache that studies share: its states by recipe, their size and last use; --clear deletes them."""
+    import time
+
+    from adsearch.report.text import text_table
+    from adsearch.train.prefixes import cache_size, clear as clear_cache, default_cache_dir, recipes
+
+    directory = (directory or default_cache_dir()).expanduser()
+    groups = [g for g in recipes(directory) if recipe is None or g.recipe.startswith(recipe)]
+    if recipe is not None and not groups:
+        raise AdsearchError(f"no states of a recipe starting {recipe!r} in {directory}; `adsearch cache` lists the "
+                            "recipes there")
+    if clear:
+        gone, freed = clear_cache(directory, recipe)
+        out.print(f"deleted {gone} states ({freed / 1e6:,.1f} MB) from {directory}", markup=False)
+        return
+    if not groups:
+        out.print(f"the prefix cache in {directory} is empty", markup=False)
+        return
+    rows = [[g.recipe[:12], g.about.get("study", "?"), g.about.get("model", "?"), g.about.get("dataset", "?"),
+             g.about.get("seed", "?"), g.about.get("epochs", "?"), g.entries, f"{g.bytes / 1e6:,.1f} MB",
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(g.last_used))] for g in groups]
+    out.print("\n".join(text_table(["recipe", "first study", "model", "dataset", "seed", "epochs", "states", "size",
+                                     "last used"], rows)), markup=False)
+    entries, size = cache_size(directory)
+    out.print(f"{entries} states, {size / 1e6:,.1f} MB in {directory} (bounded by each study's "
+              "search.prefix_cache_gb; --clear deletes them, --recipe KEY only one recipe's)", markup=False)
+
+
 @app.command()
 def show(study: Path = StudyArg, trial: Optional[str] = TrialOpt) -> None:
     """A study's summary, or with --trial N one trial: settings, metrics, widths, rounds, history."""

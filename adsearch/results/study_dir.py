@@ -2,7 +2,7 @@
 the one place that knows its paths and reads and writes its plain files.
 
 `StudyDir` knows the paths in a study directory (its spec file and marker, its lock, the storage
-URL of `study.db`, the folders `trials/`, `live/`, `prefixes/` and `ray/`), writes its files
+URL of `study.db`, the folders `trials/`, `live/` and `ray/`), writes its files
 atomically (`atomic_write`) and reads back its spec (`spec.yaml`), the baseline's result
 (`baseline.json`) and the scratch controls' (`scratch.json`). A file that cannot be read is a
 `StudyDirError` naming it. The folders' contents have their own owners: the trial checkpoints in
@@ -36,7 +36,8 @@ TRIALS_DIR = "trials"
 """Each finished trial's final checkpoint, by trial number (export and reload read these)."""
 MODELS_DIR = "models"
 PREFIXES_DIR = "prefixes"
-"""The prefix cache (`adsearch.train.prefixes`): trial states that other trials start from."""
+"""Where earlier versions kept a study's own prefix cache (now shared by studies: `adsearch.train.prefixes`);
+still adsearch's to delete with the study."""
 SCRATCH_FILE = "scratch.json"
 """The scratch controls' results (`adsearch.study.scratch`), by trial number."""
 REPLICATES_FILE = "replicates.json"
@@ -132,11 +133,6 @@ class StudyDir:
     @property
     def models_dir(self) -> Path:
         return self.path / MODELS_DIR
-
-    @property
-    def prefixes_dir(self) -> Path:
-        """The prefix cache; on a multi-node cluster on storage every node sees, like `ray_dir`."""
-        return self.path / PREFIXES_DIR
 
     @property
     def scratch_file(self) -> Path:

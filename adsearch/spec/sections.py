@@ -233,12 +233,20 @@ class SearchSpec(SpecModel):
         None, ge=1, description="end the study once this many trials have failed (default: never)"
     )
     share_prefixes: bool = Field(
-        True, description="keep trials' states at the epochs where they can part (prefixes/ in the study) so that "
-        "a trial starts from the furthest state another trial trained on its path; results are unchanged"
+        True, description="keep trials' states at the epochs where they can part, in the prefix cache shared by every "
+        "study of the machine (search.prefix_cache), so that a trial starts from the furthest state any trial of any "
+        "study trained on its path (the same recipe, seed and schedule so far); results are unchanged"
+    )
+    prefix_cache: str | None = Field(
+        None, description="the prefix cache's folder (default: $ADSEARCH_PREFIX_CACHE, else $ADSEARCH_CACHE/prefixes, "
+        "else ~/.cache/adsearch/prefixes); `adsearch cache` lists, sizes and clears it"
+    )
+    prefix_cache_gb: float = Field(
+        20.0, gt=0, description="the most the prefix cache may hold, in GB: the least recently used states go first"
     )
     keep_prefixes: bool = Field(
-        False, description="keep the prefix cache when the study is done (default: delete it then; an interrupted "
-        "study keeps it to resume with)"
+        False, description="no longer used: the prefix cache is kept across studies, bounded by prefix_cache_gb "
+        "(accepted so that earlier specs still load)"
     )
     scratch_controls: Literal["off", "epochs", "compute", "both"] = Field(
         "off", description="after the search, train the final widths of each pruned trial on the Pareto front from "

@@ -106,7 +106,7 @@ def replicate_line(row: TrialRow, seed: int, result: dict) -> str:
 
 
 def run_replicates(spec: StudySpec, study: StudyDir, numbers: list[int] | None, seeds: int, threads: int, say, *,
-                   branches: list[int] | None, retry: Iterable[int] = (), again: str = "") -> None:
+                   prefixes: dict | None, retry: Iterable[int] = (), again: str = "") -> None:
     """Train the trials `numbers` (None: `front_replicates`) with the other seeds of `seeds` in all, those
     not recorded yet (and failed ones of the trials in `retry`), on Ray Tune at once as resources allow;
     record each result in replicates.json. On the front by default: the means move it, so a trial that
@@ -127,14 +127,14 @@ def run_replicates(spec: StudySpec, study: StudyDir, numbers: list[int] | None, 
             return
         if not first:
             say("replicates: the means moved the Pareto front; the trials now on it:")
-        _run_set(spec, study, pending, seeds, threads, say, branches=branches, again=again)
+        _run_set(spec, study, pending, seeds, threads, say, prefixes=prefixes, again=again)
         if numbers:
             return
         first, retry = False, ()
 
 
 def _run_set(spec: StudySpec, study: StudyDir, pending: list[tuple[TrialRow, int]], seeds: int, threads: int,
-             say, *, branches: list[int] | None, again: str) -> None:
+             say, *, prefixes: dict | None, again: str) -> None:
     """Run the replicates `pending` ((trial, seed) each) as one Ray Tune experiment and record them."""
     say(f"replicates: {_names(sorted({r.number: r for r, _ in pending}.values(), key=lambda r: r.number))} "
         f"again with seed{'s' * (seeds > 2)} {', '.join(map(str, other_seeds(spec, seeds)))} "
@@ -145,7 +145,7 @@ def _run_set(spec: StudySpec, study: StudyDir, pending: list[tuple[TrialRow, int
     restore = not any(s in r.replicates for r, s in pending)  # a failed one named again starts afresh
     if not restore:
         shutil.rmtree(study.ray_dir / name, ignore_errors=True)
-    trainable = replicate_trainable(jobs, study, threads=threads, branches=branches)
+    trainable = replicate_trainable(jobs, study, threads=threads, prefixes=prefixes)
     grid = fit(tuner(trainable, spec, study, name, samples=1, restore=restore, resume_errored=True,
                      callbacks=[ReplicateProgress({i: (r, s) for i, (r, s) in enumerate(pending)}, replicate_line)],
                      param_space={TRIAL_KEY: tune.grid_search(sorted(jobs))}), spec, again)

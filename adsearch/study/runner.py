@@ -22,7 +22,6 @@ Optuna's private attributes; Ray's start-up and the process settings a study nee
 from __future__ import annotations
 
 import contextlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -50,7 +49,7 @@ from adsearch.study.stopping import graceful_sigterm
 from adsearch.study.searcher import (FailureLimit, Searcher, failed_count, finished_count, make_sampler, open_storage,
                                      optuna_space, set_metric_names, stopped_by_disk)
 from adsearch.study.trials import search_trainable
-from adsearch.train.prefixes import branch_epochs, cache_size
+from adsearch.train.prefixes import cache_dir, cache_settings, cache_size
 from adsearch.train.trainer import build_model, steps_per_epoch
 
 
@@ -153,7 +152,7 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
                     _run_search(spec, study, baseline, threads, base_widths, say)
                     if spec.search.replicates > 1:  # the baseline and the front with the other seeds
                         run_replicates(spec, study, None, spec.search.replicates, threads, say,
-                                       branches=_branches(spec), again=f"adsearch resume {study}")
+                                       prefixes=_prefixes(spec), again=f"adsearch resume {study}")
                 except (StudyInterrupted, KeyboardInterrupt) as exc:
                     report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
                     if isinstance(exc, KeyboardInterrupt):  # a stop between Ray Tune's runs
@@ -228,22 +227,22 @@ def _interrupted(directory: StudyDir | Path, what: str) -> StudyInterrupted:
                             f"Resume with: adsearch resume {directory}")
 
 
-def _branches(spec: StudySpec) -> list[int] | None:
-    """The branch epochs of the study's prefix cache, or None when `search.share_prefixes` is off."""
-    return branch_epochs(spec) if spec.search.share_prefixes else None
+def _prefixes(spec: StudySpec) -> dict | None:
+    """The prefix cache's settings for the study's trials (`prefixes.cache_settings`), or None when
+    `search.share_prefixes` is off."""
+    return cache_settings(spec)
 
 
 def _end_prefixes(spec: StudySpec, study: StudyDir, say) -> None:
-    """Say how large the prefix cache grew; delete it unless `search.keep_prefixes`."""
-    entries, size = cache_size(study.prefixes_dir)
-    if not entries:
+    """Say how large the shared prefix cache is now and where (its least recently used states have
+    gone as trials wrote, to stay within `search.prefix_cache_gb`)."""
+    if not spec.search.share_prefixes:
         return
-    if spec.search.keep_prefixes:
-        say(f"prefix cache: {entries} states, {size / 1e6:.1f} MB kept in {study.prefixes_dir} (search.keep_prefixes)")
-        return
-    shutil.rmtree(study.prefixes_dir, ignore_errors=True)
-    say(f"prefix cache: {entries} states, {size / 1e6:.1f} MB, deleted now that the study is done "
-        "(search.keep_prefixes: true keeps it)")
+    directory = cache_dir(spec)
+    entries, size = cache_size(directory)
+    if entries:
+        say(f"prefix cache: {entries} states, {size / 1e6:.1f} MB in {directory}, kept for later studies "
+            f"(at most {spec.search.prefix_cache_gb:g} GB; `adsearch cache` lists and clears it)")
 
 
 def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: list[int], say) -> dict:
@@ -252,7 +251,7 @@ def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: l
         return done
     say(f"baseline: {spec.train.epochs} epochs without pruning")
     trainable = search_trainable(spec.without_pruning(), study, baseline=None, threads=threads, base_widths=base_widths,
-                                 branches=_branches(spec))
+                                 prefixes=_prefixes(spec))
     # a baseline that failed for its recipe fails again the same way; one a full disk stopped goes on
     grid = fit(tuner(trainable, spec, study, "baseline", samples=1, restore=True, resume_errored=True), spec,
                f"adsearch resume {study}")
@@ -286,7 +285,7 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     )
     searcher.space_size, searcher.say = space_size(spec.search.space), say
     trainable = search_trainable(spec, study, baseline=baseline, threads=threads, base_widths=base_widths,
-                                 branches=_branches(spec))
+                                 prefixes=_prefixes(spec))
     progress = SearchProgress(spec.search.trials, baseline, spec.report.max_accuracy_drop, url, spec.name,
                               size_tolerance=spec.report.size_tolerance)
     stopper = FailureLimit(spec.search.max_failures, url, spec.name)

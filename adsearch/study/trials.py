@@ -62,11 +62,11 @@ CHECKPOINT_FILE = "trial.pt"
 
 
 def search_trainable(base: StudySpec, study: StudyDir, *, baseline: dict | None, threads: int,
-                     base_widths: list[int], branches: list[int] | None):
+                     base_widths: list[int], prefixes: dict | None):
     """Ray's trainable of the baseline or the search trials: each trains `base` with its config put
     in (`_trainable`); `baseline` (None: the baseline itself) gives the ratios it reports."""
     return tune.with_parameters(_trainable, base=base.model_dump(mode="json"), baseline=baseline, threads=threads,
-                                base_widths=base_widths, directory=str(study.path.resolve()), branches=branches)
+                                base_widths=base_widths, directory=str(study.path.resolve()), prefixes=prefixes)
 
 
 def control_trainable(controls: dict, study: StudyDir, *, baseline: dict | None, threads: int):
@@ -76,15 +76,15 @@ def control_trainable(controls: dict, study: StudyDir, *, baseline: dict | None,
                                 directory=str(study.path.resolve()))
 
 
-def replicate_trainable(replicates: dict, study: StudyDir, *, threads: int, branches: list[int] | None):
+def replicate_trainable(replicates: dict, study: StudyDir, *, threads: int, prefixes: dict | None):
     """Ray's trainable of the replicates `replicates` (an id -> the trial number, its seed and the spec
     it trains; `_replicate_trainable`)."""
     return tune.with_parameters(_replicate_trainable, replicates=replicates, threads=threads,
-                                directory=str(study.path.resolve()), branches=branches)
+                                directory=str(study.path.resolve()), prefixes=prefixes)
 
 
 def _replicate_trainable(config: dict, *, replicates: dict, threads: int, directory: str,
-                         branches: list[int] | None):
+                         prefixes: dict | None):
     """One replicate as a Ray Tune trial: trial `number` (-1 the baseline) trained again with another
     seed, `replicates[config[TRIAL_KEY]]`. It shares prefixes through the study's cache with the
     other replicates of its seed (the cache's key holds the seed); its network is not kept."""
@@ -95,7 +95,7 @@ def _replicate_trainable(config: dict, *, replicates: dict, threads: int, direct
     restored = tune.get_checkpoint()
     checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
     study = StudyDir(directory)
-    prefixes = PrefixCache(study.prefixes_dir, branches, owner=number) if branches is not None else None
+    prefixes = PrefixCache.of(prefixes, owner=number)
 
     with _live_entry(study, "replicate", number, {"seed": seed}, spec, checkpoint) as show:
         def report_epoch(metrics: dict, state: dict) -> None:
@@ -110,17 +110,17 @@ def _replicate_trainable(config: dict, *, replicates: dict, threads: int, direct
 
 
 def _trainable(config: dict, *, base: dict, baseline: dict | None, threads: int, base_widths: list[int],
-               directory: str, branches: list[int] | None):
+               directory: str, prefixes: dict | None):
     """One Ray Tune trial: the base spec with `config` put in, trained by `run_trial`; its final
     state kept in the study directory by trial number (`config[TRIAL_KEY]`; none: the baseline).
-    With `branches` (the study's branch epochs) it shares prefixes through the study's cache."""
+    With `prefixes` (`prefixes.cache_settings`) it shares prefixes through the prefix cache."""
     torch.set_num_threads(threads)
     number = config.get(TRIAL_KEY, BASELINE)
     spec = apply_params(StudySpec.model_validate(base), {k: v for k, v in config.items() if k != TRIAL_KEY})
     restored = tune.get_checkpoint()
     checkpoint = load_checkpoint(Path(restored.path)) if restored is not None else None
     study = StudyDir(directory)
-    prefixes = PrefixCache(study.prefixes_dir, branches, owner=number) if branches is not None else None
+    prefixes = PrefixCache.of(prefixes, owner=number)
     settings = {k: v for k, v in config.items() if k != TRIAL_KEY}
     kind = "baseline" if number == BASELINE else "search"
 

@@ -18,10 +18,19 @@ compression decision: the trainer's checkpoint, the epoch's record and its chann
 branch epochs are every epoch the base spec or the search space may compress at, and the last
 epoch (`branch_epochs`): a trial whose whole path is kept finishes without training.
 
-Entries are files `prefixes/e<epoch>-<key>.pt` in the study directory, written atomically and
-only once (the first writer wins; a second writer of the same entry wrote the same state). An
-entry that cannot be read is skipped with a warning, as a torn checkpoint is. On a multi-node
-cluster the folder must be on storage every node sees, like the study's `ray/`.
+The cache is shared by every study of the machine (`search.prefix_cache`, default
+`$ADSEARCH_PREFIX_CACHE`, else `$ADSEARCH_CACHE/prefixes`, else `~/.cache/adsearch/prefixes`, beside the
+decoded images): the key
+holds everything that decides a state and nothing of the study, so a study run again, with a larger
+budget, or with another search space over the same recipe starts from every state already trained.
+Entries are files `<recipe>-e<epoch>-<key>.pt`, written atomically and only once (the first writer
+wins; a second writer of the same entry wrote the same state), beside `recipes/<recipe>.json`, which
+says what the recipe is (study, model, data, seed) for `adsearch cache`. An entry that cannot be read
+is skipped with a warning, as a torn checkpoint is. The cache is bounded (`search.prefix_cache_gb`):
+an entry's file time is set when it is read, and after each write the least recently used entries
+go until the cache fits. A study may lose an entry it is about to read to another's eviction: it
+then trains that part. On a multi-node cluster each node keeps its own cache unless the folder is
+on storage every node sees; either way a trial only ever starts from a state of its own path.
 """
 
 from __future__ import annotations
@@ -30,21 +39,56 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from adsearch.data.image_cache import CACHE_ENV
 from adsearch.models.saving import save_torch
 from adsearch.spec.space import ValuesDim
 from adsearch.spec.study_spec import StudySpec
 
-PREFIX_VERSION = 1
+PREFIX_VERSION = 2
 """Part of every key: a change to what an entry holds or how training runs makes old entries unused."""
+PREFIX_CACHE_ENV = "ADSEARCH_PREFIX_CACHE"
+"""Environment variable holding the prefix cache's default folder (else `$ADSEARCH_CACHE/prefixes`)."""
 DECISION_FIELDS = ("method", "compress_at", "start", "every", "max_rounds", "criterion", "widths", "keep",
                    "target_density", "min_channels", "round_to", "weights")
 """Pruning fields that act only at a compression decision; they enter a key through its events."""
+
+
+def cache_dir(spec: StudySpec) -> Path:
+    """The prefix cache's folder for `spec`: `search.prefix_cache`, else `default_cache_dir()`."""
+    if spec.search.prefix_cache:
+        return Path(os.path.expandvars(spec.search.prefix_cache)).expanduser().resolve()
+    return default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    """`$ADSEARCH_PREFIX_CACHE`, else `$ADSEARCH_CACHE/prefixes`, else `~/.cache/adsearch/prefixes`."""
+    if os.environ.get(PREFIX_CACHE_ENV):
+        return Path(os.environ[PREFIX_CACHE_ENV]).expanduser().resolve()
+    return (Path(os.environ.get(CACHE_ENV) or "~/.cache/adsearch").expanduser() / "prefixes").resolve()
+
+
+def cache_settings(spec: StudySpec) -> dict | None:
+    """What a trial of `spec`'s study needs to use the prefix cache (`PrefixCache.of`), or None when
+    `search.share_prefixes` is off: plain values, as Ray hands them to a worker."""
+    if not spec.search.share_prefixes:
+        return None
+    return {"directory": str(cache_dir(spec)), "epochs": branch_epochs(spec),
+            "limit": int(spec.search.prefix_cache_gb * 1e9), "about": recipe_about(spec)}
+
+
+def recipe_about(spec: StudySpec) -> dict:
+    """What `adsearch cache` says about a recipe: the study that first trained it, and its outline."""
+    model = spec.model.arch if spec.model.layers is None else f"{spec.model.arch} {spec.model.layers}"
+    return {"study": spec.name, "model": model, "dataset": spec.data.dataset, "seed": spec.seed,
+            "epochs": spec.train.epochs}
 
 
 def branch_epochs(spec: StudySpec) -> list[int]:
@@ -95,33 +139,51 @@ def _hash(value) -> str:
 
 
 class PrefixCache:
-    """The prefix cache of one study (a folder), as one trial uses it.
+    """The prefix cache (a folder shared by studies), as one trial uses it.
 
     `owner` is the trial using it (its number; -1 the baseline): the entries it writes name it, so
-    a trial that starts from an entry knows whose work it reuses.
+    a trial that starts from an entry knows whose work it reuses. `limit`: the bytes the cache may
+    hold (None: no bound); `about`: what `recipes/<recipe>.json` says of a recipe it writes first.
     """
 
-    def __init__(self, directory: Path | str, epochs: Iterable[int], owner: int | None = None):
+    def __init__(self, directory: Path | str, epochs: Iterable[int], owner: int | None = None, *,
+                 limit: int | None = None, about: dict | None = None):
         self.directory = Path(directory)
         self.epochs = frozenset(epochs)
         self.owner = owner
+        self.limit, self.about = limit, about
+
+    @classmethod
+    def of(cls, settings: dict | None, owner: int | None = None) -> PrefixCache | None:
+        """The cache `cache_settings` describes (None: none), used by trial `owner`."""
+        if settings is None:
+            return None
+        return cls(settings["directory"], settings["epochs"], owner, limit=settings.get("limit"),
+                   about=settings.get("about"))
 
     def __repr__(self) -> str:
         return f"PrefixCache({str(self.directory)!r}, epochs={sorted(self.epochs)})"
 
     def path(self, recipe: str, events: list, epoch: int) -> Path:
         """The entry for the state at `epoch` after compression `events` under recipe key `recipe`."""
-        return self.directory / f"e{epoch:04d}-{_hash([recipe, events, epoch])}.pt"
+        return self.directory / f"{recipe}-e{epoch:04d}-{_hash([recipe, events, epoch])}.pt"
 
     def load(self, path: Path) -> dict | None:
-        """The entry at `path`, or None if there is none or it cannot be read (then with a warning)."""
+        """The entry at `path`, or None if there is none or it cannot be read (then with a warning).
+        A hit marks the entry used now (least recently used entries go first)."""
         if not path.is_file():
             return None
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:  # evicted by another study meanwhile: train this part
+            return None
         except Exception as exc:  # noqa: BLE001 - a torn or corrupt file: train this part instead
             warnings.warn(f"prefix cache entry {path} is unreadable ({exc}); training that part instead", stacklevel=2)
             return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass
         if not isinstance(entry, dict) or entry.get("version") != PREFIX_VERSION:
             warnings.warn(f"prefix cache entry {path} is not an entry of this adsearch version; "
                           "training that part instead", stacklevel=2)
@@ -137,6 +199,7 @@ class PrefixCache:
         if path.exists():
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._describe(path.name.split("-e", 1)[0])
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
@@ -148,12 +211,108 @@ class PrefixCache:
                 return False
             except OSError:  # a filesystem without hard links: the last writer wins, with the same state
                 os.replace(tmp, path)
-            return True
         finally:
             Path(tmp).unlink(missing_ok=True)
+        if self.limit is not None:
+            evict(self.directory, self.limit, keep=path)
+        return True
+
+    def _describe(self, recipe: str) -> None:
+        """Write `recipes/<recipe>.json` (what `adsearch cache` shows) unless it is there."""
+        path = self.directory / "recipes" / f"{recipe}.json"
+        if self.about is None or path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({**self.about, "first_written": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        os.replace(tmp, path)
+
+
+# --- the cache as a whole: what `adsearch cache` lists, sizes, bounds and clears ------------------------
+
+
+@dataclass(frozen=True)
+class RecipeEntries:
+    """The entries of one recipe in the cache."""
+
+    recipe: str
+    entries: int
+    bytes: int
+    last_used: float
+    """The newest file time of its entries (a read sets it)."""
+    about: dict
+    """`recipes/<recipe>.json`: study, model, dataset, seed, epochs, first_written ({} if missing)."""
+
+
+def _entries(directory: Path) -> list[tuple[Path, os.stat_result]]:
+    out = []
+    for p in directory.glob("*.pt") if directory.is_dir() else []:
+        try:
+            out.append((p, p.stat()))
+        except FileNotFoundError:  # evicted meanwhile
+            continue
+    return out
 
 
 def cache_size(directory: Path | str) -> tuple[int, int]:
     """(entries, bytes) of the prefix cache in `directory` (0, 0 if there is none)."""
-    files = [p for p in Path(directory).glob("e*.pt") if p.is_file()] if Path(directory).is_dir() else []
-    return len(files), sum(p.stat().st_size for p in files)
+    files = _entries(Path(directory))
+    return len(files), sum(st.st_size for _, st in files)
+
+
+def recipes(directory: Path | str) -> list[RecipeEntries]:
+    """The cache's entries grouped by recipe, the most recently used first."""
+    directory = Path(directory)
+    groups: dict[str, list[os.stat_result]] = {}
+    for p, st in _entries(directory):
+        groups.setdefault(p.name.split("-e", 1)[0], []).append(st)
+    out = []
+    for recipe, stats in groups.items():
+        try:
+            about = json.loads((directory / "recipes" / f"{recipe}.json").read_text())
+        except (OSError, ValueError):
+            about = {}
+        out.append(RecipeEntries(recipe, len(stats), sum(s.st_size for s in stats), max(s.st_mtime for s in stats),
+                                 about))
+    return sorted(out, key=lambda r: -r.last_used)
+
+
+def evict(directory: Path | str, limit: int, keep: Path | None = None) -> tuple[int, int]:
+    """Delete the least recently used entries of the cache in `directory` until it holds at most
+    `limit` bytes (never `keep`, the entry just written); returns (entries, bytes) deleted."""
+    files = sorted(_entries(Path(directory)), key=lambda f: f[1].st_mtime)
+    total, gone, freed = sum(st.st_size for _, st in files), 0, 0
+    for p, st in files:
+        if total <= limit:
+            break
+        if keep is not None and p == keep:
+            continue
+        p.unlink(missing_ok=True)
+        total, gone, freed = total - st.st_size, gone + 1, freed + st.st_size
+    if gone:
+        _forget_empty_recipes(Path(directory))
+    return gone, freed
+
+
+def clear(directory: Path | str, recipe: str | None = None) -> tuple[int, int]:
+    """Delete every entry of the cache in `directory` (or only recipe `recipe`'s, a key or its start);
+    returns (entries, bytes) deleted."""
+    gone, freed = 0, 0
+    for p, st in _entries(Path(directory)):
+        if recipe is None or p.name.startswith(recipe):
+            p.unlink(missing_ok=True)
+            gone, freed = gone + 1, freed + st.st_size
+    _forget_empty_recipes(Path(directory))
+    return gone, freed
+
+
+def _forget_empty_recipes(directory: Path) -> None:
+    """Delete the `recipes/` notes of recipes with no entry left."""
+    notes = directory / "recipes"
+    if not notes.is_dir():
+        return
+    held = {p.name.split("-e", 1)[0] for p, _ in _entries(directory)}
+    for note in notes.glob("*.json"):
+        if note.stem not in held:
+            note.unlink(missing_ok=True)

@@ -99,7 +99,9 @@ def test_a_study_killed_twice_in_its_search_ends_as_the_same_study_run_once(tmp_
     epochs, trials = 8, 4
     text = spec_text("kill", epochs=epochs, trials=trials, width=48, concurrent=1,
                      space="pruning.compress_at: {values: [[1], [2], [3], [4]]}")
-    straight = run_study(parse_spec(text), reports_dir=tmp_path / "straight", say=lambda _: None).directory
+    with pytest.MonkeyPatch.context() as patch:  # a prefix cache of its own: the killed run trains its epochs
+        patch.setenv("ADSEARCH_PREFIX_CACHE", str(tmp_path / "straight-cache"))
+        straight = run_study(parse_spec(text), reports_dir=tmp_path / "straight", say=lambda _: None).directory
     spec = tmp_path / "kill.yaml"
     spec.write_text(text)
     address = ray_session.get_runtime_context().gcs_address
@@ -137,7 +139,7 @@ def test_a_study_killed_twice_in_its_search_ends_as_the_same_study_run_once(tmp_
         reference = straight_lines[json.dumps(lines[0]["config"]["pruning.compress_at"])]
         for line in lines:  # every epoch as often as it was trained (again): the straight run's numbers
             assert {k: line[k] for k in RECORDED} == {k: reference[line["epoch"]][k] for k in RECORDED}, reported
-    assert not (study_dir / "prefixes").exists()  # used through the kills and resumes, deleted at the end
+    assert not (study_dir / "prefixes").exists()  # the prefix cache is shared, outside the study
     table = pd.read_csv(study_dir / "trials.csv")
     assert sorted(table["number"]) == [-1, *range(trials)] and (table["state"] == "COMPLETE").all()
     assert (study_dir / "report.md").exists() and not (study_dir / LOCK_FILE).exists()
@@ -473,7 +475,7 @@ def test_sharing_off_trains_the_same_trials_and_an_exhausted_space_ends_the_stud
     starts from the baseline's epoch 1. The same study with sharing off (and a random sampler with
     a budget of 4 over its 2 points) trains everything, gives the same trials, and ends after 2."""
     shared = pd.read_csv(tiny_study / "trials.csv").set_index("param:pruning.target_density", drop=False)
-    assert not (tiny_study / "prefixes").exists()  # deleted once the study was done
+    assert not (tiny_study / "prefixes").exists()  # the prefix cache is shared, outside the study
     assert shared.loc[0.3, "shared_epochs"] == 3 and shared.loc[0.3, "spent_train_macs"] == 0
     assert shared.loc[0.3, "shared_from"] == -1 and shared.loc[0.95, "shared_epochs"] == 1
     assert "Shared training: 1 trial started from a state another trial trained and 1 reused a network already " \
@@ -495,3 +497,25 @@ def test_sharing_off_trains_the_same_trials_and_an_exhausted_space_ends_the_stud
         assert trained.loc[value, same].tolist() == shared.loc[value, same].tolist(), value
     baseline = [t[t["role"] == "baseline"][same].values.tolist() for t in (alone, shared)]
     assert baseline[0] == baseline[1]
+
+
+def test_a_study_of_the_same_recipe_starts_from_every_state_another_study_trained(tmp_path, ray_session, tiny_study,
+                                                                                  monkeypatch):
+    """The session's tiny study left its states in the session's prefix cache. Another study of the same
+    recipe (another name, a larger space) trains nothing: its baseline and its trials (target density 0.6
+    cuts to the widths 0.95 does) start from those states, each to its last epoch."""
+    monkeypatch.setenv("ADSEARCH_PREFIX_CACHE", os.path.join(os.environ["ADSEARCH_CACHE"], "session-prefixes"))
+    (tmp_path / "again.yaml").write_text(spec_text("again", trials=3,
+                                                   space="pruning.target_density: {values: [0.3, 0.95, 0.6]}"))
+    res = adsearch("run", "again.yaml", "--reports", tmp_path / "reports", "--address",
+                   ray_session.get_runtime_context().gcs_address, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "reports" / "again" / "trials.csv")
+    assert len(table) == 4 and (table["spent_train_macs"] == 0).all() and (table["shared_epochs"] == 3).all()
+    first = pd.read_csv(tiny_study / "trials.csv").set_index("param:pruning.target_density", drop=False)
+    again = table.set_index("param:pruning.target_density", drop=False)
+    for value in (0.3, 0.95):
+        assert again.loc[value, "accuracy"] == first.loc[value, "accuracy"]
+    assert "kept for later studies" in res.stdout
+    listed = adsearch("cache", cwd=tmp_path).stdout
+    assert "tiny" in listed and "digits" in listed  # the recipe, named after the study that first trained it

@@ -117,7 +117,7 @@ def test_trials_that_keep_other_channels_at_the_same_widths_do_not_share_after_t
 def test_a_torn_entry_is_trained_again_with_a_warning(tmp_path, scratch):
     spec = spec_with(**{"pruning.compress_at": [2]})
     run_trial(spec.without_pruning(), prefixes=cache(tmp_path, -1))
-    entries = sorted(tmp_path.glob("e0002-*.pt"))
+    entries = sorted(tmp_path.glob("*-e0002-*.pt"))
     assert len(entries) == 1
     entries[0].write_bytes(entries[0].read_bytes()[:100])  # torn by a crash
     with pytest.warns(UserWarning, match="unreadable"):
@@ -146,7 +146,7 @@ def test_two_trials_racing_on_the_same_entries_both_succeed(tmp_path):
         first, second = pool.map(_train_with_cache, [str(tmp_path)] * 2)
     assert {k: v for k, v in first.items() if k != "shared_epochs"} == \
         {k: v for k, v in second.items() if k != "shared_epochs"}
-    assert sorted(p.name[:5] for p in tmp_path.iterdir()) == ["e0002", "e0003", "e0004"]  # each once, no temp file
+    assert sorted(p.name.split("-")[1] for p in tmp_path.iterdir()) == ["e0002", "e0003", "e0004"]  # each once, no temp file
 
 
 def test_save_keeps_the_first_entry_and_leaves_no_temporary_file(tmp_path):
@@ -193,3 +193,55 @@ def test_branch_epochs_of_a_periodic_schedule_are_every_start_and_step_searched(
     starts = starts.model_copy(update={"search": starts.search.model_copy(update={"space": {
         "pruning.start": ValuesDim(values=[1, 3])}})})
     assert branch_epochs(starts) == [1, 3, 4, 6, 7, 9]
+
+
+def test_the_cache_is_bounded_and_the_least_recently_used_entries_go_first(tmp_path):
+    import os
+
+    c = PrefixCache(tmp_path, [2], owner=0, about={"study": "s", "model": "vgg", "dataset": "synthetic", "seed": 0,
+                                                   "epochs": 4})
+    paths = [tmp_path / f"{'a' * 24}-e000{k}-x.pt" for k in range(1, 4)]
+    for k, path in enumerate(paths):
+        c.save(path, {"state": {"blob": torch.zeros(2000)}})
+        os.utime(path, (1000 + k, 1000 + k))  # written in this order
+    size = paths[0].stat().st_size
+    assert c.load(paths[0]) is not None  # read now: the most recently used
+    bounded = PrefixCache(tmp_path, [2], owner=1, limit=int(3.5 * size))
+    newest = tmp_path / f"{'b' * 24}-e0001-y.pt"
+    bounded.save(newest, {"state": {"blob": torch.ones(2000)}})
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == sorted([paths[0].name, paths[2].name, newest.name])
+    assert cache_size(tmp_path) == (3, 3 * size)
+
+
+def test_the_cache_lists_its_recipes_and_clears_one_or_all(tmp_path):
+    from adsearch.train.prefixes import clear, recipes
+
+    about = {"study": "first", "model": "vgg [8]", "dataset": "synthetic", "seed": 3, "epochs": 4}
+    c = PrefixCache(tmp_path, [2], owner=0, about=about)
+    for recipe, epochs in (("a" * 24, (1, 2)), ("b" * 24, (1,))):
+        for e in epochs:
+            c.save(tmp_path / f"{recipe}-e000{e}-x.pt", {"state": {"n": e}})
+    listed = {g.recipe: g for g in recipes(tmp_path)}
+    assert {r: g.entries for r, g in listed.items()} == {"a" * 24: 2, "b" * 24: 1}
+    assert listed["a" * 24].about["study"] == "first" and listed["a" * 24].about["seed"] == 3
+    assert clear(tmp_path, "aaaa")[0] == 2
+    assert [g.recipe for g in recipes(tmp_path)] == ["b" * 24]
+    assert not (tmp_path / "recipes" / f"{'a' * 24}.json").exists()  # its note goes with its last state
+    assert clear(tmp_path)[0] == 1 and cache_size(tmp_path) == (0, 0)
+
+
+def test_the_cache_command_lists_sizes_and_clears_and_names_an_unknown_recipe(tmp_path):
+    from helpers import adsearch
+
+    c = PrefixCache(tmp_path / "cache", [2], owner=0, about={"study": "quick", "model": "vgg", "dataset": "digits",
+                                                             "seed": 0, "epochs": 20})
+    c.save(tmp_path / "cache" / f"{'c' * 24}-e0003-x.pt", {"state": {"n": 1}})
+    listed = adsearch("cache", "--dir", tmp_path / "cache", cwd=tmp_path)
+    assert listed.returncode == 0 and "cccccccccccc" in listed.stdout and "quick" in listed.stdout
+    assert f"1 states" in listed.stdout and str(tmp_path / "cache") in listed.stdout
+    unknown = adsearch("cache", "--dir", tmp_path / "cache", "--recipe", "zz", "--clear", cwd=tmp_path)
+    assert unknown.returncode == 1 and "no states of a recipe starting 'zz'" in unknown.stderr
+    assert cache_size(tmp_path / "cache")[0] == 1  # nothing deleted
+    cleared = adsearch("cache", "--dir", tmp_path / "cache", "--clear", cwd=tmp_path)
+    assert cleared.returncode == 0 and "deleted 1 states" in cleared.stdout
+    assert "is empty" in adsearch("cache", "--dir", tmp_path / "cache", cwd=tmp_path).stdout
