@@ -14,7 +14,7 @@ epoch's cut, training MACs so far, cuts made. Then, per study and pooled:
    two at a time), and then: the final-front trials it would have stopped, the training MACs it
    would have saved (each stopped trial's MACs after its rung: prefix sharing of those later epochs
    is ignored), and the hypervolume of what is left against the whole study's (accuracy, parameters
-   / baseline, training MACs / baseline; reference: accuracy 0 and the baseline's costs).
+   / baseline, training MACs / baseline; reference: the baseline's accuracy - 10 points and its costs).
 
 This replays decisions over trials that a sampler chose without early stopping; a real run with it
 on also changes what the sampler proposes next (`bench_early_stop.py` measures that).
@@ -117,7 +117,7 @@ def simulate(rows: list[TrialRow], baseline: TrialRow, rungs: list[int], peers: 
     total = sum(r.metrics["train_macs"] for r in rows)
     saved = sum(r.metrics["train_macs"] - stopped[r.number].values["train_macs"] for r in rows if r.number in stopped)
     kept = [r for r in rows if r.number not in stopped]
-    reference = (0.0, 1.0, 1.0)
+    reference = (baseline.metrics["accuracy"] - 0.10, 1.0, 1.0)
     hv_all = hypervolume(normalised(rows, baseline), OBJECTIVES, reference)
     hv_kept = hypervolume(normalised(kept, baseline), OBJECTIVES, reference)
     return {"stopped": len(stopped), "trials": len(rows), "front": len(front),
@@ -136,6 +136,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("studies", nargs="+", type=Path)
     ap.add_argument("--rungs", default="2,3,4,5,6,8,9,10,12,15,17")
+    ap.add_argument("--json", action="store_true", help="also print every figure as one JSON line")
     args = ap.parse_args()
     studies = {d.name: trials_of(d) for d in args.studies}
     print(f"objectives: {', '.join(m for m, _ in rung_objectives(OBJECTIVES))}; studies: "
@@ -165,7 +166,8 @@ def main() -> None:
         print(f"| {rungs} | {peers} | {keep:.2f} | {min_peers} | {stopped} of {trials} | {fs} of {front} | "
               f"{100 * saved:.0f}% | {', '.join(f'{h:.3f}' for h in hv)} |")
         summary["rules"].append({"rungs": rungs, "peers": peers, "keep": keep, "min_peers": min_peers, "sims": sims})
-    print("\n" + json.dumps(summary, default=float))
+    if args.json:
+        print("\n" + json.dumps(summary, default=float))
 
 
 if __name__ == "__main__":

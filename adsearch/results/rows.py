@@ -139,8 +139,7 @@ class TrialRow:
                 metrics["accuracy_low"], metrics["accuracy_high"] = self.accuracy_interval
                 metrics["seeds"], metrics["accuracy_std"] = len(self.seeds) or None, self.accuracy_std
         return {"number": self.number, "role": self.role, "state": self.state, "error": self.error,
-                "stopped_at": self.stopped_at,
-                **{f"param:{p}": self.settings.get(p) for p in paths}, **metrics,
+                **{f"param:{p}": self.settings.get(p) for p in paths}, **metrics, "stopped_at": self.stopped_at,
                 "gpu_ids": self.gpu_ids, "widths": self.widths, "base_widths": self.base_widths}
 
     @property

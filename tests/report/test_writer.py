@@ -38,7 +38,7 @@ def test_trials_csv_reads_back_with_every_trial_and_column(written):
     assert list(df.columns[-2:]) == ["widths", "base_widths"]
     metrics = list(METRICS)
     metrics[1:1] = ["accuracy_low", "accuracy_high", "seeds", "accuracy_std"]  # its 95% interval; over seeds, their spread
-    assert list(df.columns) == ["number", "role", "state", "error", "param:pruning.target_density", *metrics,
+    assert list(df.columns) == ["number", "role", "state", "error", "param:pruning.target_density", *metrics, "stopped_at",
                                 "gpu_ids", "widths", "base_widths"]  # no ray_trial_id, no unused epochs
     assert df["accuracy_low"].isna().all() and df["test_samples"].isna().all()  # rows made by hand have no count
     assert df.loc[df["number"] == 3, "params"].item() == 23_000
