@@ -139,10 +139,10 @@ class Searcher(OptunaSearch):
     A proposal equal to an earlier trial's parameters is a *repeat*: told to Optuna at once with
     the earlier trial's result (user attribute `repeat_of`; PRUNED while the earlier one still
     runs), without a Ray trial, and the searcher asks again, so repeats do not use up the budget.
-    A trial early stopping stopped (`adsearch.study.early_stop`) is told PRUNED, its metrics
-    there kept as user attributes. A finite space (`space_size`) whose every point was tried ends the search (the study's user
-    attribute `search_ended` says why), as does a sampler that only repeats itself. What was tried
-    and how a repeat is told is `adsearch.study.repeats`.
+    A trial early stopping stopped (`adsearch.study.early_stop`) is told PRUNED, its metrics there
+    kept as user attributes. A finite space (`space_size`) whose every point was tried ends the
+    search (the study's user attribute `search_ended` says why), as does a sampler that only repeats
+    itself. What was tried and how a repeat is told is `adsearch.study.repeats`.
     """
 
     _orphans: list | None = None  # Optuna trials a crash left RUNNING, not yet handed out; None: not looked for
