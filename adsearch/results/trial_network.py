@@ -27,6 +27,9 @@ def check_finished(record: StudyRecord, row: TrialRow) -> None:
     if row.state == "FAIL":
         raise AdsearchError(f"trial {name} of study {record.name!r} failed, so it has no network to export: "
                             f"{row.error or '(no message recorded)'}")
+    if row.stopped:
+        raise AdsearchError(f"trial {name} of study {record.name!r} was stopped early after epoch {row.stopped_at} "
+                            "(search.early_stop), so it has no final network to export")
     if not row.complete:
         raise AdsearchError(f"trial {name} of study {record.name!r} is {row.state} (study {record.state}); "
                             "only a finished trial can be exported")

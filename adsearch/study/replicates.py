@@ -68,7 +68,7 @@ def chosen_replicates(rows: Sequence[TrialRow], numbers: Iterable[int]) -> list[
         elif row.is_repeat:
             problems.append(f"trial {number} repeats trial {row.metric('repeat_of')}: name that one")
         elif not row.complete:
-            problems.append(f"trial {number} is {row.state}: only a completed trial is replicated")
+            problems.append(f"trial {number} is {row.state_text}: only a completed trial is replicated")
         else:
             chosen.append(row)
     if problems:

@@ -76,7 +76,7 @@ def chosen_controls(rows: Sequence[TrialRow], numbers: Iterable[int]) -> list[Tr
         elif row.is_repeat:
             problems.append(f"trial {number} repeats trial {row.metric('repeat_of')}: name that one")
         elif not row.complete:
-            problems.append(f"trial {number} is {row.state}{f' ({row.error})' if row.error else ''}: a control "
+            problems.append(f"trial {number} is {row.state_text}{f' ({row.error})' if row.error else ''}: a control "
                             "trains the final widths of a completed trial")
         elif not pruned(row):
             problems.append(f"trial {number} kept its base widths: its control would be the baseline")

@@ -90,3 +90,5 @@ def test_a_study_stops_a_trial_that_ranks_out_records_it_and_counts_it_in_the_bu
     one = adsearch("show", directory, "--trial", str(stopped[0].number), cwd=tmp_path).stdout
     assert "stopped early after epoch 2 of 4 by search.early_stop" in one
     assert "4/4" in adsearch("ls", tmp_path / "reports", cwd=tmp_path).stdout
+    export = adsearch("export", directory, "--trial", str(stopped[0].number), cwd=tmp_path)
+    assert export.returncode == 1 and "was stopped early after epoch 2 (search.early_stop)" in export.stderr
