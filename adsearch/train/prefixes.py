@@ -94,7 +94,8 @@ def recipe_about(spec: StudySpec) -> dict:
 def branch_epochs(spec: StudySpec) -> list[int]:
     """The epochs where trials of `spec`'s study can part: every epoch the base spec or a searched
     schedule (`pruning.compress_at`, or `pruning.start`/`pruning.every`) may compress at, before the
-    last epoch, and the last epoch."""
+    last epoch, and the last epoch; and the rungs of `search.early_stop`, so that a trial reports each
+    (a trial reports only the epochs it trains and those it starts from in the cache)."""
     last = spec.train.epochs
     pruning = spec.pruning
     epochs = set(pruning.schedule(last))
@@ -109,6 +110,8 @@ def branch_epochs(spec: StudySpec) -> list[int]:
                 if isinstance(start, int) and start >= 1 and (every is None or isinstance(every, int) and every >= 1):
                     epochs.update(pruning.model_copy(update={"compress_at": [], "start": start, "every": every})
                                   .schedule(last))
+    if spec.search.early_stop is not None:  # a trial reports each rung, also one that starts past it from the cache
+        epochs.update(spec.search.early_stop.rungs)
     return sorted({e for e in epochs if isinstance(e, int) and 1 <= e < last} | {last})
 
 

@@ -245,3 +245,8 @@ def test_the_cache_command_lists_sizes_and_clears_and_names_an_unknown_recipe(tm
     cleared = adsearch("cache", "--dir", tmp_path / "cache", "--clear", cwd=tmp_path)
     assert cleared.returncode == 0 and "deleted 1 states" in cleared.stdout
     assert "is empty" in adsearch("cache", "--dir", tmp_path / "cache", cwd=tmp_path).stdout
+
+
+def test_the_rungs_of_early_stopping_are_branch_epochs_so_a_shared_trial_reports_them():
+    spec = parse_spec(SPEC.replace("search:\n", "search:\n  early_stop: {rungs: [1, 3]}\n"))
+    assert branch_epochs(spec) == [1, 2, 3, 4] and branch_epochs(parse_spec(SPEC)) == [2, 3, 4]
