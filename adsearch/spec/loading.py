@@ -117,6 +117,9 @@ def spec_warnings(spec: StudySpec) -> list[str]:
         found.append("train.channels_last applies on a GPU only: on the cpu the network keeps the default "
                      "layout (no faster there, and torch's oneDNN gets a narrow 1x1 stride-2 conv's weight "
                      "gradient wrong in NHWC)")
+    if spec.search.keep_prefixes:
+        found.append("search.keep_prefixes no longer does anything: the prefix cache is shared by studies and kept, "
+                     "bounded by search.prefix_cache_gb (`adsearch cache` lists and clears it)")
     return found
 
 

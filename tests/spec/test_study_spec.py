@@ -191,6 +191,8 @@ def test_compression_epochs_past_the_training_and_channels_last_on_a_cpu_are_war
     (layout,) = spec_warnings(parse_spec("name: x\ntrain: {device: cpu, channels_last: true}\n"))
     assert layout.startswith("train.channels_last applies on a GPU only: on the cpu the network keeps")
     assert spec_warnings(parse_spec("name: x\ntrain: {device: auto, channels_last: true}\n")) == []
+    (kept,) = spec_warnings(parse_spec("name: x\nsearch: {keep_prefixes: true}\n"))
+    assert kept.startswith("search.keep_prefixes no longer does anything: the prefix cache is shared")
 
 
 def test_invalid_yaml_gives_a_spec_error_with_a_line():
