@@ -10,7 +10,7 @@ from adsearch.results.arms import ARM_INTRO, budget_text
 from adsearch.results.scratch_view import MATCH_TITLES, SCRATCH_INTRO, scratch_cells, scratch_columns, scratch_verdict
 from adsearch.results.sharing import sharing_summary
 from adsearch.results.texts import accuracy_text
-from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, drop_p
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, drop_p, stopped_rows, stopping_text
 
 
 def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
@@ -78,12 +78,12 @@ def markdown(view: ReportView, plots: Container[str] | None = None) -> str:
                       [[r.label, *(value(r.settings.get(p)) for p in view.paths), r.error or "(no message)"]
                        for r in view.failed]) + [""]
 
-    if view.stopped:
-        out += ["## Trials stopped early", "", view.stopping_text(), ""]
+    if stopped := stopped_rows(view):
+        out += ["## Trials stopped early", "", stopping_text(view), ""]
         out += _table(["trial", *view.paths, "stopped after epoch", "accuracy there", "params there",
                        "train MACs there"],
                       [[r.label, *(value(r.settings.get(p)) for p in view.paths), str(r.stopped_at), accuracy_text(r),
-                        count(r.metric("params")), count(r.metric("train_macs"))] for r in view.stopped]) + [""]
+                        count(r.metric("params")), count(r.metric("train_macs"))] for r in stopped]) + [""]
 
     out += ["## Plots", ""]
     for cost, label in COSTS.items():

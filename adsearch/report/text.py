@@ -21,7 +21,7 @@ from adsearch.results.scratch_view import (MATCH_TITLES, SCRATCH_INTRO, scratch_
                                           scratch_verdict)
 from adsearch.results.sharing import compute_saved, sharing_summary, sharing_text
 from adsearch.results.texts import accuracy_text, cost_text, fewer, short_settings
-from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, drop_p, plain, view_of
+from adsearch.results.view import DROP_P, DROP_P_NOTE, ReportView, drop_p, plain, stopped_rows, stopping_text, view_of
 
 STUDY_HEADER = ("study", "state", "trials", "baseline", "recommended", "shared")
 """The columns of `adsearch ls`, one `study_line` per study."""
@@ -124,8 +124,8 @@ def study_text(study) -> str:
         out += [f"  {v}" for v in view.arm_verdicts()]
     if view.failed:
         out += ["", "failed:"] + [f"  trial {r.label}: {r.error or '(no message)'}" for r in view.failed]
-    if view.stopped:
-        out += ["", plain(view.stopping_text())]
+    if stopped_rows(view):
+        out += ["", plain(stopping_text(view))]
     out += ["", f"one trial: adsearch show {directory} --trial N; the report: {directory / 'report.html'}"
             if directory is not None else ""]
     return "\n".join(out).rstrip()

@@ -152,25 +152,6 @@ class ReportView:
         return [r for r in self.search_rows if r.state == "FAIL" and not r.is_repeat]
 
     @property
-    def stopped(self) -> list[TrialRow]:
-        """The search trials early stopping stopped (the rows `counts.stopped` counts)."""
-        return [r for r in self.search_rows if r.stopped and not r.is_repeat]
-
-    def stopping_text(self) -> str:
-        """What early stopping did, in one sentence ('' when it stopped nothing)."""
-        stopped = self.stopped
-        if not stopped:
-            return ""
-        rule = self.spec.search.early_stop
-        epochs = self.spec.train.epochs
-        saved = sum(epochs - r.stopped_at for r in stopped)
-        how = (f" at rungs {', '.join(map(str, rule.rungs))} (keep {rule.keep:g} of {rule.peers.replace('_', ' ')} "
-               f"peers, from {rule.min_peers})" if rule is not None else "")
-        return (f"Early stopping{how} stopped {len(stopped)} of {len(self.search_rows)} search trials, "
-                f"{saved} of their {len(stopped) * epochs} epochs not trained; they are listed with the metrics "
-                "of the epoch they stopped at and are not points of the front.")
-
-    @property
     def costs(self) -> list[str]:
         """The costs (`metrics.COSTS`) plotted against accuracy: params always, the others when
         some trial has them."""
@@ -281,6 +262,25 @@ DROP_P = "drop p"
 """The tables' column of `drop_p`, and what it means (`DROP_P_NOTE`)."""
 DROP_P_NOTE = ("drop p: McNemar's exact test of the trial against the baseline, paired on their test samples "
                "(pooled over the seeds both were trained with; * significant at 5%)")
+
+
+def stopped_rows(view: ReportView) -> list[TrialRow]:
+    """The search trials early stopping stopped (the rows `counts.stopped` counts)."""
+    return [r for r in view.search_rows if r.stopped and not r.is_repeat]
+
+
+def stopping_text(view: ReportView) -> str:
+    """What early stopping did, in one sentence ('' when it stopped nothing)."""
+    stopped = stopped_rows(view)
+    if not stopped:
+        return ""
+    rule, epochs = view.spec.search.early_stop, view.spec.train.epochs
+    saved = sum(epochs - r.stopped_at for r in stopped)
+    how = (f" at rungs {', '.join(map(str, rule.rungs))} (keep {rule.keep:g} of {rule.peers.replace('_', ' ')} "
+           f"peers, from {rule.min_peers})" if rule is not None else "")
+    return (f"Early stopping{how} stopped {len(stopped)} of {len(view.search_rows)} search trials, "
+            f"{saved} of their {len(stopped) * epochs} epochs not trained; they are listed with the metrics "
+            "of the epoch they stopped at and are not points of the front.")
 
 
 def plain(text: str) -> str:
