@@ -39,7 +39,11 @@ class RungScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         epoch, number = result.get("epoch"), (trial.config or {}).get(TRIAL_KEY)
-        if number is None or epoch not in self.rule.rungs or "error" in result:
+        if number is None or "error" in result:
+            return TrialScheduler.CONTINUE
+        if any(number in arrived and not arrived[number].go_on for arrived in self._table().values()):
+            return TrialScheduler.STOP  # stopped before a kill that left it running: stopped it stays
+        if epoch not in self.rule.rungs:
             return TrialScheduler.CONTINUE
         entry = self.arrive(number, epoch, result)
         return TrialScheduler.CONTINUE if entry.go_on else TrialScheduler.STOP

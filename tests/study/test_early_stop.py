@@ -42,6 +42,7 @@ def test_decisions_are_recorded_in_the_storage_and_a_restored_scheduler_keeps_th
     restored = pickle.loads(pickle.dumps(scheduler))
     again = lambda n, result: restored.on_trial_result(None, SimpleNamespace(config={TRIAL_KEY: n}), result)  # noqa: E731
     assert again(1, report(2, 0.99, 10)) == "STOP"  # trained again after a kill: the decision it got
+    assert again(1, report(3, 0.99, 10)) == "STOP"  # a kill before Ray stopped it: it goes no further
     assert again(2, report(2, 0.4, 100)) == "STOP"  # 0 better; 1 (recorded, stopped) too: 2 of 3
     assert again(3, report(2, 0.95, 100)) == "CONTINUE"
     recorded = [RungEntry.of(e) for t in load_study(tmp_path, "s").trials for e in t.user_attrs[RUNGS_KEY].values()]
