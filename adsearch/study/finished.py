@@ -22,10 +22,11 @@ from adsearch.study.cluster import configure_process, prepare_ray
 from adsearch.study.controls import run_controls
 from adsearch.study.replicates import chosen_replicates, front_replicates, other_seeds, run_replicates
 from adsearch.study.replicates import to_run as replicates_to_run
-from adsearch.study.runner import (StudyResult, _prefixes, _starting, _threads, _warn_with, check_runnable,
+from adsearch.study.runner import (StudyResult, _starting, _threads, _warn_with, check_runnable,
                                    run_then_report)
 from adsearch.study.scratch import MATCHES, controls_for, to_run
 from adsearch.study.stopping import graceful_sigterm
+from adsearch.train.prefixes import cache_settings
 
 MATCH_CHOICES = ("epochs", "compute", "both")
 """What `adsearch scratch --match` takes."""
@@ -100,7 +101,7 @@ def replicate_study(directory: Path | str, *, seeds: int, trials: list[int] | No
                  + (f" --trials {','.join(map(str, trials))}" if trials else ""))
 
         def work() -> None:
-            run_replicates(spec, study, trials, seeds, _threads(spec), say, prefixes=_prefixes(spec),
+            run_replicates(spec, study, trials, seeds, _threads(spec), say, prefixes=cache_settings(spec),
                            retry=trials or (), again=again)
 
         return bool(replicates_to_run(chosen, other_seeds(spec, seeds), trials or ())), work, again

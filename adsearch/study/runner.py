@@ -152,7 +152,7 @@ def _run_study(spec: StudySpec, reports_dir: Path, address: str | None, fresh: b
                     _run_search(spec, study, baseline, threads, base_widths, say)
                     if spec.search.replicates > 1:  # the baseline and the front with the other seeds
                         run_replicates(spec, study, None, spec.search.replicates, threads, say,
-                                       prefixes=_prefixes(spec), again=f"adsearch resume {study}")
+                                       prefixes=cache_settings(spec), again=f"adsearch resume {study}")
                 except (StudyInterrupted, KeyboardInterrupt) as exc:
                     report.write_report(study.path, spec, collect_rows(study, spec), state="interrupted")
                     if isinstance(exc, KeyboardInterrupt):  # a stop between Ray Tune's runs
@@ -227,12 +227,6 @@ def _interrupted(directory: StudyDir | Path, what: str) -> StudyInterrupted:
                             f"Resume with: adsearch resume {directory}")
 
 
-def _prefixes(spec: StudySpec) -> dict | None:
-    """The prefix cache's settings for the study's trials (`prefixes.cache_settings`), or None when
-    `search.share_prefixes` is off."""
-    return cache_settings(spec)
-
-
 def _end_prefixes(spec: StudySpec, study: StudyDir, say) -> None:
     """Say how large the shared prefix cache is now and where (its least recently used states have
     gone as trials wrote, to stay within `search.prefix_cache_gb`)."""
@@ -251,7 +245,7 @@ def _run_baseline(spec: StudySpec, study: StudyDir, threads: int, base_widths: l
         return done
     say(f"baseline: {spec.train.epochs} epochs without pruning")
     trainable = search_trainable(spec.without_pruning(), study, baseline=None, threads=threads, base_widths=base_widths,
-                                 prefixes=_prefixes(spec))
+                                 prefixes=cache_settings(spec))
     # a baseline that failed for its recipe fails again the same way; one a full disk stopped goes on
     grid = fit(tuner(trainable, spec, study, "baseline", samples=1, restore=True, resume_errored=True), spec,
                f"adsearch resume {study}")
@@ -285,7 +279,7 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     )
     searcher.space_size, searcher.say = space_size(spec.search.space), say
     trainable = search_trainable(spec, study, baseline=baseline, threads=threads, base_widths=base_widths,
-                                 prefixes=_prefixes(spec))
+                                 prefixes=cache_settings(spec))
     progress = SearchProgress(spec.search.trials, baseline, spec.report.max_accuracy_drop, url, spec.name,
                               size_tolerance=spec.report.size_tolerance)
     stopper = FailureLimit(spec.search.max_failures, url, spec.name)
