@@ -86,9 +86,13 @@ DRIVER = _Driver()
 class SearchProgress(tune.Callback):
     """Prints a line per finished trial: done/total and the current recommended trade-off."""
 
+    stops = False
+    """Whether the study stops trials early (`search.early_stop`): a finished trial is then looked up
+    in the storage for its stop."""
+
     def __init__(self, total: int, baseline: dict | None, max_drop: float, url: str, study_name: str, *,
-                 size_tolerance: float):
-        self.total, self.max_drop, self.size_tolerance = total, max_drop, size_tolerance
+                 size_tolerance: float, stops: bool = False):
+        self.total, self.max_drop, self.size_tolerance, self.stops = total, max_drop, size_tolerance, stops
         self.url, self.study_name = url, study_name
         self.baseline = baseline_row(baseline) if baseline else None
         self.rows: list[TrialRow] = []
@@ -97,8 +101,9 @@ class SearchProgress(tune.Callback):
         config = dict(trial.config or {})
         number = config.pop(TRIAL_KEY, len(self.rows))
         result = dict(trial.last_result or {})
-        if state == "COMPLETE" and (epoch := stopped_epoch(self.url, self.study_name, number)) is not None:
-            state, result[STOPPED_AT] = "PRUNED", epoch  # early stopping stopped it (`early_stop`)
+        epoch = stopped_epoch(self.url, self.study_name, number) if self.stops and state == "COMPLETE" else None
+        if epoch is not None:  # early stopping stopped it (`early_stop`)
+            state, result[STOPPED_AT] = "PRUNED", epoch
         row = TrialRow.from_result(number, result, state=state, error=error, settings=config)
         self.rows.append(row)
         if DRIVER.board is not None:

@@ -281,7 +281,7 @@ def _run_search(spec: StudySpec, study: StudyDir, baseline: dict | None, threads
     trainable = search_trainable(spec, study, baseline=baseline, threads=threads, base_widths=base_widths,
                                  prefixes=cache_settings(spec))
     progress = SearchProgress(spec.search.trials, baseline, spec.report.max_accuracy_drop, url, spec.name,
-                              size_tolerance=spec.report.size_tolerance)
+                              size_tolerance=spec.report.size_tolerance, stops=spec.search.early_stop is not None)
     stopper = FailureLimit(spec.search.max_failures, url, spec.name)
     _check_failure_limit(spec, study, storage)  # failures before a resume count
     if DRIVER.board is not None:

@@ -202,7 +202,7 @@ class PrefixCache:
         if path.exists():
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._describe(path.name.split("-e", 1)[0])
+        self._describe(_recipe_of(path))
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
@@ -227,9 +227,12 @@ class PrefixCache:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({**self.about, "first_written": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({**self.about, "first_written": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
 
 # --- the cache as a whole: what `adsearch cache` lists, sizes, bounds and clears ------------------------
@@ -246,6 +249,11 @@ class RecipeEntries:
     """The newest file time of its entries (a read sets it)."""
     about: dict
     """`recipes/<recipe>.json`: study, model, dataset, seed, epochs, first_written ({} if missing)."""
+
+
+def _recipe_of(entry: Path) -> str:
+    """The recipe key an entry's file name starts with (`PrefixCache.path`)."""
+    return entry.name.split("-e", 1)[0]
 
 
 def _entries(directory: Path) -> list[tuple[Path, os.stat_result]]:
@@ -269,7 +277,7 @@ def recipes(directory: Path | str) -> list[RecipeEntries]:
     directory = Path(directory)
     groups: dict[str, list[os.stat_result]] = {}
     for p, st in _entries(directory):
-        groups.setdefault(p.name.split("-e", 1)[0], []).append(st)
+        groups.setdefault(_recipe_of(p), []).append(st)
     out = []
     for recipe, stats in groups.items():
         try:
@@ -315,7 +323,7 @@ def _forget_empty_recipes(directory: Path) -> None:
     notes = directory / "recipes"
     if not notes.is_dir():
         return
-    held = {p.name.split("-e", 1)[0] for p, _ in _entries(directory)}
+    held = {_recipe_of(p) for p, _ in _entries(directory)}
     for note in notes.glob("*.json"):
         if note.stem not in held:
             note.unlink(missing_ok=True)
